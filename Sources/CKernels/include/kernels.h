@@ -1,1 +1,29 @@
+// Small fused element-wise kernels. Matrix products go through BLAS; these cover
+// the memory-bound work around them, written so the compiler vectorises them.
 #pragma once
+#include <stdint.h>
+#include <stddef.h>
+
+/// y = layernorm(x) row by row over `cols`, with optional affine weight/bias (NULL = identity).
+void uc_layer_norm(const float *x, float *y, long rows, long cols,
+                   const float *weight, const float *bias, float eps);
+/// Softmax of each row in place.
+void uc_softmax_rows(float *x, long rows, long cols);
+/// Element-wise activations (x and y may alias).
+void uc_gelu_erf(const float *x, float *y, long n);
+void uc_gelu_tanh(const float *x, float *y, long n);
+void uc_quick_gelu(const float *x, float *y, long n);
+void uc_silu(const float *x, float *y, long n);
+/// GroupNorm over one sample laid out [channels, spatial]; optional fused SiLU.
+void uc_group_norm(const float *x, float *y, long channels, long spatial, long groups,
+                   const float *weight, const float *bias, float eps, int fuse_silu);
+/// im2col for one image [C,H,W] into [C*kh*kw, oh*ow].
+void uc_im2col(const float *x, float *col, long c, long h, long w, long kh, long kw,
+               long sh, long sw, long ph, long pw, long oh, long ow);
+/// IEEE half and bfloat16 to float32.
+void uc_f16_to_f32(const uint16_t *src, float *dst, long n);
+void uc_bf16_to_f32(const uint16_t *src, float *dst, long n);
+/// y[i] = a[i] + b[i]; y[i] = a[i] * b[i]; y[r*cols+c] += bias[c].
+void uc_add(const float *a, const float *b, float *y, long n);
+void uc_mul(const float *a, const float *b, float *y, long n);
+void uc_add_row_bias(float *y, const float *bias, long rows, long cols);

@@ -1,0 +1,271 @@
+import CBLAS
+import CKernels
+import Foundation
+
+// MARK: - Matrix products (all through cblas_sgemm)
+
+/// y = x · Wᵀ + b over the last axis: x [..., in], weight [out, in] (torch's Linear layout).
+public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
+    let inF = x.shape.last!, outF = weight.shape[0]
+    precondition(weight.shape == [outF, inF], "linear: weight \(weight.shape) for input \(x.shape)")
+    let rows = x.count / max(inF, 1)
+    let y = Tensor(uninitialized: Array(x.shape.dropLast()) + [outF])
+    var beta: Float = 0
+    if let bias {
+        precondition(bias.count == outF, "linear: bias \(bias.shape) for \(outF) outputs")
+        for r in 0..<rows { (y.pointer + r * outF).update(from: bias.pointer, count: outF) }
+        beta = 1
+    }
+    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(outF), Int32(inF),
+                1, x.pointer, Int32(inF), weight.pointer, Int32(inF), beta, y.pointer, Int32(outF))
+    return y
+}
+
+/// C = A · B (optionally transposed) for 2-D tensors.
+public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transposeB: Bool = false) -> Tensor {
+    precondition(a.rank == 2 && b.rank == 2, "matmul: needs 2-D tensors, got \(a.shape) and \(b.shape)")
+    let m = transposeA ? a.shape[1] : a.shape[0]
+    let k = transposeA ? a.shape[0] : a.shape[1]
+    let n = transposeB ? b.shape[0] : b.shape[1]
+    precondition((transposeB ? b.shape[1] : b.shape[0]) == k, "matmul: \(a.shape) × \(b.shape)")
+    let c = Tensor(uninitialized: [m, n])
+    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
+                Int32(m), Int32(n), Int32(k), 1, a.pointer, Int32(a.shape[1]), b.pointer, Int32(b.shape[1]),
+                0, c.pointer, Int32(n))
+    return c
+}
+
+/// Batched C[i] = A[i] · B[i] for 3-D tensors.
+public func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeB: Bool = false) -> Tensor {
+    precondition(a.rank == 3 && b.rank == 3 && a.shape[0] == b.shape[0], "batchedMatmul: \(a.shape) × \(b.shape)")
+    let batch = a.shape[0]
+    let parts = (0..<batch).map { matmul(a.item($0), b.item($0), transposeB: transposeB) }
+    return stack(parts)
+}
+
+// MARK: - Element-wise
+
+@inline(__always)
+private func map(_ x: Tensor, _ kernel: (UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Tensor {
+    let y = Tensor(uninitialized: x.shape)
+    let src = x.pointer, dst = y.pointer
+    parallelChunks(x.count) { r in kernel(src + r.lowerBound, dst + r.lowerBound, r.count) }
+    return y
+}
+
+public func gelu(_ x: Tensor) -> Tensor { map(x) { uc_gelu_erf($0, $1, $2) } }
+public func geluTanh(_ x: Tensor) -> Tensor { map(x) { uc_gelu_tanh($0, $1, $2) } }
+public func quickGelu(_ x: Tensor) -> Tensor { map(x) { uc_quick_gelu($0, $1, $2) } }
+public func silu(_ x: Tensor) -> Tensor { map(x) { uc_silu($0, $1, $2) } }
+
+public func scale(_ x: Tensor, _ s: Float) -> Tensor {
+    map(x) { src, dst, n in for i in 0..<n { dst[i] = src[i] * s } }
+}
+
+/// a + b where b has a's shape, or b's shape is a suffix of a's (broadcast over leading axes).
+public func add(_ a: Tensor, _ b: Tensor) -> Tensor { broadcast(a, b, "add") { uc_add($0, $1, $2, $3) } }
+/// a * b with the same broadcasting as `add`.
+public func mul(_ a: Tensor, _ b: Tensor) -> Tensor { broadcast(a, b, "mul") { uc_mul($0, $1, $2, $3) } }
+
+private func broadcast(_ a: Tensor, _ b: Tensor, _ name: String,
+                       _ kernel: (UnsafePointer<Float>, UnsafePointer<Float>, UnsafeMutablePointer<Float>, Int) -> Void) -> Tensor {
+    precondition(Array(a.shape.suffix(b.rank)) == b.shape, "\(name): cannot broadcast \(b.shape) to \(a.shape)")
+    let y = Tensor(uninitialized: a.shape)
+    let inner = b.count, pa = a.pointer, pb = b.pointer, py = y.pointer
+    if inner == a.count {
+        parallelChunks(a.count) { r in kernel(pa + r.lowerBound, pb + r.lowerBound, py + r.lowerBound, r.count) }
+    } else {
+        let outer = a.count / max(inner, 1)
+        parallelChunks(outer, minimumPerChunk: max(1, (1 << 15) / max(inner, 1))) { r in
+            for o in r { kernel(pa + o * inner, pb, py + o * inner, inner) }
+        }
+    }
+    return y
+}
+
+/// Adds a per-channel bias to [B, C, ...] (channels on axis 1).
+public func addChannelBias(_ x: Tensor, _ bias: Tensor) -> Tensor {
+    let c = x.shape[1], spatial = x.count / (x.shape[0] * c)
+    precondition(bias.count == c, "addChannelBias: bias \(bias.shape) for \(c) channels")
+    let y = Tensor(uninitialized: x.shape)
+    let px = x.pointer, py = y.pointer, pb = bias.pointer
+    parallelChunks(x.shape[0] * c, minimumPerChunk: max(1, (1 << 15) / max(spatial, 1))) { r in
+        for bc in r {
+            let v = pb[bc % c], base = bc * spatial
+            for i in 0..<spatial { py[base + i] = px[base + i] + v }
+        }
+    }
+    return y
+}
+
+// MARK: - Normalisation and softmax
+
+/// LayerNorm over the last axis.
+public func layerNorm(_ x: Tensor, weight: Tensor?, bias: Tensor?, eps: Float) -> Tensor {
+    let cols = x.shape.last!, rows = x.count / max(cols, 1)
+    let y = Tensor(uninitialized: x.shape)
+    let px = x.pointer, py = y.pointer, pw = weight?.pointer, pb = bias?.pointer
+    parallelChunks(rows, minimumPerChunk: max(1, 8192 / max(cols, 1))) { r in
+        uc_layer_norm(px + r.lowerBound * cols, py + r.lowerBound * cols, r.count, cols, pw, pb, eps)
+    }
+    return y
+}
+
+/// GroupNorm on [B, C, ...], optionally followed by SiLU in the same pass.
+public func groupNorm(_ x: Tensor, groups: Int, weight: Tensor?, bias: Tensor?, eps: Float, fusedSiLU: Bool = false) -> Tensor {
+    let b = x.shape[0], c = x.shape[1], spatial = x.count / max(b * c, 1)
+    precondition(c % groups == 0, "groupNorm: \(c) channels not divisible into \(groups) groups")
+    let y = Tensor(uninitialized: x.shape)
+    let px = x.pointer, py = y.pointer, pw = weight?.pointer, pb = bias?.pointer
+    let per = c / groups
+    // Parallel over (batch, group) pairs; each is independent.
+    parallelChunks(b * groups, minimumPerChunk: 1) { r in
+        for bg in r {
+            let bi = bg / groups, g = bg % groups
+            let base = (bi * c + g * per) * spatial
+            uc_group_norm(px + base, py + base, per, spatial, 1,
+                          pw.map { $0 + g * per }, pb.map { $0 + g * per }, eps, fusedSiLU ? 1 : 0)
+        }
+    }
+    return y
+}
+
+/// Softmax over the last axis.
+public func softmax(_ x: Tensor) -> Tensor {
+    let y = x.copy()
+    let cols = x.shape.last!, rows = x.count / max(cols, 1), p = y.pointer
+    parallelChunks(rows, minimumPerChunk: max(1, 8192 / max(cols, 1))) { r in
+        uc_softmax_rows(p + r.lowerBound * cols, r.count, cols)
+    }
+    return y
+}
+
+// MARK: - Convolution and resampling
+
+/// 2-D convolution: x [B, C, H, W], weight [O, C, kh, kw] → [B, O, oh, ow], as im2col + sgemm.
+public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)) -> Tensor {
+    let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
+    precondition(weight.shape[1] == c, "conv2d: weight \(weight.shape) for input \(x.shape)")
+    let oh = (h + 2 * padding.0 - kh) / stride.0 + 1
+    let ow = (w + 2 * padding.1 - kw) / stride.1 + 1
+    let y = Tensor(uninitialized: [b, o, oh, ow])
+    let k = c * kh * kw, n = oh * ow
+    let direct = kh == 1 && kw == 1 && stride == (1, 1) && padding == (0, 0)
+    let col = direct ? nil : Tensor(uninitialized: [k, n])
+    for bi in 0..<b {
+        let src = x.pointer + bi * c * h * w
+        var colPointer = UnsafePointer(src)
+        if let col {
+            let cp = col.pointer
+            // im2col rows are independent per input channel: split them across cores.
+            parallelChunks(c, minimumPerChunk: max(1, c / ProcessInfo.processInfo.activeProcessorCount)) { r in
+                uc_im2col(src + r.lowerBound * h * w, cp + r.lowerBound * kh * kw * n, r.count, h, w, kh, kw,
+                          stride.0, stride.1, padding.0, padding.1, oh, ow)
+            }
+            colPointer = UnsafePointer(cp)
+        }
+        let dst = y.pointer + bi * o * n
+        var beta: Float = 0
+        if let bias {
+            for oc in 0..<o { (dst + oc * n).initialize(repeating: bias.pointer[oc], count: n) }
+            beta = 1
+        }
+        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(o), Int32(n), Int32(k),
+                    1, weight.pointer, Int32(k), colPointer, Int32(n), beta, dst, Int32(n))
+    }
+    return y
+}
+
+/// Nearest-neighbour 2× upsampling of [B, C, H, W].
+public func upsampleNearest2x(_ x: Tensor) -> Tensor {
+    let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let y = Tensor(uninitialized: [b, c, 2 * h, 2 * w])
+    let px = x.pointer, py = y.pointer
+    parallelChunks(b * c, minimumPerChunk: 4) { r in
+        for plane in r {
+            let src = px + plane * h * w, dst = py + plane * 4 * h * w
+            for i in 0..<h {
+                let row = dst + 2 * i * 2 * w
+                for j in 0..<w { let v = src[i * w + j]; row[2 * j] = v; row[2 * j + 1] = v }
+                (row + 2 * w).update(from: row, count: 2 * w)
+            }
+        }
+    }
+    return y
+}
+
+// MARK: - Shape operations
+
+/// Stacks equally shaped tensors along a new first axis.
+public func stack(_ parts: [Tensor]) -> Tensor {
+    let inner = parts[0].shape
+    let y = Tensor(uninitialized: [parts.count] + inner)
+    for (i, p) in parts.enumerated() {
+        precondition(p.shape == inner, "stack: \(p.shape) vs \(inner)")
+        (y.pointer + i * p.count).update(from: p.pointer, count: p.count)
+    }
+    return y
+}
+
+/// Concatenates along `axis`; all other dimensions must agree.
+public func concat(_ parts: [Tensor], axis: Int) -> Tensor {
+    let rank = parts[0].rank
+    let ax = axis < 0 ? rank + axis : axis
+    var shape = parts[0].shape
+    shape[ax] = parts.map { $0.shape[ax] }.reduce(0, +)
+    for p in parts {
+        precondition(p.rank == rank && zip(p.shape, shape).enumerated().allSatisfy { $0.offset == ax || $0.element.0 == $0.element.1 },
+                     "concat: \(p.shape) does not fit \(shape) on axis \(ax)")
+    }
+    let outer = shape[..<ax].reduce(1, *)
+    let inner = shape[(ax + 1)...].reduce(1, *)
+    let y = Tensor(uninitialized: shape)
+    var offset = 0
+    let rowOut = shape[ax] * inner
+    for p in parts {
+        let chunk = p.shape[ax] * inner
+        for o in 0..<outer { (y.pointer + o * rowOut + offset).update(from: p.pointer + o * chunk, count: chunk) }
+        offset += chunk
+    }
+    return y
+}
+
+/// Slice `range` of axis `axis` (a copy).
+public func slice(_ x: Tensor, axis: Int, _ range: Range<Int>) -> Tensor {
+    let ax = axis < 0 ? x.rank + axis : axis
+    var shape = x.shape
+    shape[ax] = range.count
+    let outer = x.shape[..<ax].reduce(1, *)
+    let inner = x.shape[(ax + 1)...].reduce(1, *)
+    let y = Tensor(uninitialized: shape)
+    for o in 0..<outer {
+        (y.pointer + o * range.count * inner).update(from: x.pointer + (o * x.shape[ax] + range.lowerBound) * inner,
+                                                    count: range.count * inner)
+    }
+    return y
+}
+
+/// General axis permutation (a copy), e.g. permute(x, [0, 2, 1, 3]).
+public func permute(_ x: Tensor, _ order: [Int]) -> Tensor {
+    precondition(order.sorted() == Array(0..<x.rank), "permute: bad order \(order) for rank \(x.rank)")
+    let shape = order.map { x.shape[$0] }
+    var strides = [Int](repeating: 1, count: x.rank)
+    for i in stride(from: x.rank - 2, through: 0, by: -1) { strides[i] = strides[i + 1] * x.shape[i + 1] }
+    let srcStrides = order.map { strides[$0] }
+    let y = Tensor(uninitialized: shape)
+    let px = x.pointer, py = y.pointer
+    let last = shape.last ?? 1, lastStride = srcStrides.last ?? 1
+    let rows = y.count / max(last, 1)
+    var index = [Int](repeating: 0, count: max(x.rank - 1, 0))
+    for r in 0..<rows {
+        var src = 0
+        for (d, i) in index.enumerated() { src += i * srcStrides[d] }
+        let dst = py + r * last
+        for j in 0..<last { dst[j] = px[src + j * lastStride] }
+        // Odometer increment over all but the last axis.
+        var d = index.count - 1
+        while d >= 0 { index[d] += 1; if index[d] < shape[d] { break }; index[d] = 0; d -= 1 }
+    }
+    return y
+}

@@ -1,0 +1,15 @@
+import Foundation
+
+/// Splits `count` items into contiguous chunks run on all cores; small jobs stay on the caller's thread.
+@inline(__always)
+public func parallelChunks(_ count: Int, minimumPerChunk: Int = 1 << 15, _ body: (Range<Int>) -> Void) {
+    let workers = ProcessInfo.processInfo.activeProcessorCount
+    let chunks = min(workers, max(1, count / max(minimumPerChunk, 1)))
+    if chunks <= 1 { body(0..<count); return }
+    let per = (count + chunks - 1) / chunks
+    DispatchQueue.concurrentPerform(iterations: chunks) { c in
+        let lo = c * per
+        let hi = min(count, lo + per)
+        if lo < hi { body(lo..<hi) }
+    }
+}
