@@ -1,0 +1,104 @@
+import UnCLIPTensor
+import UnCLIPWeights
+
+/// torch.nn.Linear: weight [out, in], optional bias.
+public struct Linear: Sendable {
+    public let weight: Tensor
+    public let bias: Tensor?
+
+    public init(_ w: WeightMap, _ prefix: String, in inF: Int, out outF: Int, bias hasBias: Bool = true) throws {
+        weight = try w.tensor(prefix + ".weight", shape: [outF, inF])
+        bias = hasBias ? try w.tensor(prefix + ".bias", shape: [outF]) : nil
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight, bias: bias) }
+}
+
+/// torch.nn.LayerNorm over the last axis.
+public struct LayerNorm: Sendable {
+    public let weight: Tensor
+    public let bias: Tensor
+    public let eps: Float
+
+    public init(_ w: WeightMap, _ prefix: String, dim: Int, eps: Float) throws {
+        weight = try w.tensor(prefix + ".weight", shape: [dim])
+        bias = try w.tensor(prefix + ".bias", shape: [dim])
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor { layerNorm(x, weight: weight, bias: bias, eps: eps) }
+}
+
+/// torch.nn.GroupNorm on [B, C, ...].
+public struct GroupNorm: Sendable {
+    public let weight: Tensor
+    public let bias: Tensor
+    public let groups: Int
+    public let eps: Float
+
+    public init(_ w: WeightMap, _ prefix: String, channels: Int, groups: Int, eps: Float) throws {
+        weight = try w.tensor(prefix + ".weight", shape: [channels])
+        bias = try w.tensor(prefix + ".bias", shape: [channels])
+        self.groups = groups
+        self.eps = eps
+    }
+
+    public func callAsFunction(_ x: Tensor, silu: Bool = false) -> Tensor {
+        groupNorm(x, groups: groups, weight: weight, bias: bias, eps: eps, fusedSiLU: silu)
+    }
+}
+
+/// torch.nn.Conv2d with square kernel, stride and padding.
+public struct Conv2d: Sendable {
+    public let weight: Tensor
+    public let bias: Tensor?
+    public let stride: Int
+    public let padding: Int
+
+    public init(_ w: WeightMap, _ prefix: String, in inC: Int, out outC: Int, kernel: Int,
+                stride: Int = 1, padding: Int = 0, bias hasBias: Bool = true) throws {
+        weight = try w.tensor(prefix + ".weight", shape: [outC, inC, kernel, kernel])
+        bias = hasBias ? try w.tensor(prefix + ".bias", shape: [outC]) : nil
+        self.stride = stride
+        self.padding = padding
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        conv2d(x, weight: weight, bias: bias, stride: (stride, stride), padding: (padding, padding))
+    }
+}
+
+/// Activation functions named as in transformers/diffusers configs.
+public enum Activation: String, Sendable, Decodable, CaseIterable {
+    case quickGelu = "quick_gelu"
+    case gelu
+    case geluPytorchTanh = "gelu_pytorch_tanh"
+    case geluNew = "gelu_new"
+    case silu
+    case swish
+
+    public init(from decoder: Decoder) throws {
+        let raw = try decoder.singleValueContainer().decode(String.self)
+        guard let value = Activation(rawValue: raw) else {
+            throw ConfigValueError(key: "activation", value: raw, allowed: Activation.allCases.map(\.rawValue))
+        }
+        self = value
+    }
+
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        switch self {
+        case .quickGelu: return UnCLIPTensor.quickGelu(x)
+        case .gelu: return UnCLIPTensor.gelu(x)
+        case .geluPytorchTanh, .geluNew: return geluTanh(x)
+        case .silu, .swish: return UnCLIPTensor.silu(x)
+        }
+    }
+}
+
+/// Rows of an embedding table: table [V, D], ids → [ids.count, D].
+public func embeddingLookup(_ table: Tensor, _ ids: [Int]) -> Tensor {
+    let d = table.shape[1]
+    let y = Tensor(uninitialized: [ids.count, d])
+    for (i, id) in ids.enumerated() { (y.pointer + i * d).update(from: table.pointer + id * d, count: d) }
+    return y
+}

@@ -1,0 +1,96 @@
+import Foundation
+
+/// One component folder of a diffusers/transformers checkpoint (`text_encoder/`, `unet/`, …):
+/// a `config.json` plus safetensors weights, single-file, sharded, or as the `.fp16` variant.
+public struct ModelFolder: Sendable {
+    public let url: URL
+
+    public init(_ url: URL) throws {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue else {
+            throw WeightError.missingFile(path: url.path, what: "model folder")
+        }
+        self.url = url
+    }
+
+    public var configURL: URL { url.appendingPathComponent("config.json") }
+
+    /// Decodes `config.json` (or another file of the folder) into a config type.
+    public func config<C: Decodable>(_ type: C.Type, file: String = "config.json") throws -> C {
+        try loadJSONConfig(type, from: url.appendingPathComponent(file))
+    }
+
+    /// The weight files to load, preferring full-precision files, then the `variant` (default fp16).
+    public func weightFiles(variant: String? = nil) throws -> [String] {
+        let fm = FileManager.default
+        let names = (try? fm.contentsOfDirectory(atPath: url.path)) ?? []
+        let stems = ["model", "diffusion_pytorch_model"]
+        var candidates: [String?] = [nil, "fp16"]
+        if let variant { candidates = [variant] + candidates.filter { $0 != variant } }
+        for v in candidates {
+            let suffix = v.map { ".\($0).safetensors" } ?? ".safetensors"
+            for stem in stems {
+                if names.contains(stem + suffix) { return [url.appendingPathComponent(stem + suffix).path] }
+                let indexName = stem + suffix + ".index.json"
+                if names.contains(indexName) { return try shardFiles(index: url.appendingPathComponent(indexName)) }
+            }
+        }
+        let pickles = names.filter { $0.hasSuffix(".bin") || $0.hasSuffix(".ckpt") || $0.hasSuffix(".pt") }
+        let hint = pickles.isEmpty ? "" : " (found \(pickles.joined(separator: ", ")): PyTorch pickles are not read; convert them to safetensors)"
+        throw WeightError.missingFile(path: url.appendingPathComponent("model.safetensors").path,
+                                      what: "weights (model.safetensors, diffusion_pytorch_model.safetensors, a sharded index or an .fp16 variant)\(hint); weight file")
+    }
+
+    private func shardFiles(index: URL) throws -> [String] {
+        guard let data = FileManager.default.contents(atPath: index.path) else {
+            throw WeightError.missingFile(path: index.path, what: "shard index")
+        }
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let map = json["weight_map"] as? [String: String] else {
+            throw WeightError.badConfig(path: index.path, reason: "no weight_map object")
+        }
+        let files = Array(Set(map.values)).sorted()
+        return try files.map { name in
+            let path = url.appendingPathComponent(name).path
+            guard FileManager.default.fileExists(atPath: path) else { throw WeightError.missingFile(path: path, what: "weight shard listed in \(index.lastPathComponent)") }
+            return path
+        }
+    }
+
+    /// All weights of the folder, memory-mapped.
+    public func weights(variant: String? = nil) throws -> WeightMap {
+        try WeightMap(paths: weightFiles(variant: variant))
+    }
+}
+
+/// Reads a JSON config, turning decoding failures into a message that names the file and the key.
+public func loadJSONConfig<C: Decodable>(_ type: C.Type, from url: URL) throws -> C {
+    guard let data = FileManager.default.contents(atPath: url.path) else {
+        throw WeightError.missingFile(path: url.path, what: "config file")
+    }
+    do {
+        return try JSONDecoder().decode(type, from: data)
+    } catch let e as WeightError {
+        throw e
+    } catch let DecodingError.keyNotFound(key, ctx) {
+        throw WeightError.badConfig(path: url.path, reason: "missing key '\((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."))'")
+    } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx) {
+        throw WeightError.badConfig(path: url.path, reason: "key '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))': \(ctx.debugDescription)")
+    } catch let DecodingError.dataCorrupted(ctx) {
+        let key = ctx.codingPath.map(\.stringValue).joined(separator: ".")
+        throw WeightError.badConfig(path: url.path, reason: key.isEmpty ? "not valid JSON" : "key '\(key)': \(ctx.debugDescription)")
+    } catch let e as ConfigValueError {
+        throw WeightError.badConfig(path: url.path, reason: e.description)
+    } catch {
+        throw WeightError.badConfig(path: url.path, reason: "\(error)")
+    }
+}
+
+/// Thrown by config types for a value they do not know (e.g. an unknown activation).
+public struct ConfigValueError: Error, CustomStringConvertible {
+    public let key: String
+    public let value: String
+    public let allowed: [String]
+    public init(key: String, value: String, allowed: [String]) { self.key = key; self.value = value; self.allowed = allowed }
+    public var description: String { "unknown \(key) '\(value)' (supported: \(allowed.joined(separator: ", ")))" }
+}

@@ -1,0 +1,216 @@
+import CKernels
+import Foundation
+import UnCLIPTensor
+
+/// Element types a safetensors header may declare.
+public enum SafeTensorsDType: String, CaseIterable, Sendable {
+    case F64, F32, F16, BF16, I64, I32, I16, I8, U64, U32, U16, U8, BOOL
+    case F8_E4M3, F8_E5M2
+
+    public var byteSize: Int {
+        switch self {
+        case .F64, .I64, .U64: return 8
+        case .F32, .I32, .U32: return 4
+        case .F16, .BF16, .I16, .U16: return 2
+        case .I8, .U8, .BOOL, .F8_E4M3, .F8_E5M2: return 1
+        }
+    }
+}
+
+/// One entry of a safetensors header.
+public struct TensorInfo: Sendable, Equatable {
+    public let name: String
+    public let dtype: SafeTensorsDType
+    public let shape: [Int]
+    /// Byte range inside the data section (after the header).
+    public let dataRange: Range<Int>
+}
+
+/// A read-only memory mapping, unmapped when the last tensor borrowing it goes away.
+final class MappedFile: @unchecked Sendable {
+    let base: UnsafeRawPointer
+    let size: Int
+
+    init(path: String) throws {
+        let fd = open(path, O_RDONLY)
+        guard fd >= 0 else { throw WeightError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw WeightError.cannotOpen(path: path, reason: String(cString: strerror(errno))) }
+        size = Int(st.st_size)
+        guard size > 0 else { throw WeightError.badHeader(path: path, reason: "file is empty") }
+        guard let p = mmap(nil, size, PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else {
+            throw WeightError.cannotOpen(path: path, reason: "mmap failed: \(String(cString: strerror(errno)))")
+        }
+        base = UnsafeRawPointer(p)
+    }
+
+    deinit { munmap(UnsafeMutableRawPointer(mutating: base), size) }
+}
+
+/// A memory-mapped `.safetensors` file with a validated header.
+public final class SafeTensorsFile: @unchecked Sendable {
+    public let path: String
+    public let tensors: [String: TensorInfo]
+    public let metadata: [String: String]
+    private let file: MappedFile
+    private let dataStart: Int
+
+    public init(path: String) throws {
+        file = try MappedFile(path: path)
+        self.path = path
+        guard file.size >= 8 else { throw WeightError.badHeader(path: path, reason: "file is \(file.size) bytes, shorter than the 8-byte header length") }
+        let headerLength = file.base.loadUnaligned(as: UInt64.self).littleEndian
+        guard headerLength <= UInt64(file.size - 8) else {
+            throw WeightError.badHeader(path: path, reason: "header length \(headerLength) runs past the end of the file (\(file.size) bytes)")
+        }
+        dataStart = 8 + Int(headerLength)
+        let headerBytes = Data(bytes: file.base + 8, count: Int(headerLength))
+        guard let json = try? JSONSerialization.jsonObject(with: headerBytes), let dict = json as? [String: Any] else {
+            throw WeightError.badHeader(path: path, reason: "header is not a JSON object")
+        }
+        let dataSize = file.size - dataStart
+        var infos: [String: TensorInfo] = [:]
+        var meta: [String: String] = [:]
+        for (name, value) in dict {
+            if name == "__metadata__" {
+                meta = (value as? [String: String]) ?? [:]
+                continue
+            }
+            guard let entry = value as? [String: Any] else { throw WeightError.badHeader(path: path, reason: "entry '\(name)' is not an object") }
+            guard let dtypeName = entry["dtype"] as? String else { throw WeightError.badHeader(path: path, reason: "tensor '\(name)' has no dtype") }
+            guard let dtype = SafeTensorsDType(rawValue: dtypeName) else {
+                throw WeightError.badHeader(path: path, reason: "tensor '\(name)' has unknown dtype '\(dtypeName)'")
+            }
+            guard let shape = (entry["shape"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }),
+                  shape.count == (entry["shape"] as? [Any])?.count, shape.allSatisfy({ $0 >= 0 }) else {
+                throw WeightError.badHeader(path: path, reason: "tensor '\(name)' has an invalid shape")
+            }
+            guard let offsets = (entry["data_offsets"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }), offsets.count == 2,
+                  offsets[0] >= 0, offsets[0] <= offsets[1] else {
+                throw WeightError.badHeader(path: path, reason: "tensor '\(name)' has invalid data_offsets")
+            }
+            guard offsets[1] <= dataSize else {
+                throw WeightError.badHeader(path: path, reason: "tensor '\(name)' data [\(offsets[0]), \(offsets[1])) runs past the end of the data section (\(dataSize) bytes); the file may be truncated")
+            }
+            let expected = shape.reduce(1, *) * dtype.byteSize
+            guard offsets[1] - offsets[0] == expected else {
+                throw WeightError.badHeader(path: path, reason: "tensor '\(name)' holds \(offsets[1] - offsets[0]) bytes but shape \(shape) of \(dtypeName) needs \(expected)")
+            }
+            infos[name] = TensorInfo(name: name, dtype: dtype, shape: shape, dataRange: offsets[0]..<offsets[1])
+        }
+        let sorted = infos.values.filter { !$0.dataRange.isEmpty }.sorted { $0.dataRange.lowerBound < $1.dataRange.lowerBound }
+        for (a, b) in zip(sorted, sorted.dropFirst()) where b.dataRange.lowerBound < a.dataRange.upperBound {
+            throw WeightError.badHeader(path: path, reason: "tensors '\(a.name)' and '\(b.name)' overlap")
+        }
+        tensors = infos
+        metadata = meta
+    }
+
+    /// The tensor as Float32: f32 data is borrowed from the mapping when aligned, others are converted.
+    public func tensor(_ name: String) throws -> Tensor {
+        guard let info = tensors[name] else { throw WeightError.missingTensor(name: name, files: [path], expectedShape: []) }
+        return try load(info)
+    }
+
+    func load(_ info: TensorInfo) throws -> Tensor {
+        let src = file.base + dataStart + info.dataRange.lowerBound
+        let n = info.shape.reduce(1, *)
+        switch info.dtype {
+        case .F32:
+            if Int(bitPattern: src) % MemoryLayout<Float>.alignment == 0 {
+                return Tensor(shape: info.shape, storage: TensorStorage(borrowing: src.assumingMemoryBound(to: Float.self), count: n, owner: file))
+            }
+            let t = Tensor(uninitialized: info.shape)
+            UnsafeMutableRawPointer(t.pointer).copyMemory(from: src, byteCount: n * 4)
+            return t
+        case .F16, .BF16:
+            let t = Tensor(uninitialized: info.shape)
+            if Int(bitPattern: src) % 2 == 0 {
+                let p = src.assumingMemoryBound(to: UInt16.self)
+                info.dtype == .F16 ? uc_f16_to_f32(p, t.pointer, n) : uc_bf16_to_f32(p, t.pointer, n)
+            } else {
+                let tmp = [UInt16](unsafeUninitializedCapacity: n) { buf, c in
+                    UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: src, byteCount: n * 2); c = n
+                }
+                info.dtype == .F16 ? uc_f16_to_f32(tmp, t.pointer, n) : uc_bf16_to_f32(tmp, t.pointer, n)
+            }
+            return t
+        case .F64:
+            let t = Tensor(uninitialized: info.shape)
+            for i in 0..<n { t.pointer[i] = Float(src.loadUnaligned(fromByteOffset: i * 8, as: Double.self)) }
+            return t
+        default:
+            throw WeightError.unsupportedDType(name: info.name, file: path, dtype: info.dtype.rawValue)
+        }
+    }
+
+    /// Integer tensors (token ids, masks) as Int.
+    public func integers(_ name: String) throws -> [Int] {
+        guard let info = tensors[name] else { throw WeightError.missingTensor(name: name, files: [path], expectedShape: []) }
+        let src = file.base + dataStart + info.dataRange.lowerBound
+        let n = info.shape.reduce(1, *)
+        switch info.dtype {
+        case .I64: return (0..<n).map { Int(src.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
+        case .I32: return (0..<n).map { Int(src.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) }
+        case .U8, .BOOL: return (0..<n).map { Int(src.load(fromByteOffset: $0, as: UInt8.self)) }
+        default: return try tensor(name).scalars.map { Int($0) }
+        }
+    }
+}
+
+/// Writes tensors as a safetensors file, atomically (temp file, then rename).
+public enum SafeTensorsWriter {
+    public enum Payload {
+        case float32(Tensor)
+        case int64([Int], shape: [Int])
+    }
+
+    public static func write(_ entries: [(String, Payload)], metadata: [String: String] = [:], to url: URL) throws {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var blobs: [Data] = []
+        var offset = 0
+        for (name, payload) in entries {
+            let data: Data, dtype: String, shape: [Int]
+            switch payload {
+            case let .float32(t):
+                data = Data(bytes: t.pointer, count: t.count * 4); dtype = "F32"; shape = t.shape
+            case let .int64(values, s):
+                data = values.map { Int64($0).littleEndian }.withUnsafeBytes { Data($0) }; dtype = "I64"; shape = s
+            }
+            header[name] = ["dtype": dtype, "shape": shape, "data_offsets": [offset, offset + data.count]]
+            offset += data.count
+            blobs.append(data)
+        }
+        var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
+        // Pad with spaces so the data section starts 8-byte aligned, as the reference writer does.
+        while (8 + json.count) % 8 != 0 { json.append(0x20) }
+        var out = Data()
+        withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
+        out.append(json)
+        for b in blobs { out.append(b) }
+        try AtomicFile.write(out, to: url)
+    }
+}
+
+/// Write-to-temp-then-rename, so readers never see a half-written file.
+public enum AtomicFile {
+    public static func write(_ data: Data, to url: URL) throws {
+        let dir = url.deletingLastPathComponent()
+        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+        do {
+            try data.write(to: tmp)
+            guard rename(tmp.path, url.path) == 0 else {
+                let reason = String(cString: strerror(errno))
+                try? FileManager.default.removeItem(at: tmp)
+                throw WeightError.cannotOpen(path: url.path, reason: "rename failed: \(reason)")
+            }
+        } catch let e as WeightError {
+            throw e
+        } catch {
+            try? FileManager.default.removeItem(at: tmp)
+            throw WeightError.cannotOpen(path: url.path, reason: error.localizedDescription)
+        }
+    }
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class UnCLIPTensorTestsPlaceholder: XCTestCase { func testNothing() {} }
