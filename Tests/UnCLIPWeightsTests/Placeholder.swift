@@ -1,2 +1,0 @@
-import XCTest
-final class UnCLIPWeightsTestsPlaceholder: XCTestCase { func testNothing() {} }

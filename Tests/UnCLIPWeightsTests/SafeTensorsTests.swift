@@ -1,0 +1,134 @@
+import Foundation
+import XCTest
+@testable import UnCLIPTensor
+@testable import UnCLIPWeights
+
+let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+    .appendingPathComponent("Fixtures")
+
+final class SafeTensorsTests: XCTestCase {
+    var dir: URL!
+
+    override func setUpWithError() throws {
+        dir = FileManager.default.temporaryDirectory.appendingPathComponent("unclip-st-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+    }
+
+    override func tearDown() { try? FileManager.default.removeItem(at: dir) }
+
+    /// A safetensors file from a raw JSON header and data bytes, for malformed cases.
+    func raw(_ header: String, data: [UInt8] = [], lengthOverride: UInt64? = nil, name: String = "t.safetensors") -> String {
+        var out = Data()
+        let h = Data(header.utf8)
+        withUnsafeBytes(of: (lengthOverride ?? UInt64(h.count)).littleEndian) { out.append(contentsOf: $0) }
+        out.append(h)
+        out.append(contentsOf: data)
+        let url = dir.appendingPathComponent(name)
+        try! out.write(to: url)
+        return url.path
+    }
+
+    func assertHeaderError(_ path: String, contains needle: String, file: StaticString = #filePath, line: UInt = #line) {
+        XCTAssertThrowsError(try SafeTensorsFile(path: path), file: file, line: line) { error in
+            let message = "\(error)"
+            XCTAssertTrue(message.contains(needle), "'\(message)' lacks '\(needle)'", file: file, line: line)
+            XCTAssertTrue(message.contains(path), "'\(message)' does not name the file", file: file, line: line)
+        }
+    }
+
+    func testWriteReadRoundTrip() throws {
+        let t = Tensor(shape: [2, 3], data: [1, -2, 3.5, 0, 1e-8, -7])
+        let url = dir.appendingPathComponent("rt.safetensors")
+        try SafeTensorsWriter.write([("a", .float32(t)), ("ids", .int64([1, 49407, -3], shape: [3]))], metadata: ["format": "pt"], to: url)
+        let f = try SafeTensorsFile(path: url.path)
+        XCTAssertEqual(try f.tensor("a").scalars, t.scalars)
+        XCTAssertEqual(try f.tensor("a").shape, [2, 3])
+        XCTAssertEqual(try f.integers("ids"), [1, 49407, -3])
+        XCTAssertEqual(f.metadata["format"], "pt")
+        // No temp file is left beside the result.
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["rt.safetensors"])
+    }
+
+    func testTruncatedFile() {
+        let p = raw(#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, data: [0, 0, 0, 0])
+        assertHeaderError(p, contains: "runs past the end of the data section")
+        assertHeaderError(raw("", name: "empty-header.safetensors"), contains: "not a JSON object")
+        let tiny = dir.appendingPathComponent("tiny.safetensors")
+        try! Data([1, 2, 3]).write(to: tiny)
+        assertHeaderError(tiny.path, contains: "shorter than the 8-byte header")
+    }
+
+    func testHeaderLengthPastEnd() {
+        assertHeaderError(raw(#"{}"#, lengthOverride: 1 << 40), contains: "header length")
+    }
+
+    func testUnknownDType() {
+        assertHeaderError(raw(#"{"a":{"dtype":"F12","shape":[1],"data_offsets":[0,2]}}"#, data: [0, 0]), contains: "unknown dtype 'F12'")
+    }
+
+    func testOverlappingOffsets() {
+        let header = #"{"a":{"dtype":"F32","shape":[2],"data_offsets":[0,8]},"b":{"dtype":"F32","shape":[2],"data_offsets":[4,12]}}"#
+        assertHeaderError(raw(header, data: [UInt8](repeating: 0, count: 12)), contains: "overlap")
+    }
+
+    func testByteLengthMustMatchShape() {
+        assertHeaderError(raw(#"{"a":{"dtype":"F16","shape":[3],"data_offsets":[0,8]}}"#, data: [UInt8](repeating: 0, count: 8)),
+                          contains: "needs 6")
+    }
+
+    func testNotJSON() {
+        assertHeaderError(raw("this is not json", data: []), contains: "not a JSON object")
+    }
+
+    func testMissingTensorAndWrongShape() throws {
+        let url = dir.appendingPathComponent("m.safetensors")
+        try SafeTensorsWriter.write([("layer.weight", .float32(Tensor(zeros: [4, 2])))], to: url)
+        let w = try WeightMap(paths: [url.path])
+        XCTAssertThrowsError(try w.tensor("layer.bias", shape: [4])) { e in
+            let m = "\(e)"
+            XCTAssertTrue(m.contains("layer.bias") && m.contains(url.path) && m.contains("[4]"), m)
+        }
+        XCTAssertThrowsError(try w.tensor("layer.weight", shape: [2, 4])) { e in
+            let m = "\(e)"
+            XCTAssertTrue(m.contains("[4, 2]") && m.contains("[2, 4]") && m.contains("layer.weight"), m)
+        }
+        XCTAssertNoThrow(try w.tensor("layer.weight", shape: [4, 2]))
+    }
+
+    func testPrefixAliases() throws {
+        let url = dir.appendingPathComponent("p.safetensors")
+        try SafeTensorsWriter.write([("embeddings.w", .float32(Tensor(repeating: 2, shape: [3])))], to: url)
+        let w = try WeightMap(paths: [url.path])
+        XCTAssertThrowsError(try w.tensor("text_model.embeddings.w", shape: [3]))
+        w.prefixAliases = [("text_model.", "")]
+        XCTAssertEqual(try w.tensor("text_model.embeddings.w", shape: [3]).scalars, [2, 2, 2])
+    }
+
+    func testFolderErrors() throws {
+        XCTAssertThrowsError(try ModelFolder(dir.appendingPathComponent("nope"))) { XCTAssertTrue("\($0)".contains("nope")) }
+        let folder = try ModelFolder(dir)
+        try Data("x".utf8).write(to: dir.appendingPathComponent("pytorch_model.bin"))
+        XCTAssertThrowsError(try folder.weightFiles()) { e in
+            XCTAssertTrue("\(e)".contains("pytorch_model.bin"), "\(e)")
+        }
+        try Data("{\"hidden_size\": ".utf8).write(to: dir.appendingPathComponent("config.json"))
+        struct C: Decodable { let hidden_size: Int }
+        XCTAssertThrowsError(try folder.config(C.self)) { e in
+            XCTAssertTrue("\(e)".contains("config.json") && "\(e)".contains("not valid JSON"), "\(e)")
+        }
+    }
+
+    /// fp16 and bf16 (normal, subnormal, ±0, max, ±inf) load to exactly what torch's `.float()` gives.
+    func testHalfPrecisionMatchesTorch() throws {
+        let src = try SafeTensorsFile(path: fixtures.appendingPathComponent("weights/dtypes.safetensors").path)
+        let ref = try SafeTensorsFile(path: fixtures.appendingPathComponent("weights/dtypes.expected.safetensors").path)
+        XCTAssertFalse(src.tensors.isEmpty)
+        for (name, info) in src.tensors where info.dtype == .F16 || info.dtype == .BF16 {
+            let got = try src.tensor(name), want = try ref.tensor(name)
+            XCTAssertEqual(got.shape, want.shape, name)
+            for (a, b) in zip(got.scalars, want.scalars) {
+                if b.isNaN { XCTAssertTrue(a.isNaN, name) } else { XCTAssertEqual(a.bitPattern, b.bitPattern, "\(name): \(a) vs \(b)") }
+            }
+        }
+    }
+}
