@@ -39,9 +39,11 @@ let package = Package(
         .target(name: "UnCLIPImage", dependencies: ["CPNG"], swiftSettings: fastSwift),
         // safetensors (mmap) and diffusers/transformers folder loading.
         .target(name: "UnCLIPWeights", dependencies: ["UnCLIPTensor"], swiftSettings: fastSwift),
+        // Noise schedulers sharing one protocol, configured from scheduler_config.json.
+        .target(name: "UnCLIPSchedulers", dependencies: ["UnCLIPTensor", "UnCLIPRandom", "UnCLIPWeights"], swiftSettings: fastSwift),
         // Models, one file per family, configured from config.json.
         .target(name: "UnCLIPModels",
-                dependencies: ["UnCLIPTensor", "UnCLIPWeights", "UnCLIPTokenizer", "UnCLIPImage", "UnCLIPRandom"],
+                dependencies: ["UnCLIPTensor", "UnCLIPWeights", "UnCLIPTokenizer", "UnCLIPImage", "UnCLIPRandom", "UnCLIPSchedulers"],
                 swiftSettings: fastSwift),
 
         .executableTarget(name: "unclip",
@@ -56,6 +58,7 @@ let package = Package(
         .testTarget(name: "UnCLIPTokenizerTests", dependencies: ["UnCLIPTokenizer"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPImageTests", dependencies: ["UnCLIPImage", "UnCLIPWeights"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPWeightsTests", dependencies: ["UnCLIPWeights"], swiftSettings: fastSwift),
+        .testTarget(name: "UnCLIPSchedulersTests", dependencies: ["UnCLIPSchedulers"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPCLITests", dependencies: ["unclip"], swiftSettings: fastSwift),
     ],
