@@ -269,3 +269,31 @@ public func permute(_ x: Tensor, _ order: [Int]) -> Tensor {
     }
     return y
 }
+
+/// Nearest-neighbour resize of [B, C, H, W] to (height, width), with torch's `nearest` index rule.
+public func upsampleNearest(_ x: Tensor, height: Int, width: Int) -> Tensor {
+    let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    if height == 2 * h && width == 2 * w { return upsampleNearest2x(x) }
+    let y = Tensor(uninitialized: [b, c, height, width])
+    let rows = (0..<height).map { min(h - 1, Int(Float(Double($0) * Double(h) / Double(height)))) }
+    let cols = (0..<width).map { min(w - 1, Int(Float(Double($0) * Double(w) / Double(width)))) }
+    let px = x.pointer, py = y.pointer
+    parallelChunks(b * c, minimumPerChunk: 4) { r in
+        for plane in r {
+            let src = px + plane * h * w, dst = py + plane * height * width
+            for i in 0..<height { for j in 0..<width { dst[i * width + j] = src[rows[i] * w + cols[j]] } }
+        }
+    }
+    return y
+}
+
+/// Zero-pads the last two axes of [B, C, H, W] by (top, bottom, left, right).
+public func pad2d(_ x: Tensor, top: Int, bottom: Int, left: Int, right: Int) -> Tensor {
+    let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let oh = h + top + bottom, ow = w + left + right
+    let y = Tensor(zeros: [b, c, oh, ow])
+    for plane in 0..<(b * c) {
+        for i in 0..<h { (y.pointer + plane * oh * ow + (i + top) * ow + left).update(from: x.pointer + plane * h * w + i * w, count: w) }
+    }
+    return y
+}

@@ -1,2 +1,0 @@
-import XCTest
-final class UnCLIPModelsTestsPlaceholder: XCTestCase { func testNothing() {} }
