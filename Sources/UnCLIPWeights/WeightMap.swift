@@ -8,6 +8,9 @@ public final class WeightMap: @unchecked Sendable {
     /// Prefix rewrites tried when a key is missing, e.g. ("text_model.", "") for checkpoints saved
     /// without the wrapper prefix. A short declarative list, as real checkpoints vary only this way.
     public var prefixAliases: [(String, String)] = []
+    /// Infix renames tried when a key is missing: (our name's part, the checkpoint's part),
+    /// e.g. (".to_q.", ".query.") for VAE checkpoints saved with the legacy attention names.
+    public var infixAliases: [(String, String)] = []
 
     public init(files: [SafeTensorsFile]) {
         self.files = files
@@ -28,6 +31,9 @@ public final class WeightMap: @unchecked Sendable {
             if name.hasPrefix(from), let hit = index[to + name.dropFirst(from.count)] { return hit }
             if !to.isEmpty, name.hasPrefix(to), let hit = index[from + name.dropFirst(to.count)] { return hit }
             if to.isEmpty, let hit = index[from + name] { return hit }
+        }
+        for (ours, theirs) in infixAliases where name.contains(ours) {
+            if let hit = index[name.replacingOccurrences(of: ours, with: theirs)] { return hit }
         }
         return nil
     }
