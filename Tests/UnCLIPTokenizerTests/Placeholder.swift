@@ -1,2 +1,0 @@
-import XCTest
-final class UnCLIPTokenizerTestsPlaceholder: XCTestCase { func testNothing() {} }
