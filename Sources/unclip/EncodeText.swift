@@ -26,7 +26,7 @@ struct EncodeText: ParsableCommand {
     @Option(help: "Output .safetensors file.")
     var output: String?
 
-    @Option(help: "Also save hidden_states[k] (0 = embeddings; -2 = penultimate layer, \"clip skip\").")
+    @Option(parsing: .unconditional, help: "Also save hidden_states[k] (0 = embeddings; -2 = penultimate layer, \"clip skip\").")
     var hiddenLayer: Int?
 
     @Flag(help: "Pass the attention mask to the encoder (the diffusers pipelines do not).")
