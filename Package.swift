@@ -15,7 +15,7 @@ let package = Package(
     products: [
         .executable(name: "unclip", targets: ["unclip"]),
         .executable(name: "unclip-bench", targets: ["unclip-bench"]),
-        .library(name: "UnCLIP", targets: ["UnCLIPModels", "UnCLIPImage", "UnCLIPTokenizer"]),
+        .library(name: "UnCLIP", targets: ["UnCLIPPipelines"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -46,8 +46,13 @@ let package = Package(
                 dependencies: ["UnCLIPTensor", "UnCLIPWeights", "UnCLIPTokenizer", "UnCLIPImage", "UnCLIPRandom", "UnCLIPSchedulers"],
                 swiftSettings: fastSwift),
 
+        // Pipelines: read top to bottom, orchestrating tokenizer → encoders → prior → decoder.
+        .target(name: "UnCLIPPipelines",
+                dependencies: ["UnCLIPModels", "UnCLIPSchedulers", "UnCLIPTokenizer", "UnCLIPRandom", "UnCLIPImage", "UnCLIPWeights"],
+                swiftSettings: fastSwift),
+
         .executableTarget(name: "unclip",
-                          dependencies: ["UnCLIPModels", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["UnCLIPPipelines", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: fastSwift),
         .executableTarget(name: "unclip-bench",
                           dependencies: ["UnCLIPModels", "CBLAS"],
@@ -60,6 +65,7 @@ let package = Package(
         .testTarget(name: "UnCLIPWeightsTests", dependencies: ["UnCLIPWeights"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPSchedulersTests", dependencies: ["UnCLIPSchedulers"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels"], swiftSettings: fastSwift),
+        .testTarget(name: "UnCLIPPipelinesTests", dependencies: ["UnCLIPPipelines"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPCLITests", dependencies: ["unclip"], swiftSettings: fastSwift),
     ],
     // Swift 5 mode: the numeric core shares raw buffers across Dispatch workers by design.
