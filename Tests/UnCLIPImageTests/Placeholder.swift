@@ -1,2 +1,0 @@
-import XCTest
-final class UnCLIPImageTestsPlaceholder: XCTestCase { func testNothing() {} }
