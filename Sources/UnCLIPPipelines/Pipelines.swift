@@ -1,0 +1,1 @@
+// UnCLIPPipelines: orchestration of the models (prior, decoder).
