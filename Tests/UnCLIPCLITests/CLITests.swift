@@ -1,0 +1,119 @@
+import Foundation
+import XCTest
+
+/// Runs the built `unclip` binary as a user would: output, warnings, and non-zero exits with clear errors.
+final class CLITests: XCTestCase {
+    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
+    static let fixtures = root.appendingPathComponent("Tests/Fixtures")
+
+    /// The `unclip` executable beside the test bundle (same build configuration).
+    var binary: URL {
+        #if os(macOS)
+        for bundle in Bundle.allBundles where bundle.bundlePath.hasSuffix(".xctest") {
+            return bundle.bundleURL.deletingLastPathComponent().appendingPathComponent("unclip")
+        }
+        #endif
+        return Bundle.main.bundleURL.appendingPathComponent("unclip")
+    }
+
+    struct Result { let status: Int32; let stdout: String; let stderr: String }
+
+    func run(_ args: [String]) throws -> Result {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        p.currentDirectoryURL = Self.root
+        let out = Pipe(), err = Pipe()
+        p.standardOutput = out
+        p.standardError = err
+        try p.run()
+        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+    }
+
+    func assertFails(_ args: [String], mentioning needles: [String], file: StaticString = #filePath, line: UInt = #line) throws {
+        let r = try run(args)
+        XCTAssertNotEqual(r.status, 0, "expected failure for \(args)", file: file, line: line)
+        for n in needles { XCTAssertTrue(r.stderr.contains(n), "stderr lacks '\(n)': \(r.stderr)", file: file, line: line) }
+        XCTAssertFalse(r.stderr.contains("Fatal error"), "crashed: \(r.stderr)", file: file, line: line)
+    }
+
+    var tmp: URL!
+    override func setUpWithError() throws {
+        tmp = FileManager.default.temporaryDirectory.appendingPathComponent("unclip-cli-\(UUID().uuidString)")
+        try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
+    }
+    override func tearDown() { try? FileManager.default.removeItem(at: tmp) }
+
+    func testTokenizeMatchesTransformers() throws {
+        // Ids from transformers' CLIPTokenizer (Tests/Fixtures/tokenizer/cases.json, OpenAI vocabulary).
+        let cases = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.fixtures.appendingPathComponent("tokenizer/cases.json")))
+        guard let list = (cases as? [String: Any])?["cases"] as? [[String: Any]] else { return XCTFail("cases.json layout") }
+        var checked = 0
+        for c in list.prefix(40) {
+            guard let text = c["text"] as? String, let openai = c["openai"] as? [String: Any],
+                  let ids = openai["input_ids"] as? [Int], let mask = openai["attention_mask"] as? [Int],
+                  let count = openai["token_count"] as? Int, !text.hasPrefix("-") else { continue }
+            let r = try run(["tokenize", text, "--tokenizer", "weights/clip-tokenizer"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+            XCTAssertEqual(json["ids"] as? [Int], Array(ids.prefix(mask.reduce(0, +))), text)
+            XCTAssertEqual(json["token_count"] as? Int, count, text)
+            checked += 1
+        }
+        XCTAssertGreaterThan(checked, 20)
+    }
+
+    func testLongPromptWarnsAndTruncates() throws {
+        let text = Array(repeating: "red", count: 100).joined(separator: " ")
+        let r = try run(["tokenize", text])
+        XCTAssertEqual(r.status, 0)
+        XCTAssertTrue(r.stderr.contains("102 tokens") && r.stderr.contains("25 were dropped"), r.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        XCTAssertEqual((json["ids"] as? [Int])?.count, 77)
+        XCTAssertEqual((json["ids"] as? [Int])?.last, 49407)
+        XCTAssertEqual(json["dropped_tokens"] as? Int, 25)
+    }
+
+    func testEncodeTextWritesTransformersValues() throws {
+        let out = tmp.appendingPathComponent("o.safetensors").path
+        let r = try run(["encode-text", "--text-encoder", "Tests/Fixtures/clip/text-quickgelu-l2", "--output", out, "a red circle"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: out))
+        XCTAssertTrue(r.stdout.contains("seconds_per_run"))
+    }
+
+    func testCorruptSafetensorsFails() throws {
+        let dir = tmp.appendingPathComponent("enc")
+        try FileManager.default.copyItem(at: Self.fixtures.appendingPathComponent("clip/text-plain-l1"), to: dir)
+        let weights = dir.appendingPathComponent("model.safetensors")
+        let data = try Data(contentsOf: weights)
+        try data.prefix(data.count / 2).write(to: weights)   // truncated
+        try assertFails(["encode-text", "--text-encoder", dir.path, "x"], mentioning: ["model.safetensors", "truncated"])
+        var header = Data([0xFF, 0xFF, 0xFF, 0xFF, 0, 0, 0, 0])  // header length past the end
+        header.append(Data("{}".utf8))
+        try header.write(to: weights)
+        try assertFails(["encode-text", "--text-encoder", dir.path, "x"], mentioning: ["model.safetensors", "header length"])
+    }
+
+    func testUnknownActivationFails() throws {
+        let dir = tmp.appendingPathComponent("enc")
+        try FileManager.default.copyItem(at: Self.fixtures.appendingPathComponent("clip/text-plain-l1"), to: dir)
+        let cfg = dir.appendingPathComponent("config.json")
+        let text = try String(contentsOf: cfg, encoding: .utf8).replacingOccurrences(of: "\"quick_gelu\"", with: "\"mystery\"")
+        try text.write(to: cfg, atomically: true, encoding: .utf8)
+        try assertFails(["encode-text", "--text-encoder", dir.path, "x"], mentioning: ["mystery", "config.json"])
+    }
+
+    func testMissingFolderAndNonPNGFail() throws {
+        try assertFails(["encode-text", "--text-encoder", tmp.appendingPathComponent("nope").path, "x"], mentioning: ["nope"])
+        let fx = tmp.appendingPathComponent("fx")
+        try FileManager.default.createDirectory(at: fx, withIntermediateDirectories: true)
+        try Data(#"{"crop_size": 32, "size": 32, "resample": 3}"#.utf8).write(to: fx.appendingPathComponent("preprocessor_config.json"))
+        let notPNG = tmp.appendingPathComponent("photo.png")
+        try Data("definitely not a png".utf8).write(to: notPNG)
+        try assertFails(["embed-image", "--image-encoder", "Tests/Fixtures/clip/vision-a", "--feature-extractor", fx.path, notPNG.path],
+                        mentioning: ["photo.png", "PNG"])
+    }
+}
