@@ -1,1 +1,0 @@
-// UnCLIPPipelines: orchestration of the models (prior, decoder).

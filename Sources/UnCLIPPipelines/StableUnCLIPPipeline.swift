@@ -1,0 +1,94 @@
+import Foundation
+import UnCLIPImage
+import UnCLIPModels
+import UnCLIPRandom
+import UnCLIPTensor
+import UnCLIPWeights
+
+/// One generated image and everything that made it.
+public struct Generation: Sendable {
+    public let image: RGBImage
+    /// The CLIP image embedding the decoder drew [1, D] (the prior's choice, or the given one).
+    public let imageEmbeds: Tensor
+    /// The prior's candidates and scores (text-to-image only).
+    public let prior: PriorResult?
+    public let latents: Tensor
+    public let seed: UInt64
+}
+
+/// Text-to-image and variations as diffusers' StableUnCLIPPipeline / StableUnCLIPImg2ImgPipeline run them,
+/// with the prior's best-of-N added. Random draws happen in diffusers' order, so seed S with one prior
+/// candidate gives diffusers' image for seed S.
+public final class StableUnCLIPPipeline {
+    public let decoder: UnCLIPDecoder
+    public let prior: PriorPipeline?
+
+    /// - model: a StableUnCLIPPipeline bundle (with prior_* components) or a decoder-only folder;
+    /// - priorFolder: a Karlo-style prior folder, required when the model has no prior of its own.
+    public init(model: URL, prior priorFolder: URL? = nil, variant: String? = nil) throws {
+        decoder = try UnCLIPDecoder(folder: model, variant: variant)
+        let bundled = FileManager.default.fileExists(atPath: model.appendingPathComponent("prior").path)
+        if let priorFolder {
+            prior = try PriorPipeline(folder: priorFolder)
+        } else if bundled {
+            prior = try PriorPipeline(folder: model)
+        } else {
+            prior = nil
+        }
+        if let prior, prior.prior.config.clipDim != decoder.embeddingDim {
+            throw WeightError.badConfig(path: model.path, reason: "the prior makes \(prior.prior.config.clipDim)-d image embeddings but the decoder expects \(decoder.embeddingDim)-d")
+        }
+    }
+
+    /// Prompt → prior (best of N) → noise augmentation → decoder → image.
+    public func textToImage(prompt: String, priorSettings: PriorSettings, settings: DecoderSettings, seed: UInt64,
+                            progress: ProgressHandler? = nil, onWarning: (String) -> Void = { _ in }) throws -> Generation {
+        guard let prior else {
+            throw WeightError.missingFile(path: decoder.folder.appendingPathComponent("prior").path,
+                                          what: "prior (this model folder has none; pass --prior with a Karlo-style prior folder)")
+        }
+        try decoder.validate(settings)
+        let generator = TorchGenerator(seed: seed)
+        let text = try prior.encode(prompt, onWarning: onWarning)
+        let uncond = try prior.encode("")
+        let result = try prior.sample(text: text, unconditional: uncond, settings: priorSettings, generator: generator) {
+            progress?("prior", $0, $1)
+        }
+        return try decode(embeds: result.chosen, prompt: prompt, settings: settings, generator: generator, seed: seed,
+                          prior: result, progress: progress, onWarning: onWarning)
+    }
+
+    /// A variation of a CLIP image embedding [1, D] (StableUnCLIPImg2ImgPipeline with `image_embeds`).
+    public func variation(imageEmbeds: Tensor, prompt: String = "", settings: DecoderSettings, seed: UInt64,
+                          progress: ProgressHandler? = nil, onWarning: (String) -> Void = { _ in }) throws -> Generation {
+        guard imageEmbeds.count == decoder.embeddingDim else {
+            throw ModelError.invalidInput("the image embedding has \(imageEmbeds.count) values; this decoder expects \(decoder.embeddingDim)")
+        }
+        try decoder.validate(settings)
+        return try decode(embeds: imageEmbeds.reshaped([1, decoder.embeddingDim]), prompt: prompt, settings: settings,
+                          generator: TorchGenerator(seed: seed), seed: seed, prior: nil, progress: progress, onWarning: onWarning)
+    }
+
+    /// The CLIP image embedding of a picture, through the model's feature extractor and image encoder.
+    public func embed(image: RGBImage) throws -> Tensor {
+        guard let processor = decoder.imageProcessor, let encoder = decoder.imageEncoder else {
+            throw WeightError.missingFile(path: decoder.folder.appendingPathComponent("image_encoder").path,
+                                          what: "image encoder and feature_extractor (needed to embed a PNG)")
+        }
+        let px = processor.preprocess(image)
+        let out = try encoder(pixelValues: Tensor(shape: [1, px.channels, px.height, px.width], data: px.data))
+        guard let e = out.imageEmbeds else { throw ModelError.invalidInput("the image encoder has no visual projection") }
+        return e
+    }
+
+    private func decode(embeds: Tensor, prompt: String, settings: DecoderSettings, generator: TorchGenerator, seed: UInt64,
+                        prior: PriorResult?, progress: ProgressHandler?, onWarning: (String) -> Void) throws -> Generation {
+        let promptEmbeds = try decoder.encodePrompt(prompt, onWarning: onWarning)
+        let negative = try decoder.encodePrompt(settings.negativePrompt ?? "")
+        let noise = Tensor(shape: embeds.shape, data: try generator.randn(count: embeds.count))
+        let noised = try decoder.noiseImageEmbeddings(embeds, noiseLevel: settings.noiseLevel, noise: noise)
+        let (image, latents) = try decoder.denoise(noisedEmbeds: noised, promptEmbeds: promptEmbeds, negativeEmbeds: negative,
+                                                   settings: settings, generator: generator, progress: progress)
+        return Generation(image: try tensorToImage(image), imageEmbeds: embeds, prior: prior, latents: latents, seed: seed)
+    }
+}

@@ -1,0 +1,112 @@
+import Foundation
+import XCTest
+@testable import UnCLIPPipelines
+import UnCLIPImage
+import UnCLIPModels
+import UnCLIPRandom
+import UnCLIPTensor
+import UnCLIPWeights
+
+/// Whole images against diffusers' StableUnCLIPPipeline / StableUnCLIPImg2ImgPipeline on the tiny bundle
+/// (same seed, one prior candidate): mean abs pixel difference ≤ 1/255 and max ≤ 4/255.
+final class StableUnCLIPPipelineTests: XCTestCase {
+    static let bundle = Fixture.url("bundles/tiny-unclip")
+
+    func pixels(_ t: [Int]) -> [UInt8] { t.map { UInt8($0) } }
+
+    func assertImage(_ image: RGBImage, _ ref: SafeTensorsFile, _ name: String, meanTol: Double = 1, maxTol: Int = 4,
+                     file: StaticString = #filePath, line: UInt = #line) throws {
+        let want = try ref.integers("\(name).image_uint8")
+        XCTAssertEqual(image.pixels.count, want.count, "\(name) size", file: file, line: line)
+        guard image.pixels.count == want.count else { return }
+        let diffs = zip(image.pixels, want).map { abs(Int($0) - $1) }
+        let mean = Double(diffs.reduce(0, +)) / Double(diffs.count)
+        XCTAssertLessThanOrEqual(mean, meanTol, "\(name): mean abs pixel diff \(mean)", file: file, line: line)
+        XCTAssertLessThanOrEqual(diffs.max()!, maxTol, "\(name): max pixel diff \(diffs.max()!)", file: file, line: line)
+    }
+
+    func settings(_ s: [String: Any]) -> DecoderSettings {
+        var d = DecoderSettings()
+        d.steps = s["num_inference_steps"] as! Int
+        d.guidanceScale = Float(s["guidance_scale"] as! Double)
+        d.noiseLevel = s["noise_level"] as! Int
+        d.negativePrompt = s["negative_prompt"] as? String
+        d.width = s["width"] as? Int
+        d.height = s["height"] as? Int
+        return d
+    }
+
+    func testTextToImageMatchesDiffusers() throws {
+        let pipe = try StableUnCLIPPipeline(model: Self.bundle)
+        let ref = try Fixture.file("bundles/tiny-unclip.expected.safetensors")
+        var checked = 0
+        for c in try Fixture.cases("bundles/tiny-unclip.expected.json") where c["pipeline"] as? String == "StableUnCLIPPipeline" {
+            let name = c["name"] as! String, s = c["settings"] as! [String: Any]
+            guard s["num_images_per_prompt"] as! Int == 1 else { continue }
+            let prior = PriorSettings(steps: s["prior_num_inference_steps"] as! Int,
+                                      guidanceScale: Float(s["prior_guidance_scale"] as! Double), candidates: 1)
+            let g = try pipe.textToImage(prompt: s["prompt"] as! String, priorSettings: prior, settings: settings(s),
+                                         seed: UInt64(c["seed"] as! Int))
+            assertClose(g.latents, try ref.tensor("\(name).latents_final"), tol: 1e-4, "\(name) final latents")
+            try assertImage(g.image, ref, name)
+            checked += 1
+        }
+        XCTAssertGreaterThanOrEqual(checked, 8)
+    }
+
+    func testNoiseAugmentationMatchesDiffusers() throws {
+        let pipe = try StableUnCLIPPipeline(model: Self.bundle)
+        let ref = try Fixture.file("bundles/tiny-unclip.expected.safetensors")
+        for name in ["t2i_s0_g10", "t2i_s0_g10_nl100", "i2i_embeds_s1_nl100"] {
+            let level = try ref.integers("\(name).noise_image_embeddings.noise_level")[0]
+            let out = try pipe.decoder.noiseImageEmbeddings(try ref.tensor("\(name).noise_image_embeddings.image_embeds"),
+                                                            noiseLevel: level, noise: try ref.tensor("\(name).noise_image_embeddings.noise"))
+            assertClose(out, try ref.tensor("\(name).noise_image_embeddings.out"), tol: 1e-5, "\(name) noised embeddings (level \(level))")
+        }
+    }
+
+    func testVariationsMatchDiffusers() throws {
+        let pipe = try StableUnCLIPPipeline(model: Self.bundle)
+        let ref = try Fixture.file("bundles/tiny-unclip.expected.safetensors")
+        var checked = 0
+        for c in try Fixture.cases("bundles/tiny-unclip.expected.json") where c["pipeline"] as? String == "StableUnCLIPImg2ImgPipeline" {
+            let name = c["name"] as! String, s = c["settings"] as! [String: Any]
+            guard s["num_images_per_prompt"] as! Int == 1 else { continue }
+            let embeds: Tensor
+            var meanTol = 1.0
+            if let source = s["image_embeds"] as? String {
+                embeds = try ref.tensor(source)
+            } else {
+                let image = try PNG.read(Fixture.url("bundles/\(s["image"] as! String)"))
+                embeds = try pipe.embed(image: image)
+                assertClose(embeds, try ref.tensor("\(name).image_encoder.image_embeds"), tol: 1e-4, "\(name) image embedding")
+                meanTol = 2
+            }
+            let g = try pipe.variation(imageEmbeds: embeds, prompt: (s["prompt"] as? String) ?? "", settings: settings(s),
+                                       seed: UInt64(c["seed"] as! Int))
+            try assertImage(g.image, ref, name, meanTol: meanTol)
+            checked += 1
+        }
+        XCTAssertGreaterThanOrEqual(checked, 4)
+    }
+
+    func testBadSettingsAreRejected() throws {
+        let pipe = try StableUnCLIPPipeline(model: Self.bundle)
+        var s = DecoderSettings()
+        s.width = 30
+        XCTAssertThrowsError(try pipe.textToImage(prompt: "x", priorSettings: PriorSettings(), settings: s, seed: 0)) {
+            XCTAssertTrue("\($0)".contains("width"), "\($0)")
+        }
+        s = DecoderSettings(); s.noiseLevel = 1000
+        XCTAssertThrowsError(try pipe.textToImage(prompt: "x", priorSettings: PriorSettings(), settings: s, seed: 0)) {
+            XCTAssertTrue("\($0)".contains("noise-level"), "\($0)")
+        }
+        s = DecoderSettings(); s.scheduler = "NoSuchScheduler"
+        XCTAssertThrowsError(try pipe.textToImage(prompt: "x", priorSettings: PriorSettings(), settings: s, seed: 0)) {
+            XCTAssertTrue("\($0)".contains("NoSuchScheduler"), "\($0)")
+        }
+        XCTAssertThrowsError(try pipe.variation(imageEmbeds: Tensor(zeros: [1, 7]), settings: DecoderSettings(), seed: 0)) {
+            XCTAssertTrue("\($0)".contains("7"), "\($0)")
+        }
+    }
+}
