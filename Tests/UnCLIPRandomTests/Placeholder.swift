@@ -1,2 +1,0 @@
-import XCTest
-final class UnCLIPRandomTestsPlaceholder: XCTestCase { func testNothing() {} }
