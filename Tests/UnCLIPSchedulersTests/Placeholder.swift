@@ -1,2 +1,0 @@
-import XCTest
-final class SchedulersPlaceholder: XCTestCase { func testNothing() {} }
