@@ -52,7 +52,7 @@ let package = Package(
                 swiftSettings: fastSwift),
 
         .executableTarget(name: "unclip",
-                          dependencies: ["UnCLIPPipelines", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["UnCLIPPipelines", "UnCLIPRandom", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: fastSwift),
         .executableTarget(name: "unclip-bench",
                           dependencies: ["UnCLIPModels", "CBLAS"],
@@ -63,7 +63,7 @@ let package = Package(
         .testTarget(name: "UnCLIPTokenizerTests", dependencies: ["UnCLIPTokenizer"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPImageTests", dependencies: ["UnCLIPImage", "UnCLIPWeights"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPWeightsTests", dependencies: ["UnCLIPWeights"], swiftSettings: fastSwift),
-        .testTarget(name: "UnCLIPSchedulersTests", dependencies: ["UnCLIPSchedulers"], swiftSettings: fastSwift),
+        .testTarget(name: "UnCLIPSchedulersTests", dependencies: ["UnCLIPSchedulers", "UnCLIPRandom", "UnCLIPTensor", "UnCLIPWeights"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPPipelinesTests", dependencies: ["UnCLIPPipelines"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPCLITests", dependencies: ["unclip"], swiftSettings: fastSwift),

@@ -69,7 +69,9 @@ public func loadJSONConfig<C: Decodable>(_ type: C.Type, from url: URL) throws -
         throw WeightError.missingFile(path: url.path, what: "config file")
     }
     do {
-        return try JSONDecoder().decode(type, from: data)
+        let decoder = JSONDecoder()
+        decoder.allowsJSON5 = true  // diffusers writes -Infinity and NaN into some configs
+        return try decoder.decode(type, from: data)
     } catch let e as WeightError {
         throw e
     } catch let DecodingError.keyNotFound(key, ctx) {

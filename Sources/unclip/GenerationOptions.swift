@@ -1,0 +1,146 @@
+import ArgumentParser
+import Foundation
+import UnCLIPPipelines
+import UnCLIPTensor
+
+/// Model location: --model, then $UNCLIP_MODEL, then the shipped model in the package's weights/.
+struct ModelOptions: ParsableArguments {
+    @Option(help: "Model folder: a StableUnCLIPPipeline bundle, or a Stable unCLIP decoder folder (with --prior). Default: $UNCLIP_MODEL, else weights/shapes.")
+    var model: String?
+
+    @Option(help: "Karlo-style prior folder (prior, prior_scheduler, text_encoder, tokenizer) for decoder-only models.")
+    var prior: String?
+
+    @Option(help: "Prefer this weight variant when a folder has several (e.g. fp16).")
+    var variant: String?
+
+    func modelURL() throws -> URL {
+        if let model { return URL(fileURLWithPath: model) }
+        if let env = ProcessInfo.processInfo.environment["UNCLIP_MODEL"], !env.isEmpty { return URL(fileURLWithPath: env) }
+        let shipped = PackageLocation.weights.appendingPathComponent("shapes")
+        guard FileManager.default.fileExists(atPath: shipped.path) else {
+            throw CLIError("no model given: pass --model DIR or set UNCLIP_MODEL (weights/README.md says where to get the published weights)")
+        }
+        return shipped
+    }
+
+    func load() throws -> StableUnCLIPPipeline {
+        try StableUnCLIPPipeline(model: modelURL(), prior: prior.map { URL(fileURLWithPath: $0) }, variant: variant)
+    }
+}
+
+/// Decoder options shared by generate and vary; names are part of the CLI contract.
+struct DecoderOptions: ParsableArguments {
+    @Option(help: "Negative prompt for the decoder's classifier-free guidance.")
+    var negative: String?
+
+    @Option(help: "Seed (torch-compatible). Default: a random seed, printed.")
+    var seed: UInt64?
+
+    @Option(help: "Decoder denoising steps.")
+    var steps = 20
+
+    @Option(help: "Decoder guidance scale (1 = no guidance).")
+    var guidance: Float = 10
+
+    @Option(help: "Noise added to the image embedding before decoding (0 = none; higher = looser variations).")
+    var noiseLevel = 0
+
+    @Option(help: "Decoder scheduler (diffusers class name), overriding the model's: DDIMScheduler, PNDMScheduler, DDPMScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler, LMSDiscreteScheduler.")
+    var scheduler: String?
+
+    @Option(help: "Image width in pixels (a multiple of 8). Default: the model's native size.")
+    var width: Int?
+
+    @Option(help: "Image height in pixels (a multiple of 8). Default: the model's native size.")
+    var height: Int?
+
+    @Option(help: "Number of images; image i uses seed + i, so each can be reproduced alone.")
+    var count = 1
+
+    @Option(help: "Output PNG path (with --count > 1, '-SEED' is added before the extension). Default: unclip-SEED.png.")
+    var output: String?
+
+    func validate() throws {
+        guard count >= 1 else { throw ValidationError("--count must be at least 1") }
+        guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
+        for (name, v) in [("--width", width), ("--height", height)] {
+            if let v, v <= 0 || v % 8 != 0 { throw ValidationError("\(name) \(v) is not a positive multiple of 8") }
+        }
+        guard noiseLevel >= 0 else { throw ValidationError("--noise-level must be 0 or more") }
+    }
+
+    var settings: DecoderSettings {
+        var s = DecoderSettings()
+        s.steps = steps; s.guidanceScale = guidance; s.noiseLevel = noiseLevel; s.negativePrompt = negative
+        s.width = width; s.height = height; s.scheduler = scheduler
+        return s
+    }
+
+    /// Seeds for the images: the given one or a random one, then +1 for each further image.
+    func seeds() -> [UInt64] {
+        let first = seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
+        return (0..<UInt64(count)).map { first &+ $0 }
+    }
+
+    func outputURL(seed: UInt64) -> URL {
+        guard let output else { return URL(fileURLWithPath: "unclip-\(seed).png") }
+        guard count > 1 else { return URL(fileURLWithPath: output) }
+        let url = URL(fileURLWithPath: output)
+        let ext = url.pathExtension.isEmpty ? "png" : url.pathExtension
+        return url.deletingLastPathComponent().appendingPathComponent("\(url.deletingPathExtension().lastPathComponent)-\(seed).\(ext)")
+    }
+}
+
+/// Prior options (text-to-image only).
+struct PriorOptions: ParsableArguments {
+    @Option(help: "Prior denoising steps.")
+    var priorSteps = 25
+
+    @Option(help: "Prior guidance scale (1 = no guidance).")
+    var priorGuidance: Float = 4
+
+    @Option(help: "Image embeddings the prior samples; the one with the best CLIP score with the prompt is kept (DALL·E 2 uses 2).")
+    var priorCandidates = 2
+
+    func validate() throws {
+        guard priorCandidates >= 1 else { throw ValidationError("--prior-candidates must be at least 1") }
+        guard priorSteps >= 1 else { throw ValidationError("--prior-steps must be at least 1") }
+    }
+
+    var settings: PriorSettings { PriorSettings(steps: priorSteps, guidanceScale: priorGuidance, candidates: priorCandidates) }
+}
+
+/// Progress on stderr: a live bar on a terminal, a summary line otherwise.
+final class Progress {
+    let interactive = isatty(2) == 1
+    var stageStart: [String: UInt64] = [:]
+
+    func update(stage: String, step: Int, total: Int) {
+        let now = DispatchTime.now().uptimeNanoseconds
+        if step == 1 || stageStart[stage] == nil { stageStart[stage] = now }
+        let elapsed = Double(now - stageStart[stage]!) / 1e9
+        let perStep = elapsed / Double(max(step, 1))
+        if interactive {
+            let width = 24, filled = width * step / max(total, 1)
+            let bar = String(repeating: "█", count: filled) + String(repeating: "·", count: width - filled)
+            let eta = perStep * Double(total - step)
+            FileHandle.standardError.write(Data(String(format: "\r%@ %@ %d/%d  %.2f s/step  ETA %.0f s ", stage, bar, step, total, perStep, eta).utf8))
+            if step == total { FileHandle.standardError.write(Data("\n".utf8)) }
+        } else if step == total {
+            warn(String(format: "%@: %d steps in %.1f s (%.2f s/step)", stage, total, elapsed, perStep))
+        }
+    }
+}
+
+/// The AUTOMATIC1111-style "parameters" text stored in each PNG.
+func parametersText(prompt: String, negative: String?, steps: Int, scheduler: String, guidance: Float, seed: UInt64,
+                    width: Int, height: Int, model: String, extra: [(String, String)]) -> String {
+    var lines = [prompt]
+    if let negative, !negative.isEmpty { lines.append("Negative prompt: \(negative)") }
+    var fields = [("Steps", "\(steps)"), ("Sampler", scheduler), ("CFG scale", "\(guidance)"), ("Seed", "\(seed)"),
+                  ("Size", "\(width)x\(height)"), ("Model", model)]
+    fields += extra
+    lines.append(fields.map { "\($0.0): \($0.1)" }.joined(separator: ", "))
+    return lines.joined(separator: "\n")
+}
