@@ -66,7 +66,7 @@ let package = Package(
         .testTarget(name: "UnCLIPSchedulersTests", dependencies: ["UnCLIPSchedulers", "UnCLIPRandom", "UnCLIPTensor", "UnCLIPWeights"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPPipelinesTests", dependencies: ["UnCLIPPipelines"], swiftSettings: fastSwift),
-        .testTarget(name: "UnCLIPCLITests", dependencies: ["unclip"], swiftSettings: fastSwift),
+        .testTarget(name: "UnCLIPCLITests", dependencies: ["unclip", "UnCLIPImage"], swiftSettings: fastSwift),
     ],
     // Swift 5 mode: the numeric core shares raw buffers across Dispatch workers by design.
     swiftLanguageModes: [.v5]

@@ -1,8 +1,9 @@
 import Foundation
+import UnCLIPImage
 import XCTest
 
 /// Runs the built `unclip` binary as a user would: output, warnings, and non-zero exits with clear errors.
-final class CLITests: XCTestCase {
+class CLITestCase: XCTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
     static let fixtures = root.appendingPathComponent("Tests/Fixtures")
 
@@ -45,7 +46,9 @@ final class CLITests: XCTestCase {
         try FileManager.default.createDirectory(at: tmp, withIntermediateDirectories: true)
     }
     override func tearDown() { try? FileManager.default.removeItem(at: tmp) }
+}
 
+final class CLITests: CLITestCase {
     func testTokenizeMatchesTransformers() throws {
         // Ids from transformers' CLIPTokenizer (Tests/Fixtures/tokenizer/cases.json, OpenAI vocabulary).
         let cases = try JSONSerialization.jsonObject(with: Data(contentsOf: Self.fixtures.appendingPathComponent("tokenizer/cases.json")))
@@ -115,5 +118,71 @@ final class CLITests: XCTestCase {
         try Data("definitely not a png".utf8).write(to: notPNG)
         try assertFails(["embed-image", "--image-encoder", "Tests/Fixtures/clip/vision-a", "--feature-extractor", fx.path, notPNG.path],
                         mentioning: ["photo.png", "PNG"])
+    }
+}
+
+/// `unclip generate` / `vary` / `prior` on the tiny diffusers bundle.
+final class GenerateCLITests: CLITestCase {
+    let bundle = "Tests/Fixtures/bundles/tiny-unclip"
+
+    /// The PNG `unclip generate` writes equals diffusers' StableUnCLIPPipeline image for the same seed.
+    func testGenerateWritesDiffusersImage() throws {
+        let out = tmp.appendingPathComponent("g.png").path
+        let r = try run(["generate", "a tiny robot watering a plant", "--model", bundle, "--seed", "42", "--steps", "4",
+                             "--prior-steps", "5", "--prior-candidates", "1", "--noise-level", "100", "--width", "32", "--height", "32", "--output", out])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let png = try Data(contentsOf: URL(fileURLWithPath: out))
+        XCTAssertEqual(Array(png.prefix(8)), [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
+        // Compare decoded pixels with the reference PNG diffusers saved (decoded by the same reader).
+        let ours = try decodePNG(out), want = try decodePNG(CLITestCase.fixtures.appendingPathComponent("bundles/tiny-unclip-images/t2i_s42_g10_nl100_0.png").path)
+        XCTAssertEqual(ours.count, want.count)
+        let diffs = zip(ours, want).map { abs(Int($0) - Int($1)) }
+        XCTAssertLessThanOrEqual(Double(diffs.reduce(0, +)) / Double(max(diffs.count, 1)), 1.0)
+        XCTAssertLessThanOrEqual(diffs.max() ?? 99, 4)
+        let text = String(decoding: png, as: UTF8.self)
+        XCTAssertTrue(text.contains("parameters") && text.contains("Seed: 42") && text.contains("Prior candidates: 1"), "no parameters chunk")
+        XCTAssertTrue(r.stdout.contains("\"seed\":42"), r.stdout)
+    }
+
+    func decodePNG(_ path: String) throws -> [UInt8] { try PNG.read(URL(fileURLWithPath: path)).pixels }
+
+    func testCountUsesConsecutiveSeeds() throws {
+        let out = tmp.appendingPathComponent("c.png").path
+        let r = try run(["generate", "a robot", "--model", bundle, "--seed", "7", "--count", "2", "--steps", "2", "--prior-steps", "2", "--output", out])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        for s in [7, 8] { XCTAssertTrue(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("c-\(s).png").path)) }
+    }
+
+    func testBadArgumentsFailClearly() throws {
+        let base = ["generate", "a robot", "--model", bundle, "--steps", "1", "--prior-steps", "1"]
+        try assertFails(base + ["--prior-candidates", "0"], mentioning: ["prior-candidates"])
+        try assertFails(base + ["--width", "36"], mentioning: ["width", "multiple of 8"])
+        try assertFails(base + ["--noise-level", "1000"], mentioning: ["noise-level", "999"])
+        try assertFails(base + ["--scheduler", "FancyScheduler"], mentioning: ["FancyScheduler", "DDIMScheduler"])
+        // A model folder lacking its UNet: the component is named.
+        let broken = tmp.appendingPathComponent("broken")
+        try FileManager.default.copyItem(at: CLITestCase.root.appendingPathComponent(bundle), to: broken)
+        try FileManager.default.removeItem(at: broken.appendingPathComponent("unet"))
+        try assertFails(["generate", "x", "--model", broken.path], mentioning: ["unet"])
+        // An embedding of the wrong width.
+        let emb = tmp.appendingPathComponent("e.safetensors")
+        var header = Data(#"{"image_embeds":{"dtype":"F32","shape":[1,7],"data_offsets":[0,28]}}"#.utf8)
+        while (header.count + 8) % 8 != 0 { header.append(0x20) }
+        var file = Data()
+        withUnsafeBytes(of: UInt64(header.count).littleEndian) { file.append(contentsOf: $0) }
+        file.append(header); file.append(Data(count: 28))
+        try file.write(to: emb)
+        try assertFails(["vary", "--embedding", emb.path, "--model", bundle], mentioning: ["[1, 7]", "16"])
+        try assertFails(["vary", "--model", bundle], mentioning: ["--image", "--embedding"])
+    }
+
+    func testPriorCommandWritesCandidates() throws {
+        let out = tmp.appendingPathComponent("p.safetensors").path
+        let r = try run(["prior", "a robot", "--model", bundle, "--seed", "3", "--prior-candidates", "3", "--prior-steps", "4", "--output", out])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let json = try JSONSerialization.jsonObject(with: Data(r.stdout.utf8)) as! [String: Any]
+        let scores = json["scores"] as! [Double]
+        XCTAssertEqual(scores.count, 3)
+        XCTAssertEqual(json["chosen"] as? Int, scores.indices.max { scores[$0] < scores[$1] })
     }
 }
