@@ -15,6 +15,7 @@ let package = Package(
     products: [
         .executable(name: "unclip", targets: ["unclip"]),
         .executable(name: "unclip-bench", targets: ["unclip-bench"]),
+        .executable(name: "unclip-store-bench", targets: ["unclip-store-bench"]),
         .library(name: "UnCLIP", targets: ["UnCLIPPipelines"]),
     ],
     dependencies: [
@@ -51,13 +52,25 @@ let package = Package(
                 dependencies: ["UnCLIPModels", "UnCLIPSchedulers", "UnCLIPTokenizer", "UnCLIPRandom", "UnCLIPImage", "UnCLIPWeights"],
                 swiftSettings: fastSwift),
 
+        // The embedding store: SQLite (C API) database of generations, caches and embeddings, plus search.
+        .target(name: "UnCLIPStore", dependencies: ["CSQLite", "CBLAS"], swiftSettings: fastSwift),
+        // Store-backed generation: caches, variations, interpolation, text diffs, regeneration.
+        .target(name: "UnCLIPStudio",
+                dependencies: ["UnCLIPStore", "UnCLIPPipelines", "UnCLIPImage", "UnCLIPTensor", "UnCLIPWeights"],
+                swiftSettings: fastSwift),
+
         .executableTarget(name: "unclip",
-                          dependencies: ["UnCLIPPipelines", "UnCLIPRandom", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["UnCLIPPipelines", "UnCLIPRandom", "UnCLIPStore", "UnCLIPStudio", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: fastSwift),
         .executableTarget(name: "unclip-bench",
                           dependencies: ["UnCLIPModels", "CBLAS"],
                           swiftSettings: fastSwift),
 
+        // Search benchmark over 100k / 1M random embeddings in a real store (not a test).
+        .executableTarget(name: "unclip-store-bench", dependencies: ["UnCLIPStore"], swiftSettings: fastSwift),
+
+        .testTarget(name: "UnCLIPStoreTests", dependencies: ["UnCLIPStore", "UnCLIPStudio", "UnCLIPPipelines", "UnCLIPImage"],
+                    swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPTensorTests", dependencies: ["UnCLIPTensor"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPRandomTests", dependencies: ["UnCLIPRandom", "UnCLIPWeights"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPTokenizerTests", dependencies: ["UnCLIPTokenizer"], swiftSettings: fastSwift),
@@ -66,7 +79,7 @@ let package = Package(
         .testTarget(name: "UnCLIPSchedulersTests", dependencies: ["UnCLIPSchedulers", "UnCLIPRandom", "UnCLIPTensor", "UnCLIPWeights"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPPipelinesTests", dependencies: ["UnCLIPPipelines"], swiftSettings: fastSwift),
-        .testTarget(name: "UnCLIPCLITests", dependencies: ["unclip", "UnCLIPImage"], swiftSettings: fastSwift),
+        .testTarget(name: "UnCLIPCLITests", dependencies: ["unclip", "UnCLIPImage", "UnCLIPStore"], swiftSettings: fastSwift),
     ],
     // Swift 5 mode: the numeric core shares raw buffers across Dispatch workers by design.
     swiftLanguageModes: [.v5]

@@ -8,6 +8,9 @@ import UnCLIPWeights
 
 /// What the prior's text encoder makes of one prompt (cacheable: it depends only on the text).
 public struct PriorTextEncoding: Sendable {
+    public init(textEmbeds: Tensor, hiddenStates: Tensor, mask: [Int]) {
+        self.textEmbeds = textEmbeds; self.hiddenStates = hiddenStates; self.mask = mask
+    }
     /// CLIP text embedding (`text_embeds`) [1, D].
     public let textEmbeds: Tensor
     /// Last hidden state [1, 77, D].
@@ -33,6 +36,9 @@ public struct PriorResult: Sendable {
     /// Cosine similarity of each candidate with the prompt's text embedding.
     public let scores: [Float]
     public let chosenIndex: Int
+    public init(candidates: Tensor, scores: [Float], chosenIndex: Int) {
+        self.candidates = candidates; self.scores = scores; self.chosenIndex = chosenIndex
+    }
     /// The kept embedding [1, D].
     public var chosen: Tensor { slice(candidates, axis: 0, chosenIndex..<(chosenIndex + 1)) }
 }
@@ -43,7 +49,8 @@ public final class PriorPipeline {
     public let tokenizer: CLIPTokenizer
     public let textEncoder: CLIPTextModel
     public let prior: PriorTransformer
-    let schedulerConfig: URL
+    /// The prior scheduler's scheduler_config.json.
+    public let schedulerConfig: URL
 
     /// Loads from a folder: a Stable unCLIP bundle (prior_tokenizer, prior_text_encoder, prior, prior_scheduler)
     /// or a Karlo-style prior folder (tokenizer, text_encoder, prior, prior_scheduler).

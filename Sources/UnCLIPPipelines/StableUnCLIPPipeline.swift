@@ -43,30 +43,65 @@ public final class StableUnCLIPPipeline {
     /// Prompt → prior (best of N) → noise augmentation → decoder → image.
     public func textToImage(prompt: String, priorSettings: PriorSettings, settings: DecoderSettings, seed: UInt64,
                             progress: ProgressHandler? = nil, onWarning: (String) -> Void = { _ in }) throws -> Generation {
+        var stages = PipelineStages()
+        return try textToImage(prompt: prompt, priorSettings: priorSettings, settings: settings, seed: seed, stages: &stages,
+                               progress: progress, onWarning: onWarning)
+    }
+
+    /// Text-to-image reusing whatever `stages` already holds (a caller's cache) and filling in what it computes.
+    /// The image is the same whether a stage was given or computed: a given prior replays the prior's random
+    /// draws (`priorDraws`) so the decoder sees the generator exactly where a full run leaves it.
+    public func textToImage(prompt: String, priorSettings: PriorSettings, settings: DecoderSettings, seed: UInt64,
+                            stages: inout PipelineStages, progress: ProgressHandler? = nil,
+                            onWarning: (String) -> Void = { _ in }) throws -> Generation {
         guard let prior else {
             throw WeightError.missingFile(path: decoder.folder.appendingPathComponent("prior").path,
                                           what: "prior (this model folder has none; pass --prior with a Karlo-style prior folder)")
         }
         try decoder.validate(settings)
         let generator = TorchGenerator(seed: seed)
-        let text = try prior.encode(prompt, onWarning: onWarning)
-        let uncond = try prior.encode("")
-        let result = try prior.sample(text: text, unconditional: uncond, settings: priorSettings, generator: generator) {
-            progress?("prior", $0, $1)
+        let result: PriorResult
+        if let cached = stages.prior, let draws = stages.priorDraws {
+            guard cached.candidates.count == priorSettings.candidates * decoder.embeddingDim else {
+                throw ModelError.invalidInput("the cached prior result has \(cached.candidates.shape) candidates; expected \(priorSettings.candidates) × \(decoder.embeddingDim)")
+            }
+            for n in draws { _ = try generator.randn(count: n) }
+            result = cached
+        } else {
+            let text = try stages.priorText ?? prior.encode(prompt, onWarning: onWarning)
+            let uncond = try stages.priorUnconditional ?? prior.encode("")
+            stages.priorText = text
+            stages.priorUnconditional = uncond
+            let recorder = RecordingRandomSource(generator)
+            result = try prior.sample(text: text, unconditional: uncond, settings: priorSettings, generator: recorder) {
+                progress?("prior", $0, $1)
+            }
+            stages.prior = result
+            stages.priorDraws = recorder.draws
         }
         return try decode(embeds: result.chosen, prompt: prompt, settings: settings, generator: generator, seed: seed,
-                          prior: result, progress: progress, onWarning: onWarning)
+                          prior: result, stages: &stages, progress: progress, onWarning: onWarning)
     }
 
     /// A variation of a CLIP image embedding [1, D] (StableUnCLIPImg2ImgPipeline with `image_embeds`).
     public func variation(imageEmbeds: Tensor, prompt: String = "", settings: DecoderSettings, seed: UInt64,
                           progress: ProgressHandler? = nil, onWarning: (String) -> Void = { _ in }) throws -> Generation {
+        var stages = PipelineStages()
+        return try variation(imageEmbeds: imageEmbeds, prompt: prompt, settings: settings, seed: seed, stages: &stages,
+                             progress: progress, onWarning: onWarning)
+    }
+
+    /// A variation reusing the decoder text encodings in `stages` (and filling them in when absent).
+    public func variation(imageEmbeds: Tensor, prompt: String = "", settings: DecoderSettings, seed: UInt64,
+                          stages: inout PipelineStages, progress: ProgressHandler? = nil,
+                          onWarning: (String) -> Void = { _ in }) throws -> Generation {
         guard imageEmbeds.count == decoder.embeddingDim else {
             throw ModelError.invalidInput("the image embedding has \(imageEmbeds.count) values; this decoder expects \(decoder.embeddingDim)")
         }
         try decoder.validate(settings)
         return try decode(embeds: imageEmbeds.reshaped([1, decoder.embeddingDim]), prompt: prompt, settings: settings,
-                          generator: TorchGenerator(seed: seed), seed: seed, prior: nil, progress: progress, onWarning: onWarning)
+                          generator: TorchGenerator(seed: seed), seed: seed, prior: nil, stages: &stages,
+                          progress: progress, onWarning: onWarning)
     }
 
     /// The CLIP image embedding of a picture, through the model's feature extractor and image encoder.
@@ -82,13 +117,42 @@ public final class StableUnCLIPPipeline {
     }
 
     private func decode(embeds: Tensor, prompt: String, settings: DecoderSettings, generator: TorchGenerator, seed: UInt64,
-                        prior: PriorResult?, progress: ProgressHandler?, onWarning: (String) -> Void) throws -> Generation {
-        let promptEmbeds = try decoder.encodePrompt(prompt, onWarning: onWarning)
-        let negative = try decoder.encodePrompt(settings.negativePrompt ?? "")
+                        prior: PriorResult?, stages: inout PipelineStages, progress: ProgressHandler?,
+                        onWarning: (String) -> Void) throws -> Generation {
+        let promptEmbeds = try stages.decoderPrompt ?? decoder.encodePrompt(prompt, onWarning: onWarning)
+        let negative = try stages.decoderNegative ?? decoder.encodePrompt(settings.negativePrompt ?? "")
+        stages.decoderPrompt = promptEmbeds
+        stages.decoderNegative = negative
         let noise = Tensor(shape: embeds.shape, data: try generator.randn(count: embeds.count))
         let noised = try decoder.noiseImageEmbeddings(embeds, noiseLevel: settings.noiseLevel, noise: noise)
         let (image, latents) = try decoder.denoise(noisedEmbeds: noised, promptEmbeds: promptEmbeds, negativeEmbeds: negative,
                                                    settings: settings, generator: generator, progress: progress)
         return Generation(image: try tensorToImage(image), imageEmbeds: embeds, prior: prior, latents: latents, seed: seed)
+    }
+}
+
+/// Intermediate results that depend only on their inputs, so a caller can cache them between runs.
+/// Members left nil are computed by `textToImage(…stages:)` / `variation(…stages:)` and filled in.
+public struct PipelineStages: @unchecked Sendable {
+    /// The prior text encoder's encoding of the prompt, and of "" (the unconditional branch).
+    public var priorText: PriorTextEncoding?
+    public var priorUnconditional: PriorTextEncoding?
+    /// A prior result for this prompt, seed and prior settings, with the sizes of the randn calls it made.
+    public var prior: PriorResult?
+    public var priorDraws: [Int]?
+    /// The decoder text encoder's hidden states [1, 77, D] for the prompt and the negative prompt.
+    public var decoderPrompt: Tensor?
+    public var decoderNegative: Tensor?
+    public init() {}
+}
+
+/// Passes draws through to a generator and notes the size of each call, so they can be replayed later.
+final class RecordingRandomSource: RandomSource {
+    let base: RandomSource
+    private(set) var draws: [Int] = []
+    init(_ base: RandomSource) { self.base = base }
+    func randn(count: Int) throws -> [Float] {
+        draws.append(count)
+        return try base.randn(count: count)
     }
 }

@@ -3,6 +3,8 @@ import Foundation
 import UnCLIPImage
 import UnCLIPPipelines
 import UnCLIPRandom
+import UnCLIPStore
+import UnCLIPStudio
 import UnCLIPTensor
 import UnCLIPWeights
 
@@ -13,6 +15,8 @@ struct Generate: ParsableCommand {
         The prior samples --prior-candidates CLIP image embeddings and keeps the one closest to the prompt
         (DALL·E 2's rule); the decoder draws it. With --prior-candidates 1 and the same seed and settings,
         the image equals diffusers' StableUnCLIPPipeline output.
+        Every image is recorded in the store (see --store) with its embedding and settings; text encodings
+        and prior runs are cached there, so repeating a prompt skips those stages (--no-cache to recompute).
         Examples:
           unclip generate "a small red circle on the left"
           unclip generate "a lighthouse at dusk" --model sd21-unclip-small --prior karlo --seed 7 --count 4
@@ -25,44 +29,38 @@ struct Generate: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var priorOptions: PriorOptions
     @OptionGroup var decoderOptions: DecoderOptions
+    @OptionGroup var storeOptions: StoreOptions
+    @OptionGroup var cacheOptions: CacheOptions
 
     func run() throws {
-        let pipe = try modelOptions.load()
-        let progress = Progress()
-        let settings = decoderOptions.settings
-        let size = (settings.width ?? pipe.decoder.defaultSize, settings.height ?? pipe.decoder.defaultSize)
-        let scheduler = settings.scheduler ?? (try? String(contentsOf: pipe.decoder.folder.appendingPathComponent("scheduler/scheduler_config.json"), encoding: .utf8))
-            .flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }?["_class_name"] as? String ?? "?"
+        let store = try storeOptions.open()
+        let studio = try modelOptions.studio(store: store, useCache: !cacheOptions.noCache)
         for seed in decoderOptions.seeds() {
-            let start = DispatchTime.now().uptimeNanoseconds
-            let g = try pipe.textToImage(prompt: prompt, priorSettings: priorOptions.settings, settings: settings, seed: seed,
-                                         progress: { progress.update(stage: $0, step: $1, total: $2) }, onWarning: { warn("warning: \($0)") })
-            let url = decoderOptions.outputURL(seed: seed)
-            let params = parametersText(
-                prompt: prompt, negative: settings.negativePrompt, steps: settings.steps, scheduler: scheduler,
-                guidance: settings.guidanceScale, seed: seed, width: size.0, height: size.1,
-                model: (try? modelOptions.modelURL().lastPathComponent) ?? "?",
-                extra: [("Prior steps", "\(priorOptions.priorSteps)"), ("Prior guidance", "\(priorOptions.priorGuidance)"),
-                        ("Prior candidates", "\(priorOptions.priorCandidates)"), ("Noise level", "\(settings.noiseLevel)")])
-            try PNG.write(g.image, to: url, textChunks: [(key: "parameters", value: params)])
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            try printJSON(["output": url.path, "seed": seed, "seconds": seconds,
-                           "prior_scores": g.prior?.scores ?? [], "prior_choice": g.prior?.chosenIndex ?? 0])
+            let made = try studio.generate(prompt: prompt, priorSettings: priorOptions.settings, settings: decoderOptions.settings, seed: seed)
+            if let cache = made.cache { warn("cache: text encodings \(cache.text.rawValue), prior \(cache.prior.rawValue)") }
+            let output = decoderOptions.output == nil ? nil : decoderOptions.outputURL(seed: seed)
+            try writeCopy(made, to: output)
+            try printJSON(imageJSON(made, output: output))
         }
     }
 }
 
 struct Vary: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Variations of an image or of a CLIP image embedding (Stable unCLIP image-to-image).",
+        abstract: "Variations of a stored generation, an image or a CLIP image embedding (Stable unCLIP image-to-image).",
         discussion: """
-        The image is embedded with the model's CLIP vision encoder (or the embedding is read from a
-        .safetensors file: the tensor 'image_embeds', or its only tensor), noise-augmented by --noise-level,
-        and decoded with a new seed. An optional --prompt steers the decoder.
+        `vary ID` decodes the stored generation's own image embedding with new seeds. --image embeds an
+        outside PNG with the model's CLIP vision encoder and records it in the store as a source; --embedding
+        reads a .safetensors file (the tensor 'image_embeds', or its only tensor). The embedding is
+        noise-augmented by --noise-level and decoded; an optional --prompt steers the decoder.
         Examples:
+          unclip vary 12 --count 4
           unclip vary --image photo.png --count 4
           unclip vary --embedding picked.safetensors --noise-level 100 --prompt "as a watercolour"
         """)
+
+    @Argument(help: "A stored generation's id.")
+    var id: String?
 
     @Option(help: "A PNG to make variations of.")
     var image: String?
@@ -75,38 +73,48 @@ struct Vary: ParsableCommand {
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var decoderOptions: DecoderOptions
+    @OptionGroup var storeOptions: StoreOptions
+    @OptionGroup var cacheOptions: CacheOptions
 
     func validate() throws {
-        guard (image == nil) != (embedding == nil) else { throw ValidationError("give exactly one of --image or --embedding") }
+        guard [id != nil, image != nil, embedding != nil].filter({ $0 }).count == 1 else {
+            throw ValidationError("give exactly one of a generation ID, --image or --embedding")
+        }
+        if let id { _ = try generationID(id) }
     }
 
     func run() throws {
-        let pipe = try modelOptions.load()
-        let embeds: Tensor
+        let store = try storeOptions.open()
+        let parent = try id.map { try store.generation(generationID($0)) }
+        let studio = try modelOptions.studio(for: parent, store: store, useCache: !cacheOptions.noCache)
+        var sourceID = parent?.id
+        var outside: [Float]?
         if let image {
-            embeds = try pipe.embed(image: PNG.read(URL(fileURLWithPath: image)))
-        } else {
-            let file = try SafeTensorsFile(path: embedding!)
+            let source = try studio.importImage(png: URL(fileURLWithPath: image))
+            warn("source: \(image) recorded as generation \(source.id)")
+            sourceID = source.id
+        } else if let embedding {
+            let file = try SafeTensorsFile(path: embedding)
             let name = file.tensors["image_embeds"] != nil ? "image_embeds" : (file.tensors.count == 1 ? file.tensors.keys.first! : nil)
-            guard let name else { throw CLIError("\(embedding!): no 'image_embeds' tensor (found \(file.tensors.keys.sorted().joined(separator: ", ")))") }
-            embeds = try file.tensor(name)
-            guard embeds.count == pipe.decoder.embeddingDim else {
-                throw CLIError("\(embedding!): '\(name)' has shape \(embeds.shape), but this model's image embeddings have \(pipe.decoder.embeddingDim) values")
+            guard let name else { throw CLIError("\(embedding): no 'image_embeds' tensor (found \(file.tensors.keys.sorted().joined(separator: ", ")))") }
+            let embeds = try file.tensor(name)
+            guard embeds.count == studio.pipeline.decoder.embeddingDim else {
+                throw CLIError("\(embedding): '\(name)' has shape \(embeds.shape), but this model's image embeddings have \(studio.pipeline.decoder.embeddingDim) values")
             }
+            outside = embeds.scalars
         }
-        let progress = Progress()
-        let settings = decoderOptions.settings
-        let size = (settings.width ?? pipe.decoder.defaultSize, settings.height ?? pipe.decoder.defaultSize)
         for seed in decoderOptions.seeds() {
-            let g = try pipe.variation(imageEmbeds: embeds, prompt: prompt, settings: settings, seed: seed,
-                                       progress: { progress.update(stage: $0, step: $1, total: $2) }, onWarning: { warn("warning: \($0)") })
-            let url = decoderOptions.outputURL(seed: seed)
-            let params = parametersText(prompt: prompt, negative: settings.negativePrompt, steps: settings.steps,
-                                        scheduler: settings.scheduler ?? "model default", guidance: settings.guidanceScale, seed: seed,
-                                        width: size.0, height: size.1, model: (try? modelOptions.modelURL().lastPathComponent) ?? "?",
-                                        extra: [("Variation of", image ?? embedding!), ("Noise level", "\(settings.noiseLevel)")])
-            try PNG.write(g.image, to: url, textChunks: [(key: "parameters", value: params)])
-            try printJSON(["output": url.path, "seed": seed])
+            let made: MadeImage
+            if let outside, let embedding {
+                made = try studio.vary(embedding: outside, origin: embedding, prompt: prompt, settings: decoderOptions.settings, seed: seed)
+            } else if let sourceID {
+                made = try studio.vary(sourceID, prompt: prompt, settings: decoderOptions.settings, seed: seed)
+            } else {
+                throw CLIError("nothing to vary")
+            }
+            let output = decoderOptions.output == nil ? nil : decoderOptions.outputURL(seed: seed)
+            try writeCopy(made, to: output)
+            try printJSON(imageJSON(made, output: output))
         }
     }
 }

@@ -132,15 +132,3 @@ final class Progress {
         }
     }
 }
-
-/// The AUTOMATIC1111-style "parameters" text stored in each PNG.
-func parametersText(prompt: String, negative: String?, steps: Int, scheduler: String, guidance: Float, seed: UInt64,
-                    width: Int, height: Int, model: String, extra: [(String, String)]) -> String {
-    var lines = [prompt]
-    if let negative, !negative.isEmpty { lines.append("Negative prompt: \(negative)") }
-    var fields = [("Steps", "\(steps)"), ("Sampler", scheduler), ("CFG scale", "\(guidance)"), ("Seed", "\(seed)"),
-                  ("Size", "\(width)x\(height)"), ("Model", model)]
-    fields += extra
-    lines.append(fields.map { "\($0.0): \($0.1)" }.joined(separator: ", "))
-    return lines.joined(separator: "\n")
-}

@@ -1,0 +1,459 @@
+import Foundation
+import UnCLIPImage
+import UnCLIPPipelines
+import UnCLIPStore
+import UnCLIPTensor
+import UnCLIPWeights
+
+/// Whether a cached stage was used.
+public enum CacheUse: String, Sendable {
+    /// Every value this stage needed came from the store.
+    case hit
+    /// At least one value was computed (and is now stored).
+    case miss
+    /// The cache was bypassed (--no-cache).
+    case off
+}
+
+/// What the caches did for one generation.
+public struct CacheReport: Sendable {
+    public var text: CacheUse
+    public var prior: CacheUse
+}
+
+/// A generation just made and recorded.
+public struct MadeImage: Sendable {
+    public let generation: StoredGeneration
+    /// Text-to-image only: which stages came from the cache.
+    public let cache: CacheReport?
+    /// Text-to-image only: the prior candidates' CLIP scores and the chosen one.
+    public let priorScores: [Float]
+    public let priorChoice: Int
+}
+
+/// The result of `regenerate`.
+public struct Regeneration: Sendable {
+    public let id: Int64
+    public let expectedSHA256: String
+    public let actualSHA256: String
+    /// The store's image file was missing and has been put back.
+    public let restored: Bool
+    public var matches: Bool { expectedSHA256 == actualSHA256 }
+}
+
+/// Generation with memory: every image made through a Studio is recorded in its store, and the text
+/// encodings and prior runs it computes are cached there and reused.
+public final class Studio {
+    public let store: Store
+    public let pipeline: StableUnCLIPPipeline
+    /// The folders the pipeline was loaded from (model, then the separate prior if any).
+    public let folders: [URL]
+    /// Read the caches (false = --no-cache: compute everything; results are still stored).
+    public var useCache: Bool
+    public var progress: ProgressHandler?
+    public var onWarning: (String) -> Void = { _ in }
+
+    public init(store: Store, model: URL, prior: URL? = nil, variant: String? = nil, useCache: Bool = true) throws {
+        self.store = store
+        pipeline = try StableUnCLIPPipeline(model: model, prior: prior, variant: variant)
+        folders = [model] + (prior.map { [$0] } ?? [])
+        self.useCache = useCache
+    }
+
+    // MARK: - Model identity
+
+    private var fingerprintValue: String?
+    private var modelValue: ModelRecord?
+
+    /// The fingerprint of the loaded model's folders (computed once).
+    public func fingerprint() throws -> String {
+        if let fingerprintValue { return fingerprintValue }
+        let f = try ModelFingerprint.of(folders)
+        fingerprintValue = f
+        return f
+    }
+
+    /// The loaded model's row, registering it on first use (needs a writable store).
+    public func modelRecord() throws -> ModelRecord {
+        if let modelValue { return modelValue }
+        let m = try store.registerModel(fingerprint: fingerprint(), path: folders[0].path, priorPath: folders.count > 1 ? folders[1].path : nil)
+        modelValue = m
+        return m
+    }
+
+    /// The row if the model is already known (read-only stores can still use their caches).
+    private func knownModel() throws -> ModelRecord? {
+        if let modelValue { return modelValue }
+        return store.isWritable ? try modelRecord() : try store.model(fingerprint: fingerprint())
+    }
+
+    var embeddingDim: Int { pipeline.decoder.embeddingDim }
+    var modelName: String { folders[0].lastPathComponent }
+
+    // MARK: - Cached encoders
+
+    private func requirePrior() throws -> PriorPipeline {
+        guard let prior = pipeline.prior else {
+            throw WeightError.missingFile(path: folders[0].appendingPathComponent("prior").path,
+                                          what: "prior (this model folder has none; pass --prior with a Karlo-style prior folder)")
+        }
+        return prior
+    }
+
+    private func cachedPriorText(_ prompt: String, model: ModelRecord?) throws -> PriorTextEncoding? {
+        guard useCache, let model, let e = try store.textEncoding(modelID: model.id, prompt: prompt, encoder: .prior),
+              let embeds = e.textEmbeds, let mask = e.mask else { return nil }
+        return PriorTextEncoding(textEmbeds: Tensor(shape: [1, embeds.count], data: embeds),
+                                 hiddenStates: Tensor(shape: [1, e.tokens, e.width], data: e.hiddenStates), mask: mask)
+    }
+
+    private func savePriorText(_ t: PriorTextEncoding, prompt: String, model: ModelRecord?) throws {
+        guard let model, store.isWritable else { return }
+        let h = t.hiddenStates
+        try store.saveTextEncoding(CachedTextEncoding(tokens: h.dim(-2), width: h.dim(-1), hiddenStates: h.scalars,
+                                                      textEmbeds: t.textEmbeds.scalars, mask: t.mask),
+                                   modelID: model.id, prompt: prompt, encoder: .prior)
+    }
+
+    private func cachedDecoderText(_ prompt: String, model: ModelRecord?) throws -> Tensor? {
+        guard useCache, let model, let e = try store.textEncoding(modelID: model.id, prompt: prompt, encoder: .decoder) else { return nil }
+        return Tensor(shape: [1, e.tokens, e.width], data: e.hiddenStates)
+    }
+
+    private func saveDecoderText(_ t: Tensor, prompt: String, model: ModelRecord?) throws {
+        guard let model, store.isWritable else { return }
+        try store.saveTextEncoding(CachedTextEncoding(tokens: t.dim(-2), width: t.dim(-1), hiddenStates: t.scalars),
+                                   modelID: model.id, prompt: prompt, encoder: .decoder)
+    }
+
+    /// The CLIP text embedding (`text_embeds` of the prior's text encoder) of a text, through the cache.
+    public func textEmbedding(_ text: String) throws -> [Float] {
+        let prior = try requirePrior()
+        let model = try knownModel()
+        if let cached = try cachedPriorText(text, model: model) { return cached.textEmbeds.scalars }
+        let e = try prior.encode(text, onWarning: onWarning)
+        try savePriorText(e, prompt: text, model: model)
+        return e.textEmbeds.scalars
+    }
+
+    /// The CLIP image embedding of a PNG (the model's feature extractor and vision encoder).
+    public func imageEmbedding(png: URL) throws -> [Float] {
+        try pipeline.embed(image: PNG.read(png)).scalars
+    }
+
+    // MARK: - Stages through the cache
+
+    /// Fills `stages` from the cache; returns the prior cache key.
+    private func loadStages(_ stages: inout PipelineStages, prompt: String, negative: String, priorSettings: PriorSettings?,
+                            seed: UInt64, model: ModelRecord?) throws -> PriorRunKey? {
+        var key: PriorRunKey?
+        if let p = priorSettings, let model {
+            key = PriorRunKey(modelID: model.id, prompt: prompt, seed: seed, steps: p.steps, guidance: p.guidanceScale,
+                              candidates: p.candidates, scheduler: try schedulerName(try requirePrior().schedulerConfig))
+        }
+        guard useCache else { return key }
+        if let key, let run = try store.priorRun(key), run.dim == embeddingDim, run.count == key.candidates {
+            stages.prior = PriorResult(candidates: Tensor(shape: [run.count, run.dim], data: run.candidates),
+                                       scores: run.scores, chosenIndex: run.chosenIndex)
+            stages.priorDraws = run.draws
+        } else if priorSettings != nil {
+            stages.priorText = try cachedPriorText(prompt, model: model)
+            stages.priorUnconditional = try cachedPriorText("", model: model)
+        }
+        stages.decoderPrompt = try cachedDecoderText(prompt, model: model)
+        stages.decoderNegative = try cachedDecoderText(negative, model: model)
+        return key
+    }
+
+    /// Stores what the pipeline computed; returns the text cache use and the prior run id.
+    private func saveStages(before: PipelineStages, after: PipelineStages, prompt: String, negative: String,
+                            key: PriorRunKey?, model: ModelRecord?) throws -> (text: CacheUse, priorRunID: Int64?) {
+        var computedText = false
+        if before.priorText == nil, let t = after.priorText { computedText = true; try savePriorText(t, prompt: prompt, model: model) }
+        if before.priorUnconditional == nil, let t = after.priorUnconditional { computedText = true; try savePriorText(t, prompt: "", model: model) }
+        if before.decoderPrompt == nil, let t = after.decoderPrompt { computedText = true; try saveDecoderText(t, prompt: prompt, model: model) }
+        if before.decoderNegative == nil, let t = after.decoderNegative { computedText = true; try saveDecoderText(t, prompt: negative, model: model) }
+        var runID: Int64?
+        if let key, let r = after.prior {
+            if before.prior != nil {
+                runID = try store.priorRun(key)?.id
+            } else if store.isWritable {
+                runID = try store.savePriorRun(key, dim: embeddingDim, candidates: r.candidates.scalars, scores: r.scores,
+                                               chosenIndex: r.chosenIndex, draws: after.priorDraws ?? [], seconds: nil)
+            }
+        }
+        return (useCache ? (computedText ? .miss : .hit) : .off, runID)
+    }
+
+    // MARK: - Making images
+
+    /// Prompt → (cached) text encodings → (cached) prior → decoder → PNG recorded in the store.
+    public func generate(prompt: String, priorSettings: PriorSettings, settings: DecoderSettings, seed: UInt64) throws -> MadeImage {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let model = try modelRecord()
+        let (g, report, runID) = try renderTextToImage(prompt: prompt, priorSettings: priorSettings, settings: settings,
+                                                      seed: seed, model: model)
+        var recorded = try recordedSettings(settings)
+        recorded.priorSteps = priorSettings.steps
+        recorded.priorGuidance = priorSettings.guidanceScale
+        recorded.priorCandidates = priorSettings.candidates
+        let new = NewGeneration(kind: .textToImage, modelID: model.id, prompt: prompt, settings: recorded, seed: seed,
+                                priorRunID: runID, embedding: g.imageEmbeds.scalars, width: g.image.width, height: g.image.height,
+                                seconds: seconds(since: start))
+        let stored = try record(new, image: g.image)
+        return MadeImage(generation: stored, cache: report, priorScores: g.prior?.scores ?? [], priorChoice: g.prior?.chosenIndex ?? 0)
+    }
+
+    private func renderTextToImage(prompt: String, priorSettings: PriorSettings, settings: DecoderSettings, seed: UInt64,
+                                   model: ModelRecord?) throws -> (Generation, CacheReport, Int64?) {
+        _ = try requirePrior()
+        let negative = settings.negativePrompt ?? ""
+        var stages = PipelineStages()
+        let key = try loadStages(&stages, prompt: prompt, negative: negative, priorSettings: priorSettings, seed: seed, model: model)
+        let before = stages
+        let g = try pipeline.textToImage(prompt: prompt, priorSettings: priorSettings, settings: settings, seed: seed,
+                                         stages: &stages, progress: progress, onWarning: onWarning)
+        let (text, runID) = try saveStages(before: before, after: stages, prompt: prompt, negative: negative, key: key, model: model)
+        let prior: CacheUse = useCache ? (before.prior != nil ? .hit : .miss) : .off
+        return (g, CacheReport(text: text, prior: prior), runID)
+    }
+
+    private func renderVariation(embedding: [Float], prompt: String, settings: DecoderSettings, seed: UInt64,
+                                 model: ModelRecord?) throws -> Generation {
+        guard embedding.count == embeddingDim else {
+            throw StoreError.invalid("the embedding has \(embedding.count) values; this model's decoder takes \(embeddingDim) (it was made with another CLIP model)")
+        }
+        let negative = settings.negativePrompt ?? ""
+        var stages = PipelineStages()
+        _ = try loadStages(&stages, prompt: prompt, negative: negative, priorSettings: nil, seed: seed, model: model)
+        let before = stages
+        let g = try pipeline.variation(imageEmbeds: Tensor(shape: [1, embedding.count], data: embedding), prompt: prompt,
+                                       settings: settings, seed: seed, stages: &stages, progress: progress, onWarning: onWarning)
+        _ = try saveStages(before: before, after: stages, prompt: prompt, negative: negative, key: nil, model: model)
+        return g
+    }
+
+    /// Decodes an embedding and records it with the given kind, parents and extra settings.
+    private func decodeAndRecord(kind: GenerationKind, embedding: [Float], prompt: String, settings: DecoderSettings,
+                                 seed: UInt64, parents: [ParentLink], extra: (inout RecordedSettings) -> Void) throws -> MadeImage {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let model = try modelRecord()
+        let g = try renderVariation(embedding: embedding, prompt: prompt, settings: settings, seed: seed, model: model)
+        var recorded = try recordedSettings(settings)
+        extra(&recorded)
+        let new = NewGeneration(kind: kind, modelID: model.id, prompt: prompt, settings: recorded, seed: seed,
+                                embedding: embedding, parents: parents, width: g.image.width, height: g.image.height,
+                                seconds: seconds(since: start))
+        return MadeImage(generation: try record(new, image: g.image), cache: nil, priorScores: [], priorChoice: 0)
+    }
+
+    /// A variation of a stored generation, from its stored image embedding.
+    public func vary(_ id: Int64, prompt: String, settings: DecoderSettings, seed: UInt64) throws -> MadeImage {
+        let source = try store.generation(id)
+        return try decodeAndRecord(kind: .variation, embedding: source.embedding, prompt: prompt, settings: settings, seed: seed,
+                                   parents: [ParentLink(role: "source", id: id)]) { _ in }
+    }
+
+    /// A variation of an embedding from outside the store (e.g. a .safetensors file); `origin` names it.
+    public func vary(embedding: [Float], origin: String, prompt: String, settings: DecoderSettings, seed: UInt64) throws -> MadeImage {
+        try decodeAndRecord(kind: .variation, embedding: embedding, prompt: prompt, settings: settings, seed: seed,
+                            parents: []) { $0.sourceFile = origin }
+    }
+
+    /// Records an outside PNG as a `source` generation with its CLIP image embedding (the same file
+    /// imported twice with the same model gives the same generation).
+    public func importImage(png: URL) throws -> StoredGeneration {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let model = try modelRecord()
+        guard let data = FileManager.default.contents(atPath: png.path) else {
+            throw StoreError.imageFile(path: png.path, reason: "cannot read it")
+        }
+        let digest = SHA256.hex(data)
+        if let existing = try store.generationID(kind: .source, sha256: digest, modelID: model.id) {
+            return try store.generation(existing)
+        }
+        let image = try PNG.read(png)
+        let embedding = try pipeline.embed(image: image).scalars
+        let temp = try store.temporaryImageURL()
+        do { try data.write(to: temp) } catch {
+            unlink(temp.path)
+            throw StoreError.imageFile(path: temp.path, reason: "cannot copy the image into the store (\(error.localizedDescription))")
+        }
+        var settings = RecordedSettings()
+        settings.sourceFile = png.path
+        settings.modelName = modelName
+        settings.width = image.width
+        settings.height = image.height
+        let new = NewGeneration(kind: .source, modelID: model.id, prompt: nil, settings: settings, seed: nil, embedding: embedding,
+                                width: image.width, height: image.height, seconds: seconds(since: start))
+        return try store.record(new, temporaryImage: temp)
+    }
+
+    /// Frames of a spherical interpolation between two stored generations' embeddings: `frames` images
+    /// (both ends included, t = i / (frames − 1)), all decoded with the same seed so only the embedding moves.
+    public func interpolate(from a: Int64, to b: Int64, frames: Int, prompt: String, settings: DecoderSettings,
+                            seed: UInt64) throws -> [MadeImage] {
+        guard frames >= 2 else { throw StoreError.invalid("--frames must be at least 2 (the two ends)") }
+        let ga = try store.generation(a), gb = try store.generation(b)
+        guard ga.dim == gb.dim else {
+            throw StoreError.invalid("generation \(a) has a \(ga.dim)-value embedding and \(b) a \(gb.dim)-value one: they come from different CLIP models")
+        }
+        var out: [MadeImage] = []
+        for i in 0..<frames {
+            let t = Double(i) / Double(frames - 1)
+            let e = try EmbeddingMath.slerp(ga.embedding, gb.embedding, t: t)
+            out.append(try decodeAndRecord(kind: .interpolation, embedding: e, prompt: prompt, settings: settings, seed: seed,
+                                           parents: [ParentLink(role: "from", id: a), ParentLink(role: "to", id: b)]) {
+                $0.frame = i; $0.frames = frames; $0.t = t
+            })
+        }
+        return out
+    }
+
+    /// DALL·E 2's text diff: turns a stored generation's embedding by `amount` toward the direction
+    /// text_embeds(toward) − text_embeds(from) (`from` defaults to the generation's own prompt), then decodes it.
+    public func nudge(_ id: Int64, toward: String, from: String?, amount: Float, prompt: String, settings: DecoderSettings,
+                      seed: UInt64) throws -> MadeImage {
+        guard (0...1).contains(amount) else { throw StoreError.invalid("--amount must be in 0...1 (got \(amount)); DALL·E 2 uses 0.25-0.5") }
+        let source = try store.generation(id)
+        guard let baseline = from ?? source.prompt.flatMap({ $0.isEmpty ? nil : $0 }) else {
+            throw StoreError.invalid("generation \(id) has no prompt to start from; pass --from TEXT")
+        }
+        let e = try EmbeddingMath.textDiff(image: source.embedding, toward: textEmbedding(toward), from: textEmbedding(baseline),
+                                           amount: Double(amount))
+        return try decodeAndRecord(kind: .textDiff, embedding: e, prompt: prompt, settings: settings, seed: seed,
+                                   parents: [ParentLink(role: "source", id: id)]) {
+            $0.toward = toward; $0.from = baseline; $0.amount = amount
+        }
+    }
+
+    /// Makes a stored generation again from its recorded settings and seed, and compares the PNG's sha256
+    /// with the recorded one. A missing store file is put back when the bytes match. `output` gets a copy.
+    public func regenerate(_ id: Int64, output: URL? = nil) throws -> Regeneration {
+        let g = try store.generation(id)
+        let s = g.settings
+        guard g.kind != .source else { throw StoreError.invalid("generation \(id) is an imported image, not a generated one; there is nothing to regenerate") }
+        guard let seed = g.seed else { throw StoreError.invalid("generation \(id) has no seed recorded") }
+        if let modelID = g.modelID, let recordedModel = try store.model(id: modelID), recordedModel.fingerprint != (try fingerprint()) {
+            onWarning("generation \(id) was made with the model at \(recordedModel.path) (fingerprint \(recordedModel.fingerprint.prefix(12))); the loaded model differs (\(try fingerprint().prefix(12))), so the image may differ")
+        }
+        let model = try knownModel()
+        let settings = decoderSettings(s)
+        let image: RGBImage
+        if g.kind == .textToImage {
+            guard let steps = s.priorSteps, let guidance = s.priorGuidance, let candidates = s.priorCandidates else {
+                throw StoreError.invalid("generation \(id) lacks its prior settings")
+            }
+            image = try renderTextToImage(prompt: g.prompt ?? "", priorSettings: PriorSettings(steps: steps, guidanceScale: guidance, candidates: candidates),
+                                          settings: settings, seed: seed, model: model).0.image
+        } else {
+            image = try renderVariation(embedding: g.embedding, prompt: g.prompt ?? "", settings: settings, seed: seed, model: model).image
+        }
+        // A read-only store cannot take temporary files; compare in the system's temporary folder then.
+        let temp = store.isWritable ? try store.temporaryImageURL()
+            : FileManager.default.temporaryDirectory.appendingPathComponent("unclip-regenerate-\(getpid())-\(id).png")
+        defer { unlink(temp.path) }
+        try PNG.write(image, to: temp, textChunks: [("parameters", parametersText(kind: g.kind, prompt: g.prompt ?? "", settings: s, seed: seed, parents: g.parents))])
+        guard let data = FileManager.default.contents(atPath: temp.path) else {
+            throw StoreError.imageFile(path: temp.path, reason: "cannot read the regenerated image back")
+        }
+        let digest = SHA256.hex(data)
+        if let output { try copyOut(temp, to: output) }
+        var restored = false
+        if digest == g.sha256, !FileManager.default.fileExists(atPath: g.imageURL.path), store.isWritable {
+            try store.restoreImage(id, from: temp)
+            restored = true
+        }
+        return Regeneration(id: id, expectedSHA256: g.sha256, actualSHA256: digest, restored: restored)
+    }
+
+    // MARK: - Recording
+
+    private func record(_ new: NewGeneration, image: RGBImage) throws -> StoredGeneration {
+        let temp = try store.temporaryImageURL()
+        do {
+            try PNG.write(image, to: temp, textChunks: [("parameters", parametersText(kind: new.kind, prompt: new.prompt ?? "", settings: new.settings,
+                                                                                      seed: new.seed ?? 0, parents: new.parents))])
+        } catch {
+            unlink(temp.path)
+            throw error
+        }
+        return try store.record(new, temporaryImage: temp)
+    }
+
+    private func recordedSettings(_ d: DecoderSettings) throws -> RecordedSettings {
+        var s = RecordedSettings()
+        s.steps = d.steps
+        s.guidance = d.guidanceScale
+        s.noiseLevel = d.noiseLevel
+        s.negativePrompt = d.negativePrompt
+        s.width = d.width ?? pipeline.decoder.defaultSize
+        s.height = d.height ?? pipeline.decoder.defaultSize
+        s.scheduler = d.scheduler
+        s.schedulerName = try d.scheduler ?? schedulerName(pipeline.decoder.folder.appendingPathComponent("scheduler/scheduler_config.json"))
+        s.eta = d.eta
+        s.modelName = modelName
+        return s
+    }
+
+    private func decoderSettings(_ s: RecordedSettings) -> DecoderSettings {
+        var d = DecoderSettings()
+        if let v = s.steps { d.steps = v }
+        if let v = s.guidance { d.guidanceScale = v }
+        if let v = s.noiseLevel { d.noiseLevel = v }
+        d.negativePrompt = s.negativePrompt
+        d.width = s.width
+        d.height = s.height
+        d.scheduler = s.scheduler
+        if let v = s.eta { d.eta = v }
+        return d
+    }
+
+    private func seconds(since start: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+}
+
+/// Copies a file to `destination` through a temporary name, so a reader never sees half of it.
+public func copyOut(_ source: URL, to destination: URL) throws {
+    guard let data = FileManager.default.contents(atPath: source.path) else {
+        throw StoreError.imageFile(path: source.path, reason: "cannot read it")
+    }
+    do { try AtomicFile.write(data, to: destination) } catch {
+        throw StoreError.imageFile(path: destination.path, reason: "cannot write the copy (\(error))")
+    }
+}
+
+/// The `_class_name` of a scheduler_config.json.
+func schedulerName(_ config: URL) throws -> String {
+    struct Named: Decodable { let _class_name: String? }
+    return (try loadJSONConfig(Named.self, from: config))._class_name ?? "unknown scheduler"
+}
+
+/// The AUTOMATIC1111-style "parameters" text stored in each PNG, built only from recorded data so that
+/// `regenerate` writes the same bytes (no timestamps, no paths that may change).
+public func parametersText(kind: GenerationKind, prompt: String, settings s: RecordedSettings, seed: UInt64, parents: [ParentLink]) -> String {
+    var lines = [prompt]
+    if let negative = s.negativePrompt, !negative.isEmpty { lines.append("Negative prompt: \(negative)") }
+    var fields: [(String, String)] = [
+        ("Steps", "\(s.steps ?? 0)"), ("Sampler", s.schedulerName ?? "?"), ("CFG scale", "\(s.guidance ?? 0)"), ("Seed", "\(seed)"),
+        ("Size", "\(s.width ?? 0)x\(s.height ?? 0)"), ("Model", s.modelName ?? "?"),
+    ]
+    func parent(_ role: String) -> String { parents.first { $0.role == role }.map { "\($0.id)" } ?? "?" }
+    switch kind {
+    case .textToImage:
+        fields += [("Prior steps", "\(s.priorSteps ?? 0)"), ("Prior guidance", "\(s.priorGuidance ?? 0)"),
+                   ("Prior candidates", "\(s.priorCandidates ?? 0)")]
+    case .variation:
+        fields.append(("Variation of", parents.isEmpty ? (s.sourceFile ?? "?") : "generation \(parent("source"))"))
+    case .interpolation:
+        fields += [("Interpolation", "generation \(parent("from")) to \(parent("to"))"),
+                   ("Frame", "\(s.frame ?? 0) of \(s.frames ?? 0)"), ("t", String(format: "%.4f", s.t ?? 0))]
+    case .textDiff:
+        fields += [("Text diff of", "generation \(parent("source"))"), ("Toward", s.toward ?? ""), ("From", s.from ?? ""),
+                   ("Amount", "\(s.amount ?? 0)")]
+    case .source:
+        break
+    }
+    fields.append(("Noise level", "\(s.noiseLevel ?? 0)"))
+    lines.append(fields.map { "\($0.0): \($0.1)" }.joined(separator: ", "))
+    return lines.joined(separator: "\n")
+}

@@ -1,0 +1,88 @@
+// Search benchmark (not a test): fills stores with random embeddings, then measures how long loading the
+// search matrix takes and how long one brute-force query (sgemv + top-k) takes.
+// Usage: swift run -c release unclip-store-bench [--sizes 100000,1000000] [--dim 768] [--queries 50] [--dir DIR] [--keep]
+import CBLAS
+import Foundation
+import UnCLIPStore
+
+let args = CommandLine.arguments
+func option(_ name: String) -> String? {
+    guard let i = args.firstIndex(of: name), i + 1 < args.count else { return nil }
+    return args[i + 1]
+}
+let sizes = (option("--sizes") ?? "100000,1000000").split(separator: ",").compactMap { Int($0) }
+let dim = Int(option("--dim") ?? "768") ?? 768
+let queries = Int(option("--queries") ?? "50") ?? 50
+let keep = args.contains("--keep")
+let folder = URL(fileURLWithPath: option("--dir") ?? FileManager.default.temporaryDirectory.appendingPathComponent("unclip-store-bench-\(getpid())").path)
+try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+
+func seconds(_ start: UInt64) -> Double { Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9 }
+
+var state: UInt64 = 0x9E37_79B9_7F4A_7C15
+/// Roughly Gaussian values (sum of uniforms), so cosine scores spread as for real embeddings.
+func randomVector(_ n: Int) -> [Float] {
+    (0..<n).map { _ in
+        var s: Float = 0
+        for _ in 0..<4 {
+            state ^= state << 13; state ^= state >> 7; state ^= state << 17
+            s += Float(state >> 40) / Float(1 << 24) - 0.5
+        }
+        return s
+    }
+}
+
+print("unclip-store-bench: dim \(dim), \(queries) queries per size, OpenBLAS threads \(openblas_get_num_threads()), cores \(ProcessInfo.processInfo.activeProcessorCount)")
+for n in sizes {
+    let url = folder.appendingPathComponent("bench-\(n).sqlite")
+    for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: url.path + suffix) }
+    // Insert through the real schema (rows as `variation`s without image files: only the embeddings matter here).
+    var start = DispatchTime.now().uptimeNanoseconds
+    do {
+        let store = try Store(url: url)
+        let insert = try store.db.prepare("""
+            INSERT INTO generations(created_at, kind, settings, seed, dim, embedding, image_file, sha256, width, height, file_bytes)
+            VALUES(?, 'variation', '{}', ?, ?, ?, ?, '', 0, 0, 0)
+            """)
+        let now = Store.now()
+        var row = 0
+        while row < n {
+            try store.db.writeTransaction {
+                for _ in 0..<min(10_000, n - row) {
+                    row += 1
+                    try insert.bind([.text(now), .int(Int64(row)), .int(Int64(dim)), .floats(randomVector(dim)), .text("bench-\(row).png")])
+                    while try insert.step() {}
+                }
+            }
+        }
+    }
+    let insertSeconds = seconds(start)
+    let bytes = (try? FileManager.default.attributesOfItem(atPath: url.path)[.size] as? Int) ?? 0
+
+    // Load: open the store as a search command does, then read every embedding into the matrix.
+    start = DispatchTime.now().uptimeNanoseconds
+    let store = try Store(url: url, access: .read)
+    let openSeconds = seconds(start)
+    start = DispatchTime.now().uptimeNanoseconds
+    let index = try SearchIndex.load(from: store, filter: GenerationFilter(dim: dim))
+    let loadSeconds = seconds(start)
+    precondition(index.count == n, "loaded \(index.count) of \(n) rows")
+
+    var times: [Double] = []
+    var checksum: Float = 0
+    _ = try index.search(randomVector(dim), limit: 10)  // warm-up
+    for _ in 0..<queries {
+        let q = randomVector(dim)
+        let s = DispatchTime.now().uptimeNanoseconds
+        let hits = try index.search(q, limit: 10)
+        times.append(seconds(s))
+        checksum += hits.first?.score ?? 0
+    }
+    times.sort()
+    let median = times[times.count / 2] * 1000, p95 = times[min(times.count - 1, times.count * 95 / 100)] * 1000
+    print(String(format: "%8d rows: insert %.1f s, file %.0f MB | open %.3f s, load %.3f s (%.0f MB/s) | query median %.2f ms, p95 %.2f ms, min %.2f ms  [checksum %.3f]",
+                 n, insertSeconds, Double(bytes) / 1e6, openSeconds, loadSeconds, Double(n * dim * 4) / 1e6 / loadSeconds,
+                 median, p95, times[0] * 1000, checksum))
+    if !keep { for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: url.path + suffix) } }
+}
+if !keep { try? FileManager.default.removeItem(at: folder) }

@@ -1,0 +1,89 @@
+import ArgumentParser
+import Foundation
+import UnCLIPPipelines
+import UnCLIPStore
+import UnCLIPStudio
+
+/// --store and --json, taken by every command that touches the store.
+struct StoreOptions: ParsableArguments {
+    @Option(help: "The store's database file. Default: $UNCLIP_STORE, else $XDG_DATA_HOME/unclip/store.sqlite, else ~/.local/share/unclip/store.sqlite. Images are kept in <name>-images/ beside it.")
+    var store: String?
+
+    @Flag(help: "Print machine-readable JSON (commands that make images always print one JSON object per image).")
+    var json = false
+
+    var url: URL { store.map { URL(fileURLWithPath: $0) } ?? Store.defaultURL() }
+
+    /// Opens the store, reporting on stderr what the startup check cleaned up.
+    func open(_ access: Store.Access = .readWrite) throws -> Store {
+        let s = try Store(url: url, access: access)
+        let r = s.startupReport
+        if !r.staleTemporaryFiles.isEmpty || !r.orphanFiles.isEmpty {
+            warn("store: removed \(r.staleTemporaryFiles.count) half-written file(s) and \(r.orphanFiles.count) image file(s) without a generation, left by an interrupted run")
+        }
+        return s
+    }
+}
+
+/// --no-cache, for commands that run the text encoders or the prior.
+struct CacheOptions: ParsableArguments {
+    @Flag(help: "Compute the text encodings and the prior even when the store has them (results are still stored).")
+    var noCache = false
+}
+
+extension ModelOptions {
+    /// The model for work on stored generations: --model, else the folder the generation was made with
+    /// (if it is still there), else the usual default.
+    func folders(for generation: StoredGeneration?, in store: Store) throws -> (model: URL, prior: URL?) {
+        if model == nil, let modelID = generation?.modelID, let m = try store.model(id: modelID),
+           FileManager.default.fileExists(atPath: m.path) {
+            return (URL(fileURLWithPath: m.path), prior.map { URL(fileURLWithPath: $0) } ?? m.priorPath.map { URL(fileURLWithPath: $0) })
+        }
+        if model == nil, ProcessInfo.processInfo.environment["UNCLIP_MODEL"]?.isEmpty ?? true,
+           !FileManager.default.fileExists(atPath: PackageLocation.weights.appendingPathComponent("shapes").path),
+           let m = try store.latestModel(), FileManager.default.fileExists(atPath: m.path) {
+            return (URL(fileURLWithPath: m.path), prior.map { URL(fileURLWithPath: $0) } ?? m.priorPath.map { URL(fileURLWithPath: $0) })
+        }
+        return (try modelURL(), prior.map { URL(fileURLWithPath: $0) })
+    }
+
+    /// A Studio on `store` with the model chosen as above.
+    func studio(for generation: StoredGeneration? = nil, store: Store, useCache: Bool = true) throws -> Studio {
+        let (model, prior) = try folders(for: generation, in: store)
+        let studio = try Studio(store: store, model: model, prior: prior, variant: variant, useCache: useCache)
+        let progress = Progress()
+        studio.progress = { progress.update(stage: $0, step: $1, total: $2) }
+        studio.onWarning = { warn("warning: \($0)") }
+        return studio
+    }
+}
+
+/// Parses a generation id argument.
+func generationID(_ text: String) throws -> Int64 {
+    guard let id = Int64(text.hasPrefix("#") ? String(text.dropFirst()) : text), id > 0 else {
+        throw ValidationError("'\(text)' is not a generation id (a positive number, as `unclip list` shows)")
+    }
+    return id
+}
+
+/// The JSON line printed for each image a command makes.
+func imageJSON(_ made: MadeImage, output: URL?) -> [String: Any] {
+    let g = made.generation
+    var out: [String: Any] = ["id": g.id, "kind": g.kind.rawValue, "image": g.imageURL.path, "sha256": g.sha256,
+                              "output": (output ?? g.imageURL).path, "seconds": g.seconds ?? 0]
+    if let seed = g.seed { out["seed"] = seed }
+    if !g.parents.isEmpty { out["parents"] = g.parents.map { ["role": $0.role, "id": $0.id] as [String: Any] } }
+    if let cache = made.cache {
+        out["cache"] = ["text": cache.text.rawValue, "prior": cache.prior.rawValue]
+        out["prior_scores"] = made.priorScores
+        out["prior_choice"] = made.priorChoice
+    }
+    if let t = g.settings.t { out["t"] = t }
+    return out
+}
+
+/// Writes the user's extra copy of a stored image (the store keeps its own).
+func writeCopy(_ made: MadeImage, to url: URL?) throws {
+    guard let url else { return }
+    try copyOut(made.generation.imageURL, to: url)
+}

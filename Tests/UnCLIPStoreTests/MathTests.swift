@@ -1,0 +1,173 @@
+import Foundation
+import XCTest
+@testable import UnCLIPStore
+
+final class SHA256Tests: XCTestCase {
+    func hex(_ s: String) -> String { SHA256.hex(Data(s.utf8)) }
+
+    /// FIPS 180-2 / NIST CAVP example digests.
+    func testKnownDigests() {
+        XCTAssertEqual(hex(""), "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855")
+        XCTAssertEqual(hex("abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad")
+        XCTAssertEqual(hex("abcdbcdecdefdefgefghfghighijhijkijkljklmklmnlmnomnopnopq"),
+                       "248d6a61d20638b8e5c026930c3e6039a33ce45964ff2167f6ecedd419db06c1")
+        XCTAssertEqual(hex("abcdefghbcdefghicdefghijdefghijkefghijklfghijklmghijklmnhijklmnoijklmnopjklmnopqklmnopqrlmnopqrsmnopqrstnopqrstu"),
+                       "cf5b16a778af8380036ce59e7b0492370b249b11e8f07a51afac45037afee9d1")
+    }
+
+    func testMillionAsInUnevenChunks() {
+        let data = Data(repeating: UInt8(ascii: "a"), count: 1_000_000)
+        var h = SHA256()
+        var offset = 0, step = 1
+        while offset < data.count {
+            let end = min(data.count, offset + step)
+            h.update(data.subdata(in: offset..<end))
+            offset = end
+            step = step % 97 + 13
+        }
+        XCTAssertEqual(h.hexDigest(), "cdc76e5c9914fb9281a1c7e284d73e67f1809a48a497200e046d39ccc7112cd0")
+    }
+
+    /// Padding edge cases: messages of 55, 56, 63 and 64 bytes against digests from Python's hashlib.
+    func testPaddingBoundaries() {
+        XCTAssertEqual(hex(String(repeating: "a", count: 55)), "9f4390f8d30c2dd92ec9f095b65e2b9ae9b0a925a5258e241c9f1e910f734318")
+        XCTAssertEqual(hex(String(repeating: "a", count: 56)), "b35439a4ac6f0948b6d6f9e3c6af0f5f590ce20f1bde7090ef7970686ec6738a")
+        XCTAssertEqual(hex(String(repeating: "a", count: 63)), "7d3e74a05d7db15bce4ad9ec0658ea98e3f06eeecf16b4c6fff2da457ddc2f34")
+        XCTAssertEqual(hex(String(repeating: "a", count: 64)), "ffe054fe7ae0cb6dc65c3af9b61d5209f439851db43d0ba5997337df154668eb")
+    }
+}
+
+final class EmbeddingMathTests: XCTestCase {
+    func random(_ n: Int, seed: UInt64) -> [Float] {
+        var s = seed
+        return (0..<n).map { _ in
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: s >> 11) % 2000) / 1000 - 1
+        }
+    }
+
+    func testSlerpOfUnitVectorsIsTheGreatCircle() throws {
+        // (1, 0) → (0, 1): the point at t is (cos(t·90°), sin(t·90°)).
+        for t in [0.0, 1.0 / 3, 0.5, 0.9, 1.0] {
+            let p = try EmbeddingMath.slerp([1, 0], [0, 1], t: t)
+            XCTAssertEqual(Double(p[0]), cos(t * .pi / 2), accuracy: 1e-6)
+            XCTAssertEqual(Double(p[1]), sin(t * .pi / 2), accuracy: 1e-6)
+        }
+    }
+
+    func testSlerpEndpointsMidpointAndLength() throws {
+        let a = random(768, seed: 1), b = random(768, seed: 2).map { $0 * 1.7 }
+        XCTAssertEqual(try EmbeddingMath.slerp(a, b, t: 0), a, "frame 0 is the first embedding, bit for bit")
+        XCTAssertEqual(try EmbeddingMath.slerp(a, b, t: 1), b, "the last frame is the second embedding, bit for bit")
+        let omega = EmbeddingMath.angle(a, b)
+        for t in [0.25, 0.5, 0.8] {
+            let m = try EmbeddingMath.slerp(a, b, t: t)
+            // On the great circle: angles t·Ω from a and (1 − t)·Ω from b (not what an element-wise lerp gives).
+            XCTAssertEqual(EmbeddingMath.angle(a, m), t * omega, accuracy: 1e-5)
+            XCTAssertEqual(EmbeddingMath.angle(m, b), (1 - t) * omega, accuracy: 1e-5)
+            // Length goes linearly between the two lengths.
+            XCTAssertEqual(EmbeddingMath.norm(m), (1 - t) * EmbeddingMath.norm(a) + t * EmbeddingMath.norm(b), accuracy: 1e-4)
+        }
+        // For unit vectors the midpoint stays on the unit sphere; a lerp would have norm cos(Ω/2) < 1.
+        let ua = try EmbeddingMath.normalized(a), ub = try EmbeddingMath.normalized(b)
+        XCTAssertEqual(EmbeddingMath.norm(try EmbeddingMath.slerp(ua, ub, t: 0.5)), 1, accuracy: 1e-6)
+        XCTAssertLessThan(EmbeddingMath.norm(zip(ua, ub).map { ($0 + $1) / 2 }), 0.99)
+    }
+
+    func testSlerpRefusesWhatItCannotDo() {
+        XCTAssertThrowsError(try EmbeddingMath.slerp([1, 0], [1, 0, 0], t: 0.5)) { XCTAssertTrue("\($0)".contains("2 and 3")) }
+        XCTAssertThrowsError(try EmbeddingMath.slerp([1, 0], [-1, 0], t: 0.5)) { XCTAssertTrue("\($0)".contains("opposite")) }
+        XCTAssertThrowsError(try EmbeddingMath.slerp([0, 0], [1, 0], t: 0.5))
+        XCTAssertEqual(try EmbeddingMath.slerp([1, 1], [2, 2], t: 0.5), [1.5, 1.5], "same direction: only the length moves")
+    }
+
+    func testTextDiffRotatesTowardTheDirection() throws {
+        let image = random(64, seed: 3).map { $0 * 10 }
+        let toward = random(64, seed: 4), from = random(64, seed: 5)
+        XCTAssertEqual(try EmbeddingMath.textDiff(image: image, toward: toward, from: from, amount: 0), image, "θ = 0 is the image itself")
+        let d = zip(toward, from).map { $0 - $1 }
+        let full = EmbeddingMath.angle(image, d)
+        for theta in [0.25, 0.5, 1.0] {
+            let e = try EmbeddingMath.textDiff(image: image, toward: toward, from: from, amount: theta)
+            XCTAssertEqual(EmbeddingMath.angle(image, e), theta * full, accuracy: 1e-5, "turned θ of the way")
+            XCTAssertEqual(EmbeddingMath.angle(e, d), (1 - theta) * full, accuracy: 1e-5, "toward the text direction")
+            XCTAssertEqual(EmbeddingMath.norm(e), EmbeddingMath.norm(image), accuracy: 1e-3, "length kept")
+        }
+        XCTAssertThrowsError(try EmbeddingMath.textDiff(image: image, toward: toward, from: toward, amount: 0.3)) {
+            XCTAssertTrue("\($0)".contains("same CLIP embedding"))
+        }
+        XCTAssertThrowsError(try EmbeddingMath.textDiff(image: [1, 2], toward: toward, from: from, amount: 0.3))
+    }
+}
+
+final class SearchIndexTests: StoreTestCase {
+    func testRankingMatchesExactCosineOrder() throws {
+        let store = try Store(url: storeURL)
+        var vectors: [[Float]] = []
+        var s: UInt64 = 99
+        func next() -> Float { s = s &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: s >> 11) % 2000) / 1000 - 1 }
+        for _ in 0..<300 {
+            let v = (0..<32).map { _ in next() * Float.random(in: 0.5...3) }
+            vectors.append(v)
+            try add(store, embedding: v)
+        }
+        try add(store, embedding: [1, 2, 3])  // another CLIP width: never compared
+        let index = try SearchIndex.load(from: store, filter: GenerationFilter(dim: 32))
+        XCTAssertEqual(index.count, 300)
+        let query = (0..<32).map { _ in next() }
+        let hits = try index.search(query, limit: 10)
+        // Expected order from double-precision cosines.
+        let expected = vectors.indices.sorted { EmbeddingMath.cosine(vectors[$0], query) > EmbeddingMath.cosine(vectors[$1], query) }
+        XCTAssertEqual(hits.map(\.id), expected.prefix(10).map { Int64($0 + 1) })
+        for h in hits { XCTAssertEqual(Double(h.score), EmbeddingMath.cosine(vectors[Int(h.id) - 1], query), accuracy: 1e-5) }
+        // A stored vector finds itself first with score 1.
+        let like = try index.search(vectors[41], limit: 3)
+        XCTAssertEqual(like.first?.id, 42)
+        XCTAssertEqual(Double(like.first!.score), 1, accuracy: 1e-6)
+        let without = try index.search(vectors[41], limit: 3, excluding: [42])
+        XCTAssertEqual(without.map(\.id), try index.search(vectors[41], limit: 4).dropFirst().map(\.id))
+        assertStoreError(try index.search([1, 2], limit: 3), mentioning: ["2 values", "32"])
+    }
+
+    func testTiesGoToTheLowerIdAndFiltersApply() throws {
+        let store = try Store(url: storeURL)
+        try add(store, embedding: [1, 0])
+        try add(store, kind: .variation, embedding: [2, 0])
+        try add(store, kind: .variation, embedding: [0, 1])
+        let index = try SearchIndex.load(from: store, filter: GenerationFilter(dim: 2))
+        XCTAssertEqual(try index.search([1, 0], limit: 5).map(\.id), [1, 2, 3])
+        let variations = try SearchIndex.load(from: store, filter: GenerationFilter(kinds: [.variation], dim: 2))
+        XCTAssertEqual(try variations.search([1, 0], limit: 5).map(\.id), [2, 3])
+        XCTAssertEqual(try SearchIndex.load(from: store, filter: GenerationFilter(since: "2999-01-01T00:00:00.000Z", dim: 2)).count, 0)
+    }
+}
+
+final class FingerprintTests: StoreTestCase {
+    func testFingerprintSeesConfigsAndWeightsButNotOtherFiles() throws {
+        let folder = tmp.appendingPathComponent("model/unet")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let root = tmp.appendingPathComponent("model")
+        try Data(#"{"a": 1}"#.utf8).write(to: folder.appendingPathComponent("config.json"))
+        let header = Data(#"{"w":{"dtype":"F32","shape":[200000],"data_offsets":[0,800000]}}"#.utf8)
+        var file = Data()
+        withUnsafeBytes(of: UInt64(header.count).littleEndian) { file.append(contentsOf: $0) }
+        file.append(header)
+        file.append(Data(count: 800_000))
+        let weights = folder.appendingPathComponent("diffusion_pytorch_model.safetensors")
+        try file.write(to: weights)
+        let f0 = try ModelFingerprint.of([root])
+        XCTAssertEqual(f0.count, 64)
+        XCTAssertEqual(try ModelFingerprint.of([root]), f0, "stable")
+        try Data("hello".utf8).write(to: root.appendingPathComponent("README.md"))
+        XCTAssertEqual(try ModelFingerprint.of([root]), f0, "files the loaders do not read do not count")
+        // A change in the first sampled block of the tensor data (a fine-tune with the same header) is seen.
+        var tuned = file
+        tuned[8 + header.count + 10] = 1
+        try tuned.write(to: weights)
+        let f1 = try ModelFingerprint.of([root])
+        XCTAssertNotEqual(f1, f0)
+        try Data(#"{"a": 2}"#.utf8).write(to: folder.appendingPathComponent("config.json"))
+        XCTAssertNotEqual(try ModelFingerprint.of([root]), f1)
+        XCTAssertThrowsError(try ModelFingerprint.of([tmp.appendingPathComponent("nope")])) { XCTAssertTrue("\($0)".contains("nope")) }
+    }
+}

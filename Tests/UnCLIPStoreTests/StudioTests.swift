@@ -1,0 +1,135 @@
+import Foundation
+import XCTest
+import UnCLIPImage
+import UnCLIPPipelines
+@testable import UnCLIPStore
+import UnCLIPStudio
+
+/// Store-backed generation on the tiny diffusers bundle (16-d CLIP embeddings, 32×32 images).
+final class StudioTests: StoreTestCase {
+    static let bundle = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+        .appendingPathComponent("Fixtures/bundles/tiny-unclip")
+
+    var decoder: DecoderSettings {
+        var d = DecoderSettings()
+        d.steps = 2; d.width = 32; d.height = 32; d.noiseLevel = 10
+        return d
+    }
+    let prior = PriorSettings(steps: 2, guidanceScale: 4, candidates: 2)
+
+    func studio(_ store: Store, cache: Bool = true) throws -> Studio {
+        try Studio(store: store, model: Self.bundle, useCache: cache)
+    }
+
+    func testCachedStagesGiveTheSameImageAsTheDiffusersPath() throws {
+        let store = try Store(url: storeURL)
+        let s = try studio(store)
+        let first = try s.generate(prompt: "a tiny robot", priorSettings: prior, settings: decoder, seed: 42)
+        XCTAssertEqual(first.cache?.text, .miss)
+        XCTAssertEqual(first.cache?.prior, .miss)
+        let second = try s.generate(prompt: "a tiny robot", priorSettings: prior, settings: decoder, seed: 42)
+        XCTAssertEqual(second.cache?.text, .hit)
+        XCTAssertEqual(second.cache?.prior, .hit)
+        let fresh = try studio(store, cache: false).generate(prompt: "a tiny robot", priorSettings: prior, settings: decoder, seed: 42)
+        XCTAssertEqual(fresh.cache?.prior, .off)
+        XCTAssertEqual(first.generation.sha256, second.generation.sha256, "a cached prior replays its random draws")
+        XCTAssertEqual(first.generation.sha256, fresh.generation.sha256)
+        // The stored image is the plain pipeline's image (the path checked against diffusers), pixel for pixel.
+        let direct = try s.pipeline.textToImage(prompt: "a tiny robot", priorSettings: prior, settings: decoder, seed: 42)
+        XCTAssertEqual(try PNG.read(second.generation.imageURL).pixels, direct.image.pixels)
+        XCTAssertEqual(second.generation.embedding, direct.imageEmbeds.scalars)
+        // The prior run is stored once, with both candidates.
+        XCTAssertEqual(try store.db.scalarInt("SELECT count(*) FROM prior_runs"), 1)
+        let run = try XCTUnwrap(store.priorRun(id: XCTUnwrap(second.generation.priorRunID)))
+        XCTAssertEqual(run.scores, direct.prior!.scores)
+        XCTAssertEqual(run.candidates, direct.prior!.candidates.scalars)
+        // A different seed misses the prior cache but hits the text cache.
+        let other = try s.generate(prompt: "a tiny robot", priorSettings: prior, settings: decoder, seed: 43)
+        XCTAssertEqual(other.cache?.text, .hit)
+        XCTAssertEqual(other.cache?.prior, .miss)
+    }
+
+    func testVaryInterpolateNudgeRegenerateAndRemove() throws {
+        let store = try Store(url: storeURL)
+        let s = try studio(store)
+        let a = try s.generate(prompt: "a red lighthouse", priorSettings: prior, settings: decoder, seed: 1).generation
+        let b = try s.generate(prompt: "a blue car", priorSettings: prior, settings: decoder, seed: 2).generation
+
+        let v = try s.vary(a.id, prompt: "", settings: decoder, seed: 5).generation
+        XCTAssertEqual(v.embedding, a.embedding)
+        XCTAssertEqual(v.parents, [ParentLink(role: "source", id: a.id)])
+
+        let frames = try s.interpolate(from: a.id, to: b.id, frames: 5, prompt: "", settings: decoder, seed: 9).map(\.generation)
+        XCTAssertEqual(frames.count, 5)
+        XCTAssertEqual(frames.first!.embedding, a.embedding)
+        XCTAssertEqual(frames.last!.embedding, b.embedding)
+        let mid = frames[2].embedding
+        let omega = EmbeddingMath.angle(a.embedding, b.embedding)
+        XCTAssertEqual(EmbeddingMath.angle(a.embedding, mid), omega / 2, accuracy: 1e-5)
+        XCTAssertEqual(EmbeddingMath.norm(mid), (EmbeddingMath.norm(a.embedding) + EmbeddingMath.norm(b.embedding)) / 2, accuracy: 1e-4)
+        XCTAssertEqual(frames.map(\.seed), Array(repeating: 9, count: 5), "one seed: fixed decoder noise across frames")
+        XCTAssertEqual(frames[2].settings.t, 0.5)
+
+        let same = try s.nudge(a.id, toward: "a green lighthouse", from: nil, amount: 0, prompt: "", settings: decoder, seed: 3).generation
+        XCTAssertEqual(same.embedding, a.embedding, "θ = 0 keeps the embedding")
+        XCTAssertEqual(same.settings.from, "a red lighthouse", "--from defaults to the generation's prompt")
+        let nudged = try s.nudge(a.id, toward: "a green lighthouse", from: nil, amount: 0.4, prompt: "", settings: decoder, seed: 3).generation
+        let d = zip(try s.textEmbedding("a green lighthouse"), try s.textEmbedding("a red lighthouse")).map { $0 - $1 }
+        XCTAssertEqual(EmbeddingMath.angle(a.embedding, nudged.embedding), 0.4 * EmbeddingMath.angle(a.embedding, d), accuracy: 1e-5)
+        XCTAssertEqual(nudged.kind, .textDiff)
+
+        for g in [a, v, frames[2], nudged] {
+            let r = try s.regenerate(g.id)
+            XCTAssertTrue(r.matches, "generation \(g.id) (\(g.kind)) regenerates byte for byte")
+            XCTAssertFalse(r.restored)
+        }
+        // A missing file is put back by regenerate.
+        try FileManager.default.removeItem(at: v.imageURL)
+        XCTAssertEqual(try store.check(verify: false).missingImages, [v.id])
+        XCTAssertTrue(try s.regenerate(v.id).restored)
+        XCTAssertTrue(try store.check(verify: true).isClean)
+
+        // Removing the parent leaves its children working from their own embeddings.
+        try store.remove(a.id)
+        XCTAssertTrue(try s.regenerate(v.id).matches)
+        XCTAssertTrue(try s.regenerate(nudged.id).matches)
+        let grandchild = try s.vary(nudged.id, prompt: "", settings: decoder, seed: 4).generation
+        XCTAssertEqual(grandchild.embedding, nudged.embedding)
+        XCTAssertEqual(try store.generation(frames[1].id).parents.first, ParentLink(role: "from", id: a.id, exists: false))
+        XCTAssertThrowsError(try s.vary(a.id, prompt: "", settings: decoder, seed: 1)) { XCTAssertTrue("\($0)".contains("no generation \(a.id)")) }
+    }
+
+    func testImportedImagesAreSourcesAndSearchFindsThem() throws {
+        let store = try Store(url: storeURL)
+        let s = try studio(store)
+        let g = try s.generate(prompt: "a red lighthouse", priorSettings: prior, settings: decoder, seed: 1).generation
+        let png = tmp.appendingPathComponent("outside.png")
+        try FileManager.default.copyItem(at: g.imageURL, to: png)
+        let source = try s.importImage(png: png)
+        XCTAssertEqual(source.kind, .source)
+        XCTAssertEqual(source.embedding, try s.pipeline.embed(image: PNG.read(png)).scalars)
+        XCTAssertEqual(source.sha256, g.sha256, "the store keeps the file as it was")
+        XCTAssertEqual(try s.importImage(png: png).id, source.id, "importing the same file again reuses it")
+        XCTAssertThrowsError(try s.regenerate(source.id)) { XCTAssertTrue("\($0)".contains("imported")) }
+
+        let index = try SearchIndex.load(from: store, filter: GenerationFilter(dim: 16))
+        XCTAssertEqual(try index.search(source.embedding, limit: 1).first?.id, source.id)
+        XCTAssertEqual(try index.search(s.imageEmbedding(png: png), limit: 1).first?.id, source.id)
+        // Text queries go through the prior's text encoder projection, and are cached like prompts.
+        let text = try s.textEmbedding("a red lighthouse")
+        XCTAssertEqual(text.count, 16)
+        XCTAssertNotNil(try store.textEncoding(modelID: s.modelRecord().id, prompt: "a red lighthouse", encoder: .prior))
+        XCTAssertEqual(try index.search(text, limit: 5).count, 2)
+    }
+
+    func testExportWritesImageEmbeddingAndRecord() throws {
+        let store = try Store(url: storeURL)
+        let g = try studio(store).generate(prompt: "a red lighthouse", priorSettings: prior, settings: decoder, seed: 1).generation
+        let files = try GenerationRecords.export(g.id, from: store, to: tmp.appendingPathComponent("out"))
+        XCTAssertEqual(files.map(\.lastPathComponent), ["\(g.id).png", "\(g.id).safetensors", "\(g.id).json"])
+        XCTAssertEqual(SHA256.hex(try Data(contentsOf: files[0])), g.sha256)
+        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: files[2])) as! [String: Any]
+        XCTAssertEqual(json["seed"] as? Int, 1)
+        XCTAssertEqual((json["prior"] as? [String: Any])?["candidates"] as? Int, 2)
+    }
+}
