@@ -53,7 +53,8 @@ let package = Package(
                 swiftSettings: fastSwift),
 
         // The embedding store: SQLite (C API) database of generations, caches and embeddings, plus search.
-        .target(name: "UnCLIPStore", dependencies: ["CSQLite", "CBLAS"], swiftSettings: fastSwift),
+        .target(name: "CStoreKernels", cSettings: fastC),
+        .target(name: "UnCLIPStore", dependencies: ["CSQLite", "CStoreKernels"], swiftSettings: fastSwift),
         // Store-backed generation: caches, variations, interpolation, text diffs, regeneration.
         .target(name: "UnCLIPStudio",
                 dependencies: ["UnCLIPStore", "UnCLIPPipelines", "UnCLIPImage", "UnCLIPTensor", "UnCLIPWeights"],
@@ -67,9 +68,9 @@ let package = Package(
                           swiftSettings: fastSwift),
 
         // Search benchmark over 100k / 1M random embeddings in a real store (not a test).
-        .executableTarget(name: "unclip-store-bench", dependencies: ["UnCLIPStore"], swiftSettings: fastSwift),
+        .executableTarget(name: "unclip-store-bench", dependencies: ["UnCLIPStore", "CBLAS"], swiftSettings: fastSwift),
 
-        .testTarget(name: "UnCLIPStoreTests", dependencies: ["UnCLIPStore", "UnCLIPStudio", "UnCLIPPipelines", "UnCLIPImage"],
+        .testTarget(name: "UnCLIPStoreTests", dependencies: ["UnCLIPStore", "CStoreKernels", "UnCLIPStudio", "UnCLIPPipelines", "UnCLIPImage"],
                     swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPTensorTests", dependencies: ["UnCLIPTensor"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPRandomTests", dependencies: ["UnCLIPRandom", "UnCLIPWeights"], swiftSettings: fastSwift),

@@ -1,5 +1,6 @@
 import Foundation
 import XCTest
+import CStoreKernels
 @testable import UnCLIPStore
 
 final class SHA256Tests: XCTestCase {
@@ -169,5 +170,58 @@ final class FingerprintTests: StoreTestCase {
         try Data(#"{"a": 2}"#.utf8).write(to: folder.appendingPathComponent("config.json"))
         XCTAssertNotEqual(try ModelFingerprint.of([root]), f1)
         XCTAssertThrowsError(try ModelFingerprint.of([tmp.appendingPathComponent("nope")])) { XCTAssertTrue("\($0)".contains("nope")) }
+    }
+}
+
+final class HalfPrecisionTests: StoreTestCase {
+    /// IEEE 754 binary16 encodings (round to nearest, ties to even), checked through both the 8-wide path and the tail.
+    func testConversionToHalf() {
+        let values: [Float] = [1, -2, 65504, 65520, 5.9604645e-8, 0.1, 1.0 / 3, 0, -0.0, 2.9802322e-8, 1.00048828125, .infinity, 6.1035156e-5, 3e-8]
+        let expected: [UInt16] = [0x3C00, 0xC000, 0x7BFF, 0x7C00, 0x0001, 0x2E66, 0x3555, 0x0000, 0x8000, 0x0000, 0x3C00, 0x7C00, 0x0400, 0x0001]
+        var out = [UInt16](repeating: 0xFFFF, count: values.count)
+        us_f32_to_f16(values, &out, values.count)
+        XCTAssertEqual(out.map { String($0, radix: 16) }, expected.map { String($0, radix: 16) })
+        // Each element alone goes through the scalar tail.
+        for (v, e) in zip(values, expected) {
+            var one: UInt16 = 0
+            us_f32_to_f16([v], &one, 1)
+            XCTAssertEqual(one, e, "\(v)")
+        }
+    }
+
+    func testHalfDotProductsAreWithinTheBound() {
+        let dim = 37, rows = 5
+        var s: UInt64 = 5
+        func next() -> Float { s = s &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: s >> 11) % 2000) / 1000 - 1 }
+        let m = (0..<rows).map { _ in (0..<dim).map { _ in next() } }.map { try! EmbeddingMath.normalized($0) }
+        let q = try! EmbeddingMath.normalized((0..<dim).map { _ in next() })
+        var halves = [UInt16](repeating: 0, count: rows * dim)
+        us_f32_to_f16(m.flatMap { $0 }, &halves, rows * dim)
+        var out = [Float](repeating: 0, count: rows)
+        us_dot_f16_rows(halves, rows, dim, q, &out)
+        for r in 0..<rows {
+            XCTAssertEqual(Double(out[r]), EmbeddingMath.cosine(m[r], q), accuracy: 1.0 / 2048 + Double(dim) / 16_777_216)
+        }
+    }
+
+    /// Scores closer together than half precision can tell apart still come back in exact order.
+    func testNearTiesAreRankedExactly() throws {
+        let store = try Store(url: storeURL)
+        var base = [Float](repeating: 0, count: 64)
+        base[0] = 1
+        var vectors: [[Float]] = []
+        for i in 0..<40 {
+            var v = base
+            v[1] = Float((i * 7919) % 40) * 5e-4  // cosines 1e-5 apart: below half precision (4.9e-4 near 1), above float32
+            vectors.append(v)
+            try add(store, embedding: v)
+        }
+        let index = try SearchIndex.load(from: store, filter: GenerationFilter(dim: 64))
+        let hits = try index.search(base, limit: 10)
+        let expected = vectors.indices.sorted {
+            let a = EmbeddingMath.cosine(vectors[$0], base), b = EmbeddingMath.cosine(vectors[$1], base)
+            return a > b || (a == b && $0 < $1)
+        }
+        XCTAssertEqual(hits.map(\.id), expected.prefix(10).map { Int64($0 + 1) })
     }
 }
