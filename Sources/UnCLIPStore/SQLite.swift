@@ -24,12 +24,21 @@ public final class Database {
 
     /// Opens (and with `create`, creates) the file. SQLite opens lazily, so a foreign file is only
     /// noticed by the first statement; `Store` runs one at once.
-    public init(path: String, readOnly: Bool, create: Bool = true) throws {
+    /// `immutable` reads a file that nothing can change (a store in a read-only folder, where SQLite cannot
+    /// create the -shm file that reading a WAL database otherwise needs).
+    public init(path: String, readOnly: Bool, create: Bool = true, immutable: Bool = false) throws {
         self.path = path
         var db: OpaquePointer?
         var flags = SQLITE_OPEN_NOMUTEX
         flags |= readOnly ? SQLITE_OPEN_READONLY : (SQLITE_OPEN_READWRITE | (create ? SQLITE_OPEN_CREATE : 0))
-        let rc = sqlite3_open_v2(path, &db, flags, nil)
+        var name = path
+        if immutable {
+            flags |= SQLITE_OPEN_URI
+            var allowed = CharacterSet.urlPathAllowed
+            allowed.remove(charactersIn: "?#%")
+            name = "file:\(path.addingPercentEncoding(withAllowedCharacters: allowed) ?? path)?mode=ro&immutable=1"
+        }
+        let rc = sqlite3_open_v2(name, &db, flags, nil)
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
             sqlite3_close_v2(db)

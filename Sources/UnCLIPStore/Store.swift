@@ -65,7 +65,8 @@ public final class Store {
         if !exists && !folderWritable {
             throw StoreError.readOnly(path: url.path, detail: "cannot create it: the folder \(folder.path) is not writable")
         }
-        db = try Database(path: url.path, readOnly: !(folderWritable && fileWritable))
+        let folderReadOnly = access_(folder.path, W_OK) != 0
+        db = try Database(path: url.path, readOnly: !(folderWritable && fileWritable), immutable: exists && folderReadOnly)
         isWritable = folderWritable && fileWritable && !db.isReadOnly
         if access == .readWrite && !isWritable {
             throw StoreError.readOnly(path: url.path, detail: folderWritable ? "the file is write-protected" : "its folder \(folder.path) is not writable")

@@ -19,11 +19,15 @@ class CLITestCase: XCTestCase {
 
     struct Result { let status: Int32; let stdout: String; let stderr: String }
 
-    func run(_ args: [String]) throws -> Result {
+    /// Runs the binary to completion. Every run records into this test's own store (never the user's).
+    func run(_ args: [String], environment: [String: String] = [:]) throws -> Result {
         let p = Process()
         p.executableURL = binary
         p.arguments = args
         p.currentDirectoryURL = Self.root
+        p.environment = ProcessInfo.processInfo.environment
+            .merging(["UNCLIP_STORE": tmp.appendingPathComponent("store.sqlite").path], uniquingKeysWith: { $1 })
+            .merging(environment, uniquingKeysWith: { $1 })
         let out = Pipe(), err = Pipe()
         p.standardOutput = out
         p.standardError = err

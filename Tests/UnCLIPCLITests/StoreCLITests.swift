@@ -1,0 +1,285 @@
+import CSQLite
+import Foundation
+import UnCLIPStore
+import XCTest
+
+/// The store through the `unclip` binary, on the tiny diffusers bundle: recording, caches, the commands on
+/// stored generations, and the failure cases (killed processes, concurrent writers, bad store files).
+final class StoreCLITests: CLITestCase {
+    let bundle = "Tests/Fixtures/bundles/tiny-unclip"
+    var fast: [String] { ["--model", bundle, "--width", "32", "--height", "32", "--steps", "2"] }
+    var storeURL: URL { tmp.appendingPathComponent("store.sqlite") }
+
+    /// The JSON objects a command printed, one per line (or one array).
+    func objects(_ r: Result, file: StaticString = #filePath, line: UInt = #line) -> [[String: Any]] {
+        XCTAssertEqual(r.status, 0, r.stderr, file: file, line: line)
+        let text = r.stdout.trimmingCharacters(in: .whitespacesAndNewlines)
+        if text.hasPrefix("[") { return (try? JSONSerialization.jsonObject(with: Data(text.utf8))) as? [[String: Any]] ?? [] }
+        return text.split(separator: "\n").compactMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }
+    }
+
+    func generate(_ prompt: String, seed: Int, _ extra: [String] = []) throws -> [String: Any] {
+        let made = objects(try run(["generate", prompt, "--seed", "\(seed)", "--prior-steps", "2"] + fast + extra))
+        XCTAssertEqual(made.count, 1)
+        return made.first ?? [:]
+    }
+
+    func id(_ o: [String: Any]) -> Int64 { (o["id"] as? NSNumber)?.int64Value ?? -1 }
+
+    func openStore() throws -> Store { try Store(url: storeURL, access: .readOnly) }
+
+    func testGenerateRecordsTheImageAndARepeatHitsBothCaches() throws {
+        let out = tmp.appendingPathComponent("copy.png")
+        let first = try generate("a red lighthouse", seed: 1, ["--output", out.path])
+        XCTAssertEqual(first["cache"] as? [String: String], ["text": "miss", "prior": "miss"])
+        let image = URL(fileURLWithPath: first["image"] as! String)
+        XCTAssertEqual(image.deletingLastPathComponent().path, tmp.appendingPathComponent("store-images").path)
+        let bytes = try Data(contentsOf: image)
+        XCTAssertEqual(SHA256.hex(bytes), first["sha256"] as? String)
+        XCTAssertEqual(try Data(contentsOf: out), bytes, "--output is one more copy of the same file")
+        do {
+            let store = try openStore()
+            let g = try store.generation(id(first))
+            XCTAssertEqual(g.kind, .textToImage)
+            XCTAssertEqual(g.prompt, "a red lighthouse")
+            XCTAssertEqual(g.seed, 1)
+            XCTAssertEqual(g.sha256, first["sha256"] as? String)
+            XCTAssertEqual(g.dim, 16)
+            XCTAssertEqual(try store.priorRun(id: XCTUnwrap(g.priorRunID))?.scores.count, 2, "both candidates kept")
+        }
+        let second = try run(["generate", "a red lighthouse", "--seed", "1", "--prior-steps", "2"] + fast)
+        let o = objects(second).first ?? [:]
+        XCTAssertEqual(o["cache"] as? [String: String], ["text": "hit", "prior": "hit"])
+        XCTAssertTrue(second.stderr.contains("cache: text encodings hit, prior hit"), second.stderr)
+        XCTAssertFalse(second.stderr.contains("prior:"), "the prior stage did not run: \(second.stderr)")
+        XCTAssertEqual(o["sha256"] as? String, first["sha256"] as? String, "a cache hit makes the same image")
+        XCTAssertEqual(id(o), id(first) + 1)
+        let uncached = try generate("a red lighthouse", seed: 1, ["--no-cache"])
+        XCTAssertEqual(uncached["cache"] as? [String: String], ["text": "off", "prior": "off"])
+        XCTAssertEqual(uncached["sha256"] as? String, first["sha256"] as? String)
+    }
+
+    func testCommandsOnStoredGenerations() throws {
+        let a = try generate("a red lighthouse", seed: 1), b = try generate("a blue car", seed: 2)
+        let ida = id(a), idb = id(b)
+        let variation = objects(try run(["vary", "\(ida)", "--seed", "5"] + fast)).first ?? [:]
+        XCTAssertEqual((variation["parents"] as? [[String: Any]])?.first?["role"] as? String, "source")
+
+        let frames = objects(try run(["interpolate", "\(ida)", "\(idb)", "--frames", "3", "--seed", "9"] + fast))
+        XCTAssertEqual(frames.count, 3)
+        let nudged = objects(try run(["nudge", "\(ida)", "--toward", "a green lighthouse", "--amount", "0", "--seed", "3"] + fast)).first ?? [:]
+        do {
+            let store = try openStore()
+            let ea = try store.generation(ida).embedding, eb = try store.generation(idb).embedding
+            let f = try frames.map { try store.generation(id($0)).embedding }
+            XCTAssertEqual(f[0], ea, "frame 0 is the first endpoint's embedding")
+            XCTAssertEqual(f[2], eb, "the last frame is the second endpoint's embedding")
+            let omega = EmbeddingMath.angle(ea, eb)
+            XCTAssertEqual(EmbeddingMath.angle(ea, f[1]), omega / 2, accuracy: 1e-5, "slerp: the middle frame halves the angle")
+            XCTAssertEqual(EmbeddingMath.norm(f[1]), (EmbeddingMath.norm(ea) + EmbeddingMath.norm(eb)) / 2, accuracy: 1e-4)
+            XCTAssertEqual(try store.generation(id(nudged)).embedding, ea, "nudge with θ = 0 keeps the embedding")
+            XCTAssertEqual(try store.generation(id(nudged)).settings.from, "a red lighthouse")
+        }
+
+        let like = objects(try run(["search", "--like", "\(idb)", "--json"]))
+        XCTAssertEqual(like.first.map(id), idb, "a generation is most like itself")
+        XCTAssertEqual((like.first?["score"] as? Double) ?? 0, 1, accuracy: 1e-6)
+        let byText = objects(try run(["search", "a red lighthouse", "--model", bundle, "--limit", "3", "--json"]))
+        XCTAssertEqual(byText.count, 3)
+        XCTAssertNotNil(byText.first?["image"] as? String)
+        let human = try run(["search", "--like", "\(idb)", "--limit", "2"])
+        XCTAssertTrue(human.stdout.contains("\"a blue car\""), human.stdout)
+
+        let copy = tmp.appendingPathComponent("again.png")
+        let again = objects(try run(["regenerate", "\(ida)", "--output", copy.path, "--json"])).first ?? [:]
+        XCTAssertEqual(again["identical"] as? Bool, true, "\(again)")
+        XCTAssertEqual(SHA256.hex(try Data(contentsOf: copy)), a["sha256"] as? String)
+        XCTAssertEqual(objects(try run(["regenerate", "\(id(frames[1]))", "--no-cache", "--json"])).first?["identical"] as? Bool, true)
+
+        let shown = objects(try run(["show", "\(ida)", "--json"])).first ?? [:]
+        XCTAssertEqual((shown["prior"] as? [String: Any])?["scores"] as? [Double] != nil, true)
+        XCTAssertEqual(((shown["prior"] as? [String: Any])?["scores"] as? [Double])?.count, 2)
+        XCTAssertEqual(Set((shown["children"] as? [NSNumber])?.map(\.int64Value) ?? []),
+                       Set([id(variation), id(nudged)] + frames.map(id)))
+        let exported = objects(try run(["export", "\(id(variation))", "--to", tmp.appendingPathComponent("exp").path, "--json"])).first ?? [:]
+        XCTAssertEqual((exported["files"] as? [String])?.count, 3)
+
+        // rm: the row and the file go; children keep working from their own embeddings.
+        let removed = try run(["rm", "\(ida)"])
+        XCTAssertEqual(removed.status, 0, removed.stderr)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: a["image"] as! String))
+        let child = objects(try run(["show", "\(id(variation))", "--json"])).first ?? [:]
+        XCTAssertEqual((child["parents"] as? [[String: Any]])?.first?["exists"] as? Bool, false)
+        XCTAssertEqual(objects(try run(["vary", "\(id(variation))", "--seed", "6"] + fast)).count, 1)
+        XCTAssertEqual(objects(try run(["regenerate", "\(id(nudged))", "--json"])).first?["identical"] as? Bool, true)
+        XCTAssertEqual(objects(try run(["list", "--json", "--limit", "0"])).count, 7)
+        XCTAssertEqual(objects(try run(["list", "--kind", "interpolation", "--json"])).count, 3)
+        XCTAssertEqual(try run(["check"]).status, 0)
+    }
+
+    func testVaryingAnOutsideImageRecordsItAsASource() throws {
+        let made = try generate("a red lighthouse", seed: 1)
+        let png = tmp.appendingPathComponent("photo.png")
+        try FileManager.default.copyItem(atPath: made["image"] as! String, toPath: png.path)
+        let r = try run(["vary", "--image", png.path, "--seed", "2", "--count", "2"] + fast)
+        let lines = objects(r)
+        XCTAssertEqual(lines.count, 2)
+        let source = (lines[0]["parents"] as? [[String: Any]])?.first?["id"] as? NSNumber
+        XCTAssertTrue(r.stderr.contains("recorded as generation \(source?.int64Value ?? -1)"), r.stderr)
+        let shown = objects(try run(["show", "\(source?.int64Value ?? -1)", "--json"])).first ?? [:]
+        XCTAssertEqual(shown["kind"] as? String, "source")
+        XCTAssertEqual(shown["sha256"] as? String, made["sha256"] as? String)
+        let found = objects(try run(["search", "--image", png.path, "--model", bundle, "--limit", "1", "--json"]))
+        XCTAssertEqual(found.first.map(id), source?.int64Value)
+    }
+
+    /// The test kills `unclip` at the two moments where a row and a file could part, then at random moments.
+    func testKilledProcessLeavesAConsistentStore() throws {
+        _ = try generate("warm up", seed: 1)
+        let images = tmp.appendingPathComponent("store-images")
+        for point in ["before-rename", "after-rename"] {
+            let r = try run(["generate", "a red lighthouse", "--seed", "2", "--prior-steps", "2"] + fast, environment: ["UNCLIP_STORE_CRASH": point])
+            XCTAssertEqual(r.status, SIGKILL, "killed at \(point): \(r.stderr)")
+            let leftovers = (try FileManager.default.contentsOfDirectory(atPath: images.appendingPathComponent(".tmp").path)).count
+                + (try FileManager.default.contentsOfDirectory(atPath: images.path)).filter { $0.hasSuffix(".png") }.count - 1
+            XCTAssertEqual(leftovers, 1, "the crash left a temporary file or an uncommitted image (\(point))")
+            let next = try run(["check", "--verify", "--json"])
+            XCTAssertEqual(next.status, 0, next.stdout + next.stderr)
+            XCTAssertTrue(next.stderr.contains("store: removed"), next.stderr)
+            XCTAssertEqual(objects(next).first?["clean"] as? Bool, true)
+            XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: images.appendingPathComponent(".tmp").path), [])
+            XCTAssertEqual(try openStore().count(), 1, "no row was committed")
+        }
+        // Kills at arbitrary moments of a longer run (4 images of 30 steps each).
+        for delay in [0.15, 0.4, 0.7, 1.1, 1.6] {
+            let p = try start(["generate", "a blue car", "--seed", "10", "--count", "4", "--prior-steps", "2", "--model", bundle,
+                               "--width", "32", "--height", "32", "--steps", "30"])
+            Thread.sleep(forTimeInterval: delay)
+            kill(p.processIdentifier, SIGKILL)
+            p.waitUntilExit()
+            let check = try run(["check", "--verify", "--json"])
+            XCTAssertEqual(check.status, 0, "after a kill at \(delay) s: " + check.stdout + check.stderr)
+            let store = try openStore()
+            let names = try FileManager.default.contentsOfDirectory(atPath: images.path).filter { $0.hasSuffix(".png") }
+            XCTAssertEqual(names.count, try store.count(), "one file per row")
+            for g in try store.generations() { XCTAssertEqual(SHA256.hex(try Data(contentsOf: g.imageURL)), g.sha256) }
+        }
+    }
+
+    func testTwoProcessesGeneratingIntoOneNewStoreBothSucceed() throws {
+        XCTAssertFalse(FileManager.default.fileExists(atPath: storeURL.path))
+        let outputs = (0..<2).map { tmp.appendingPathComponent("out\($0).txt") }
+        let processes = try (0..<2).map { i in
+            try start(["generate", i == 0 ? "a red lighthouse" : "a blue car", "--seed", "\(1 + 100 * i)", "--count", "3",
+                       "--prior-steps", "2"] + fast, stdout: outputs[i])
+        }
+        for p in processes { p.waitUntilExit() }
+        for (i, p) in processes.enumerated() {
+            XCTAssertEqual(p.terminationStatus, 0, "writer \(i) failed")
+            XCTAssertEqual(try String(contentsOf: outputs[i], encoding: .utf8).split(separator: "\n").count, 3)
+        }
+        let store = try openStore()
+        XCTAssertEqual(try store.count(), 6)
+        XCTAssertEqual(Set(try store.generations().map(\.id)).count, 6)
+        XCTAssertEqual(try run(["check", "--verify"]).status, 0)
+    }
+
+    func testBadStoreFilesFailClearlyAndAreLeftAlone() throws {
+        let base = ["generate", "x", "--seed", "1", "--prior-steps", "1"] + fast
+        // Not a database at all.
+        let garbage = Data((0..<3000).map { UInt8(truncatingIfNeeded: $0 &* 37 &+ 11) })
+        try garbage.write(to: storeURL)
+        try assertFails(base, mentioning: [storeURL.path, "not a SQLite database"])
+        try assertFails(["list"], mentioning: ["not a SQLite database"])
+        XCTAssertEqual(try Data(contentsOf: storeURL), garbage)
+        // Another application's SQLite database.
+        let foreign = tmp.appendingPathComponent("foreign.sqlite")
+        var db: OpaquePointer?
+        sqlite3_open(foreign.path, &db)
+        sqlite3_exec(db, "CREATE TABLE contacts(name TEXT); INSERT INTO contacts VALUES('Ada');", nil, nil, nil)
+        sqlite3_close(db)
+        try assertFails(base + ["--store", foreign.path], mentioning: [foreign.path, "not an unclip store"])
+        // A store from a newer unclip.
+        let future = tmp.appendingPathComponent("future.sqlite")
+        XCTAssertEqual(try run(["list", "--store", future.path]).status, 0)
+        sqlite3_open(future.path, &db)
+        sqlite3_exec(db, "PRAGMA user_version = 99", nil, nil, nil)
+        sqlite3_close(db)
+        let before = try Data(contentsOf: future)
+        try assertFails(base + ["--store", future.path], mentioning: ["newer unclip", "99"])
+        try assertFails(["search", "--like", "1", "--store", future.path], mentioning: ["newer unclip"])
+        XCTAssertEqual(try Data(contentsOf: future), before)
+        // A folder given as the store.
+        try assertFails(base + ["--store", tmp.path], mentioning: ["folder"])
+    }
+
+    /// A store whose file and folder cannot be written: reading commands work, writing ones fail clearly.
+    /// Root ignores permissions, so as root the commands run as `nobody` (through runuser).
+    func testReadOnlyStore() throws {
+        let runuser = "/usr/sbin/runuser"
+        let asRoot = getuid() == 0
+        try XCTSkipIf(asRoot && !FileManager.default.isExecutableFile(atPath: runuser), "root ignores file permissions and runuser is missing")
+        _ = try generate("a red lighthouse", seed: 1)
+        let folder = tmp.appendingPathComponent("ro")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let store = folder.appendingPathComponent("store.sqlite")
+        try FileManager.default.copyItem(at: storeURL, to: store)
+        try FileManager.default.copyItem(at: tmp.appendingPathComponent("store-images"), to: folder.appendingPathComponent("store-images"))
+        chmod(tmp.path, 0o755)
+        chmod(store.path, 0o444)
+        chmod(folder.path, 0o555)
+        defer { chmod(folder.path, 0o755); chmod(store.path, 0o644) }
+        func runReadOnly(_ args: [String]) throws -> Result {
+            let p = Process()
+            p.executableURL = asRoot ? URL(fileURLWithPath: runuser) : binary
+            p.arguments = (asRoot ? ["-u", "nobody", "--", binary.path] : []) + args + ["--store", store.path]
+            p.currentDirectoryURL = Self.root
+            let out = Pipe(), err = Pipe()
+            p.standardOutput = out
+            p.standardError = err
+            try p.run()
+            let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
+        }
+        let generateRun = try runReadOnly(["generate", "x", "--seed", "1", "--prior-steps", "2"] + fast)
+        XCTAssertNotEqual(generateRun.status, 0)
+        XCTAssertTrue(generateRun.stderr.contains("read-only") && generateRun.stderr.contains(store.path), generateRun.stderr)
+        let rm = try runReadOnly(["rm", "1"])
+        XCTAssertTrue(rm.status != 0 && rm.stderr.contains("read-only"), rm.stderr)
+        XCTAssertEqual(objects(try runReadOnly(["list", "--json"])).count, 1)
+        XCTAssertEqual(objects(try runReadOnly(["search", "--like", "1", "--json"])).first.map(id), 1)
+        XCTAssertEqual(objects(try runReadOnly(["regenerate", "1", "--json"])).first?["identical"] as? Bool, true)
+    }
+
+    func testBadIdsAndArgumentsFailClearly() throws {
+        _ = try generate("a red lighthouse", seed: 1)
+        try assertFails(["vary", "999"] + fast, mentioning: ["no generation 999"])
+        try assertFails(["show", "abc"], mentioning: ["not a generation id"])
+        try assertFails(["interpolate", "1", "999"] + fast, mentioning: ["no generation 999"])
+        try assertFails(["interpolate", "1", "1", "--frames", "1"] + fast, mentioning: ["--frames"])
+        try assertFails(["search"], mentioning: ["TEXT", "--image", "--like"])
+        try assertFails(["nudge", "1", "--toward", "x", "--amount", "2"] + fast, mentioning: ["--amount", "0"])
+        try assertFails(["vary", "1", "--image", "x.png"] + fast, mentioning: ["exactly one"])
+        try assertFails(["list", "--kind", "painting"], mentioning: ["painting", "text-to-image"])
+        try assertFails(["list", "--since", "yesterday-ish"], mentioning: ["yesterday-ish", "YYYY-MM-DD"])
+    }
+
+    /// Starts the binary without waiting (stdout to a file if given).
+    func start(_ args: [String], stdout: URL? = nil) throws -> Process {
+        let p = Process()
+        p.executableURL = binary
+        p.arguments = args
+        p.currentDirectoryURL = Self.root
+        p.environment = ProcessInfo.processInfo.environment.merging(["UNCLIP_STORE": storeURL.path], uniquingKeysWith: { $1 })
+        if let stdout {
+            FileManager.default.createFile(atPath: stdout.path, contents: nil)
+            p.standardOutput = try FileHandle(forWritingTo: stdout)
+        } else {
+            p.standardOutput = FileHandle.nullDevice
+        }
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        return p
+    }
+}
