@@ -57,7 +57,7 @@ let package = Package(
         .target(name: "UnCLIPStore", dependencies: ["CSQLite", "CStoreKernels"], swiftSettings: fastSwift),
         // Store-backed generation: caches, variations, interpolation, text diffs, regeneration.
         .target(name: "UnCLIPStudio",
-                dependencies: ["UnCLIPStore", "UnCLIPPipelines", "UnCLIPImage", "UnCLIPTensor", "UnCLIPWeights"],
+                dependencies: ["UnCLIPStore", "UnCLIPPipelines", "UnCLIPImage", "UnCLIPTensor", "UnCLIPTokenizer", "UnCLIPWeights"],
                 swiftSettings: fastSwift),
 
         .executableTarget(name: "unclip",

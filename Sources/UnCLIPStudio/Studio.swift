@@ -3,6 +3,7 @@ import UnCLIPImage
 import UnCLIPPipelines
 import UnCLIPStore
 import UnCLIPTensor
+import UnCLIPTokenizer
 import UnCLIPWeights
 
 /// Whether a cached stage was used.
@@ -162,7 +163,17 @@ public final class Studio {
         }
         stages.decoderPrompt = try cachedDecoderText(prompt, model: model)
         stages.decoderNegative = try cachedDecoderText(negative, model: model)
+        if stages.decoderPrompt != nil { warnIfTruncated(prompt) }
         return key
+    }
+
+    /// The text encoders warn when CLIP's window cuts a prompt; a cached encoding must warn the same way.
+    private func warnIfTruncated(_ prompt: String) {
+        let d = pipeline.decoder
+        let t = d.tokenizer(prompt, maxLength: d.textEncoder.config.maxPositionEmbeddings)
+        if t.droppedTokens > 0 {
+            onWarning("the prompt is \(t.tokenCount) tokens; CLIP reads \(t.ids.count), so the last \(t.droppedTokens) were dropped")
+        }
     }
 
     /// Stores what the pipeline computed; returns the text cache use and the prior run id.

@@ -252,6 +252,49 @@ final class StoreCLITests: CLITestCase {
         XCTAssertEqual(objects(try runReadOnly(["regenerate", "1", "--json"])).first?["identical"] as? Bool, true)
     }
 
+    /// A full disk: the store lives on a 1 MiB tmpfs filled up to a few KiB; each run either records its image
+    /// or fails saying the disk is full, and the store stays consistent. Needs the right to mount (skipped otherwise).
+    func testFullDiskFailsClearlyAndLosesNothing() throws {
+        let disk = tmp.appendingPathComponent("disk")
+        try FileManager.default.createDirectory(at: disk, withIntermediateDirectories: true)
+        let mount = try runTool("/bin/mount", ["-t", "tmpfs", "-o", "size=1m", "tmpfs", disk.path])
+        try XCTSkipIf(mount != 0, "cannot mount a tmpfs here (needs CAP_SYS_ADMIN)")
+        defer { _ = try? runTool("/bin/umount", [disk.path]) }
+        let store = disk.appendingPathComponent("store.sqlite")
+        XCTAssertEqual(objects(try run(["generate", "first", "--seed", "1", "--prior-steps", "2", "--store", store.path] + fast)).count, 1)
+        var failures = 0, successes = 1
+        for left in stride(from: 4, through: 196, by: 24) {
+            var stats = statvfs()
+            statvfs(disk.path, &stats)
+            let free = Int(stats.f_bavail) * Int(stats.f_frsize)
+            let filler = disk.appendingPathComponent("filler")
+            FileManager.default.createFile(atPath: filler.path, contents: Data(count: max(0, free - left * 1024)))
+            let r = try run(["generate", "prompt \(left)", "--seed", "\(left)", "--prior-steps", "2", "--store", store.path] + fast)
+            if r.status == 0 { successes += 1 } else {
+                failures += 1
+                XCTAssertTrue(r.stderr.contains("no space left"), r.stderr)
+                XCTAssertFalse(r.stderr.contains("Fatal error"), r.stderr)
+            }
+            try FileManager.default.removeItem(at: filler)
+            let check = try run(["check", "--verify", "--json", "--store", store.path])
+            XCTAssertEqual(check.status, 0, "with \(left) KiB left: " + check.stdout + check.stderr)
+            XCTAssertEqual(objects(try run(["list", "--json", "--limit", "0", "--store", store.path])).count, successes)
+        }
+        XCTAssertGreaterThan(failures, 0, "the disk never filled up")
+    }
+
+    func runTool(_ path: String, _ args: [String]) throws -> Int32 {
+        guard FileManager.default.isExecutableFile(atPath: path) else { return -1 }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: path)
+        p.arguments = args
+        p.standardOutput = FileHandle.nullDevice
+        p.standardError = FileHandle.nullDevice
+        try p.run()
+        p.waitUntilExit()
+        return p.terminationStatus
+    }
+
     func testBadIdsAndArgumentsFailClearly() throws {
         _ = try generate("a red lighthouse", seed: 1)
         try assertFails(["vary", "999"] + fast, mentioning: ["no generation 999"])
