@@ -118,7 +118,7 @@ public final class UnCLIPDecoder {
                 throw ModelError.invalidInput("--\(name) \(v) must be a positive multiple of \(max(8, f))")
             }
         }
-        if let name = s.scheduler { _ = try makeScheduler(configURL: schedulerConfig, override: name) }
+        if let name = s.scheduler { _ = try SchedulerChoice.make(configURL: schedulerConfig, name: name) }
     }
 
     /// Denoises latents conditioned on the (already noise-augmented) image embedding and the prompt, then decodes.
@@ -127,7 +127,7 @@ public final class UnCLIPDecoder {
     public func denoise(noisedEmbeds: Tensor, promptEmbeds: Tensor, negativeEmbeds: Tensor, settings s: DecoderSettings,
                         generator: RandomSource, progress: ProgressHandler? = nil) throws -> (image: Tensor, latents: Tensor) {
         let guided = s.guidanceScale > 1
-        var scheduler = try makeScheduler(configURL: schedulerConfig, override: s.scheduler)
+        var scheduler = try SchedulerChoice.make(configURL: schedulerConfig, name: s.scheduler)
         try scheduler.setTimesteps(s.steps)
         let f = vaeScaleFactor
         let h = (s.height ?? defaultSize) / f, w = (s.width ?? defaultSize) / f

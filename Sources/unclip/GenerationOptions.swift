@@ -46,7 +46,7 @@ struct DecoderOptions: ParsableArguments {
     @Option(help: "Noise added to the image embedding before decoding (0 = none; higher = looser variations).")
     var noiseLevel = 0
 
-    @Option(help: "Decoder scheduler (diffusers class name), overriding the model's: DDIMScheduler, PNDMScheduler, DDPMScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler, LMSDiscreteScheduler.")
+    @Option(help: "Decoder scheduler, overriding the model's: ddim, pndm, ddpm, euler, euler-karras, euler-a, dpm++2m, dpm++2m-karras, lms, lms-karras, or a diffusers class name (e.g. DPMSolverMultistepScheduler).")
     var scheduler: String?
 
     @Option(help: "Image width in pixels (a multiple of 8). Default: the model's native size.")
