@@ -189,7 +189,7 @@ VAE_CONFIG = dict(
 LEGACY = {"to_q": "query", "to_k": "key", "to_v": "value", "to_out.0": "proj_attn"}
 # (prefix, latents shape, image shape): a square case as the brief specifies, and a non-square one
 # whose image size is not a multiple of 4, so the encoder's asymmetric (0,1,0,1) downsample padding
-# shows (18x26 -> 9x13 -> 5x7).
+# shows: 18x26 -> 9x13 -> 4x6 (a symmetric padding of 1 would give 5x7).
 VAE_CASES = [("", (2, 4, 6, 6), (2, 3, 24, 24)), ("wide.", (2, 4, 5, 7), (2, 3, 18, 26))]
 
 
