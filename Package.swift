@@ -51,8 +51,11 @@ let package = Package(
                 dependencies: ["UnCLIPModels", "UnCLIPSchedulers", "UnCLIPTokenizer", "UnCLIPRandom", "UnCLIPImage", "UnCLIPWeights"],
                 swiftSettings: fastSwift),
 
+        // The shapes-world pixel checker (measures what the shipped model draws).
+        .target(name: "UnCLIPEval", dependencies: ["UnCLIPPipelines", "UnCLIPImage"], swiftSettings: fastSwift),
+
         .executableTarget(name: "unclip",
-                          dependencies: ["UnCLIPPipelines", "UnCLIPRandom", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["UnCLIPPipelines", "UnCLIPEval", "UnCLIPRandom", .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: fastSwift),
         .executableTarget(name: "unclip-bench",
                           dependencies: ["UnCLIPModels", "CBLAS"],
@@ -66,6 +69,7 @@ let package = Package(
         .testTarget(name: "UnCLIPSchedulersTests", dependencies: ["UnCLIPSchedulers", "UnCLIPRandom", "UnCLIPTensor", "UnCLIPWeights"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPPipelinesTests", dependencies: ["UnCLIPPipelines"], swiftSettings: fastSwift),
+        .testTarget(name: "UnCLIPEvalTests", dependencies: ["UnCLIPEval"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPCLITests", dependencies: ["unclip", "UnCLIPImage"], swiftSettings: fastSwift),
     ],
     // Swift 5 mode: the numeric core shares raw buffers across Dispatch workers by design.
