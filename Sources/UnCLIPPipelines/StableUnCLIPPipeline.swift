@@ -8,7 +8,7 @@ import UnCLIPWeights
 /// One generated image and everything that made it.
 public struct Generation: Sendable {
     public let image: RGBImage
-    /// The CLIP image embedding the decoder drew [1, D] (the prior's choice, or the given one).
+    /// The CLIP image embedding the decoder drew [1, D] (the prior's choice, or the given one); empty ([1, 0]) for plain Stable Diffusion.
     public let imageEmbeds: Tensor
     /// The prior's candidates and scores (text-to-image only).
     public let prior: PriorResult?
@@ -41,8 +41,11 @@ public final class StableUnCLIPPipeline {
     }
 
     /// Prompt → prior (best of N) → noise augmentation → decoder → image.
+    /// With `initImage` (and `settings.strength`), the decoder starts from that picture noised to the strength
+    /// (image-to-image) while the prior's embedding still conditions it.
     public func textToImage(prompt: String, priorSettings: PriorSettings, settings: DecoderSettings, seed: UInt64,
-                            progress: ProgressHandler? = nil, onWarning: (String) -> Void = { _ in }) throws -> Generation {
+                            initImage: RGBImage? = nil, progress: ProgressHandler? = nil, preview: PreviewHandler? = nil,
+                            onWarning: (String) -> Void = { _ in }) throws -> Generation {
         guard let prior else {
             throw WeightError.missingFile(path: decoder.folder.appendingPathComponent("prior").path,
                                           what: "prior (this model folder has none; pass --prior with a Karlo-style prior folder)")
@@ -55,18 +58,20 @@ public final class StableUnCLIPPipeline {
             progress?("prior", $0, $1)
         }
         return try decode(embeds: result.chosen, prompt: prompt, settings: settings, generator: generator, seed: seed,
-                          prior: result, progress: progress, onWarning: onWarning)
+                          prior: result, initImage: initImage, progress: progress, preview: preview, onWarning: onWarning)
     }
 
     /// A variation of a CLIP image embedding [1, D] (StableUnCLIPImg2ImgPipeline with `image_embeds`).
     public func variation(imageEmbeds: Tensor, prompt: String = "", settings: DecoderSettings, seed: UInt64,
-                          progress: ProgressHandler? = nil, onWarning: (String) -> Void = { _ in }) throws -> Generation {
+                          initImage: RGBImage? = nil, progress: ProgressHandler? = nil, preview: PreviewHandler? = nil,
+                          onWarning: (String) -> Void = { _ in }) throws -> Generation {
         guard imageEmbeds.count == decoder.embeddingDim else {
             throw ModelError.invalidInput("the image embedding has \(imageEmbeds.count) values; this decoder expects \(decoder.embeddingDim)")
         }
         try decoder.validate(settings)
         return try decode(embeds: imageEmbeds.reshaped([1, decoder.embeddingDim]), prompt: prompt, settings: settings,
-                          generator: TorchGenerator(seed: seed), seed: seed, prior: nil, progress: progress, onWarning: onWarning)
+                          generator: TorchGenerator(seed: seed), seed: seed, prior: nil, initImage: initImage,
+                          progress: progress, preview: preview, onWarning: onWarning)
     }
 
     /// The CLIP image embedding of a picture, through the model's feature extractor and image encoder.
@@ -82,13 +87,10 @@ public final class StableUnCLIPPipeline {
     }
 
     private func decode(embeds: Tensor, prompt: String, settings: DecoderSettings, generator: TorchGenerator, seed: UInt64,
-                        prior: PriorResult?, progress: ProgressHandler?, onWarning: (String) -> Void) throws -> Generation {
-        let promptEmbeds = try decoder.encodePrompt(prompt, onWarning: onWarning)
-        let negative = try decoder.encodePrompt(settings.negativePrompt ?? "")
-        let noise = Tensor(shape: embeds.shape, data: try generator.randn(count: embeds.count))
-        let noised = try decoder.noiseImageEmbeddings(embeds, noiseLevel: settings.noiseLevel, noise: noise)
-        let (image, latents) = try decoder.denoise(noisedEmbeds: noised, promptEmbeds: promptEmbeds, negativeEmbeds: negative,
-                                                   settings: settings, generator: generator, progress: progress)
+                        prior: PriorResult?, initImage: RGBImage? = nil, progress: ProgressHandler?, preview: PreviewHandler? = nil,
+                        onWarning: (String) -> Void) throws -> Generation {
+        let (image, latents) = try decoder.decode(imageEmbeds: embeds, prompt: prompt, settings: settings, initImage: initImage,
+                                                  generator: generator, progress: progress, preview: preview, onWarning: onWarning)
         return Generation(image: try tensorToImage(image), imageEmbeds: embeds, prior: prior, latents: latents, seed: seed)
     }
 }

@@ -27,28 +27,79 @@ struct Generate: ParsableCommand {
     @OptionGroup var decoderOptions: DecoderOptions
 
     func run() throws {
-        let pipe = try modelOptions.load()
-        let progress = Progress()
-        let settings = decoderOptions.settings
-        let size = (settings.width ?? pipe.decoder.defaultSize, settings.height ?? pipe.decoder.defaultSize)
-        let scheduler = settings.scheduler ?? (try? String(contentsOf: pipe.decoder.folder.appendingPathComponent("scheduler/scheduler_config.json"), encoding: .utf8))
-            .flatMap { try? JSONSerialization.jsonObject(with: Data($0.utf8)) as? [String: Any] }?["_class_name"] as? String ?? "?"
-        for seed in decoderOptions.seeds() {
-            let start = DispatchTime.now().uptimeNanoseconds
-            let g = try pipe.textToImage(prompt: prompt, priorSettings: priorOptions.settings, settings: settings, seed: seed,
-                                         progress: { progress.update(stage: $0, step: $1, total: $2) }, onWarning: { warn("warning: \($0)") })
-            let url = decoderOptions.outputURL(seed: seed)
-            let params = parametersText(
-                prompt: prompt, negative: settings.negativePrompt, steps: settings.steps, scheduler: scheduler,
-                guidance: settings.guidanceScale, seed: seed, width: size.0, height: size.1,
-                model: (try? modelOptions.modelURL().lastPathComponent) ?? "?",
-                extra: [("Prior steps", "\(priorOptions.priorSteps)"), ("Prior guidance", "\(priorOptions.priorGuidance)"),
-                        ("Prior candidates", "\(priorOptions.priorCandidates)"), ("Noise level", "\(settings.noiseLevel)")])
-            try PNG.write(g.image, to: url, textChunks: [(key: "parameters", value: params)])
-            let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-            try printJSON(["output": url.path, "seed": seed, "seconds": seconds,
-                           "prior_scores": g.prior?.scores ?? [], "prior_choice": g.prior?.chosenIndex ?? 0])
+        try generate(prompt: prompt, initImage: nil, model: modelOptions, prior: priorOptions, decoder: decoderOptions)
+    }
+}
+
+/// Text-to-image (or, with an init image, image-to-image) for either kind of model folder.
+func generate(prompt: String, initImage: String?, model: ModelOptions, prior: PriorOptions, decoder: DecoderOptions) throws {
+    let loaded = try model.loadAny()
+    let image = try initImage.map { try PNG.read(URL(fileURLWithPath: $0)) }
+    let progress = Progress()
+    var settings = decoder.settings
+    if image != nil { settings.strength = decoder.strength ?? 0.8 }
+    let base: LatentDenoiser
+    switch loaded {
+    case let .unclip(p): base = p.decoder.base
+    case let .stableDiffusion(p): base = p.base
+    }
+    // Image-to-image keeps the init picture's size.
+    let size = (image?.width ?? settings.width ?? base.defaultSize, image?.height ?? settings.height ?? base.defaultSize)
+    for seed in decoder.seeds() {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let url = decoder.outputURL(seed: seed)
+        let onProgress: ProgressHandler = { progress.update(stage: $0, step: $1, total: $2) }
+        let onWarning: (String) -> Void = { warn("warning: \($0)") }
+        var extra: [(String, String)] = []
+        let g: Generation
+        switch loaded {
+        case let .unclip(pipe):
+            g = try pipe.textToImage(prompt: prompt, priorSettings: prior.settings, settings: settings, seed: seed, initImage: image,
+                                     progress: onProgress, preview: decoder.previewWriter(for: url), onWarning: onWarning)
+            extra = [("Prior steps", "\(prior.priorSteps)"), ("Prior guidance", "\(prior.priorGuidance)"),
+                     ("Prior candidates", "\(prior.priorCandidates)"), ("Noise level", "\(settings.noiseLevel)")]
+        case let .stableDiffusion(pipe):
+            g = try pipe.generate(prompt: prompt, settings: settings, seed: seed, initImage: image, progress: onProgress,
+                                  preview: decoder.previewWriter(for: url), onWarning: onWarning)
         }
+        if let initImage { extra += [("Init image", initImage), ("Denoising strength", "\(settings.strength ?? 0.8)")] }
+        let params = parametersText(prompt: prompt, negative: settings.negativePrompt, steps: settings.steps,
+                                    scheduler: settings.scheduler ?? base.schedulerName, guidance: settings.guidanceScale, seed: seed,
+                                    width: size.0, height: size.1, model: (try? model.modelURL().lastPathComponent) ?? "?", extra: extra)
+        try decoder.save(g, to: url, parameters: params)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        try printJSON(["output": url.path, "seed": seed, "seconds": seconds,
+                       "prior_scores": g.prior?.scores ?? [], "prior_choice": g.prior?.chosenIndex ?? 0])
+    }
+}
+
+struct Edit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Image-to-image: turn a picture toward a prompt (works with Stable unCLIP and plain Stable Diffusion folders).",
+        discussion: """
+        The picture is encoded by the VAE, noised to --strength (0 keeps it, 1 ignores it), and denoised with the
+        prompt for the remaining steps, as diffusers' img2img pipelines do. With a Stable unCLIP model the prior's
+        image embedding for the prompt conditions the decoder too. The picture's sides must be multiples of 8.
+        Example:
+          unclip edit --image sketch.png "a green triangle" --strength 0.8
+        """)
+
+    @Option(help: "The init picture (PNG).")
+    var image: String
+
+    @Argument(help: "The prompt.")
+    var prompt: String
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var priorOptions: PriorOptions
+    @OptionGroup var decoderOptions: DecoderOptions
+
+    func validate() throws {
+        guard decoderOptions.strength != nil else { throw ValidationError("--strength is required for edit (0–1; 0.8 is a strong edit)") }
+    }
+
+    func run() throws {
+        try generate(prompt: prompt, initImage: image, model: modelOptions, prior: priorOptions, decoder: decoderOptions)
     }
 }
 
@@ -98,14 +149,15 @@ struct Vary: ParsableCommand {
         let settings = decoderOptions.settings
         let size = (settings.width ?? pipe.decoder.defaultSize, settings.height ?? pipe.decoder.defaultSize)
         for seed in decoderOptions.seeds() {
-            let g = try pipe.variation(imageEmbeds: embeds, prompt: prompt, settings: settings, seed: seed,
-                                       progress: { progress.update(stage: $0, step: $1, total: $2) }, onWarning: { warn("warning: \($0)") })
             let url = decoderOptions.outputURL(seed: seed)
+            let g = try pipe.variation(imageEmbeds: embeds, prompt: prompt, settings: settings, seed: seed,
+                                       progress: { progress.update(stage: $0, step: $1, total: $2) },
+                                       preview: decoderOptions.previewWriter(for: url), onWarning: { warn("warning: \($0)") })
             let params = parametersText(prompt: prompt, negative: settings.negativePrompt, steps: settings.steps,
                                         scheduler: settings.scheduler ?? "model default", guidance: settings.guidanceScale, seed: seed,
                                         width: size.0, height: size.1, model: (try? modelOptions.modelURL().lastPathComponent) ?? "?",
                                         extra: [("Variation of", image ?? embedding!), ("Noise level", "\(settings.noiseLevel)")])
-            try PNG.write(g.image, to: url, textChunks: [(key: "parameters", value: params)])
+            try decoderOptions.save(g, to: url, parameters: params)
             try printJSON(["output": url.path, "seed": seed])
         }
     }

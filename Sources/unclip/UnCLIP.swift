@@ -13,7 +13,7 @@ struct UnCLIPCommand: ParsableCommand {
           unclip encode-text --text-encoder MODEL/text_encoder --tokenizer MODEL/tokenizer "a photo of a cat"
           unclip embed-image --image-encoder MODEL/image_encoder --feature-extractor MODEL/feature_extractor photo.png
         """,
-        subcommands: [Generate.self, Vary.self, Prior.self, Eval.self, Tokenize.self, EncodeText.self, EmbedImage.self, RunModel.self]
+        subcommands: [Generate.self, Vary.self, Edit.self, Prior.self, Eval.self, Tokenize.self, EncodeText.self, EmbedImage.self, RunModel.self]
     )
 }
 
