@@ -52,6 +52,8 @@ let package = Package(
                 dependencies: ["UnCLIPModels", "UnCLIPSchedulers", "UnCLIPTokenizer", "UnCLIPRandom", "UnCLIPImage", "UnCLIPWeights"],
                 swiftSettings: fastSwift),
 
+        // The shapes-world pixel checker (measures what the shipped model draws).
+        .target(name: "UnCLIPEval", dependencies: ["UnCLIPPipelines", "UnCLIPImage"], swiftSettings: fastSwift),
         // The embedding store: SQLite (C API) database of generations, caches and embeddings, plus search.
         .target(name: "CStoreKernels", cSettings: fastC),
         .target(name: "UnCLIPStore", dependencies: ["CSQLite", "CStoreKernels"], swiftSettings: fastSwift),
@@ -61,7 +63,8 @@ let package = Package(
                 swiftSettings: fastSwift),
 
         .executableTarget(name: "unclip",
-                          dependencies: ["UnCLIPPipelines", "UnCLIPRandom", "UnCLIPStore", "UnCLIPStudio", .product(name: "ArgumentParser", package: "swift-argument-parser")],
+                          dependencies: ["UnCLIPPipelines", "UnCLIPEval", "UnCLIPRandom", "UnCLIPStore", "UnCLIPStudio",
+                                         .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: fastSwift),
         .executableTarget(name: "unclip-bench",
                           dependencies: ["UnCLIPModels", "CBLAS"],
@@ -80,6 +83,7 @@ let package = Package(
         .testTarget(name: "UnCLIPSchedulersTests", dependencies: ["UnCLIPSchedulers", "UnCLIPRandom", "UnCLIPTensor", "UnCLIPWeights"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPPipelinesTests", dependencies: ["UnCLIPPipelines"], swiftSettings: fastSwift),
+        .testTarget(name: "UnCLIPEvalTests", dependencies: ["UnCLIPEval"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPCLITests", dependencies: ["unclip", "UnCLIPImage", "UnCLIPStore"], swiftSettings: fastSwift),
     ],
     // Swift 5 mode: the numeric core shares raw buffers across Dispatch workers by design.

@@ -8,7 +8,7 @@ import UnCLIPWeights
 /// One generated image and everything that made it.
 public struct Generation: Sendable {
     public let image: RGBImage
-    /// The CLIP image embedding the decoder drew [1, D] (the prior's choice, or the given one).
+    /// The CLIP image embedding the decoder drew [1, D] (the prior's choice, or the given one); empty ([1, 0]) for plain Stable Diffusion.
     public let imageEmbeds: Tensor
     /// The prior's candidates and scores (text-to-image only).
     public let prior: PriorResult?
@@ -41,19 +41,22 @@ public final class StableUnCLIPPipeline {
     }
 
     /// Prompt → prior (best of N) → noise augmentation → decoder → image.
+    /// With `initImage` (and `settings.strength`), the decoder starts from that picture noised to the strength
+    /// (image-to-image) while the prior's embedding still conditions it.
     public func textToImage(prompt: String, priorSettings: PriorSettings, settings: DecoderSettings, seed: UInt64,
-                            progress: ProgressHandler? = nil, onWarning: (String) -> Void = { _ in }) throws -> Generation {
+                            initImage: RGBImage? = nil, progress: ProgressHandler? = nil, preview: PreviewHandler? = nil,
+                            onWarning: (String) -> Void = { _ in }) throws -> Generation {
         var stages = PipelineStages()
         return try textToImage(prompt: prompt, priorSettings: priorSettings, settings: settings, seed: seed, stages: &stages,
-                               progress: progress, onWarning: onWarning)
+                               initImage: initImage, progress: progress, preview: preview, onWarning: onWarning)
     }
 
     /// Text-to-image reusing whatever `stages` already holds (a caller's cache) and filling in what it computes.
     /// The image is the same whether a stage was given or computed: a given prior replays the prior's random
     /// draws (`priorDraws`) so the decoder sees the generator exactly where a full run leaves it.
     public func textToImage(prompt: String, priorSettings: PriorSettings, settings: DecoderSettings, seed: UInt64,
-                            stages: inout PipelineStages, progress: ProgressHandler? = nil,
-                            onWarning: (String) -> Void = { _ in }) throws -> Generation {
+                            stages: inout PipelineStages, initImage: RGBImage? = nil, progress: ProgressHandler? = nil,
+                            preview: PreviewHandler? = nil, onWarning: (String) -> Void = { _ in }) throws -> Generation {
         guard let prior else {
             throw WeightError.missingFile(path: decoder.folder.appendingPathComponent("prior").path,
                                           what: "prior (this model folder has none; pass --prior with a Karlo-style prior folder)")
@@ -80,28 +83,30 @@ public final class StableUnCLIPPipeline {
             stages.priorDraws = recorder.draws
         }
         return try decode(embeds: result.chosen, prompt: prompt, settings: settings, generator: generator, seed: seed,
-                          prior: result, stages: &stages, progress: progress, onWarning: onWarning)
+                          prior: result, stages: &stages, initImage: initImage, progress: progress, preview: preview,
+                          onWarning: onWarning)
     }
 
     /// A variation of a CLIP image embedding [1, D] (StableUnCLIPImg2ImgPipeline with `image_embeds`).
     public func variation(imageEmbeds: Tensor, prompt: String = "", settings: DecoderSettings, seed: UInt64,
-                          progress: ProgressHandler? = nil, onWarning: (String) -> Void = { _ in }) throws -> Generation {
+                          initImage: RGBImage? = nil, progress: ProgressHandler? = nil, preview: PreviewHandler? = nil,
+                          onWarning: (String) -> Void = { _ in }) throws -> Generation {
         var stages = PipelineStages()
         return try variation(imageEmbeds: imageEmbeds, prompt: prompt, settings: settings, seed: seed, stages: &stages,
-                             progress: progress, onWarning: onWarning)
+                             initImage: initImage, progress: progress, preview: preview, onWarning: onWarning)
     }
 
     /// A variation reusing the decoder text encodings in `stages` (and filling them in when absent).
     public func variation(imageEmbeds: Tensor, prompt: String = "", settings: DecoderSettings, seed: UInt64,
-                          stages: inout PipelineStages, progress: ProgressHandler? = nil,
-                          onWarning: (String) -> Void = { _ in }) throws -> Generation {
+                          stages: inout PipelineStages, initImage: RGBImage? = nil, progress: ProgressHandler? = nil,
+                          preview: PreviewHandler? = nil, onWarning: (String) -> Void = { _ in }) throws -> Generation {
         guard imageEmbeds.count == decoder.embeddingDim else {
             throw ModelError.invalidInput("the image embedding has \(imageEmbeds.count) values; this decoder expects \(decoder.embeddingDim)")
         }
         try decoder.validate(settings)
         return try decode(embeds: imageEmbeds.reshaped([1, decoder.embeddingDim]), prompt: prompt, settings: settings,
-                          generator: TorchGenerator(seed: seed), seed: seed, prior: nil, stages: &stages,
-                          progress: progress, onWarning: onWarning)
+                          generator: TorchGenerator(seed: seed), seed: seed, prior: nil, stages: &stages, initImage: initImage,
+                          progress: progress, preview: preview, onWarning: onWarning)
     }
 
     /// The CLIP image embedding of a picture, through the model's feature extractor and image encoder.
@@ -117,16 +122,15 @@ public final class StableUnCLIPPipeline {
     }
 
     private func decode(embeds: Tensor, prompt: String, settings: DecoderSettings, generator: TorchGenerator, seed: UInt64,
-                        prior: PriorResult?, stages: inout PipelineStages, progress: ProgressHandler?,
-                        onWarning: (String) -> Void) throws -> Generation {
-        let promptEmbeds = try stages.decoderPrompt ?? decoder.encodePrompt(prompt, onWarning: onWarning)
-        let negative = try stages.decoderNegative ?? decoder.encodePrompt(settings.negativePrompt ?? "")
+                        prior: PriorResult?, stages: inout PipelineStages, initImage: RGBImage?, progress: ProgressHandler?,
+                        preview: PreviewHandler?, onWarning: (String) -> Void) throws -> Generation {
+        let promptEmbeds = try stages.decoderPrompt ?? decoder.base.encodePrompt(prompt, onWarning: onWarning)
+        let negative = try stages.decoderNegative ?? decoder.base.encodePrompt(settings.negativePrompt ?? "")
         stages.decoderPrompt = promptEmbeds
         stages.decoderNegative = negative
-        let noise = Tensor(shape: embeds.shape, data: try generator.randn(count: embeds.count))
-        let noised = try decoder.noiseImageEmbeddings(embeds, noiseLevel: settings.noiseLevel, noise: noise)
-        let (image, latents) = try decoder.denoise(noisedEmbeds: noised, promptEmbeds: promptEmbeds, negativeEmbeds: negative,
-                                                   settings: settings, generator: generator, progress: progress)
+        let (image, latents) = try decoder.decode(imageEmbeds: embeds, promptEmbeds: promptEmbeds, negativeEmbeds: negative,
+                                                  settings: settings, initImage: initImage, generator: generator,
+                                                  progress: progress, preview: preview)
         return Generation(image: try tensorToImage(image), imageEmbeds: embeds, prior: prior, latents: latents, seed: seed)
     }
 }

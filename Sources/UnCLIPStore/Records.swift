@@ -27,7 +27,6 @@ public struct RecordedSettings: Codable, Equatable, Sendable {
     public var scheduler: String?
     /// The scheduler that ran (for the PNG's parameters text).
     public var schedulerName: String?
-    public var eta: Float?
     public var variant: String?
     /// The model folder's name when the image was made (kept for the PNG text, which must not change).
     public var modelName: String?

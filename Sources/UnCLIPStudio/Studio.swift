@@ -30,6 +30,8 @@ public struct MadeImage: Sendable {
     /// Text-to-image only: the prior candidates' CLIP scores and the chosen one.
     public let priorScores: [Float]
     public let priorChoice: Int
+    /// The decoder's final latents (for --save-latents).
+    public let latents: Tensor?
 }
 
 /// The result of `regenerate`.
@@ -52,6 +54,8 @@ public final class Studio {
     /// Read the caches (false = --no-cache: compute everything; results are still stored).
     public var useCache: Bool
     public var progress: ProgressHandler?
+    /// Receives decoded x0 previews every `settings.previewEvery` steps.
+    public var preview: PreviewHandler?
     public var onWarning: (String) -> Void = { _ in }
 
     public init(store: Store, model: URL, prior: URL? = nil, variant: String? = nil, useCache: Bool = true) throws {
@@ -169,7 +173,7 @@ public final class Studio {
 
     /// The text encoders warn when CLIP's window cuts a prompt; a cached encoding must warn the same way.
     private func warnIfTruncated(_ prompt: String) {
-        let d = pipeline.decoder
+        let d = pipeline.decoder.base
         let t = d.tokenizer(prompt, maxLength: d.textEncoder.config.maxPositionEmbeddings)
         if t.droppedTokens > 0 {
             onWarning("the prompt is \(t.tokenCount) tokens; CLIP reads \(t.ids.count), so the last \(t.droppedTokens) were dropped")
@@ -204,7 +208,7 @@ public final class Studio {
         let model = try modelRecord()
         let (g, report, runID) = try renderTextToImage(prompt: prompt, priorSettings: priorSettings, settings: settings,
                                                       seed: seed, model: model)
-        var recorded = try recordedSettings(settings)
+        var recorded = recordedSettings(settings)
         recorded.priorSteps = priorSettings.steps
         recorded.priorGuidance = priorSettings.guidanceScale
         recorded.priorCandidates = priorSettings.candidates
@@ -212,7 +216,8 @@ public final class Studio {
                                 priorRunID: runID, embedding: g.imageEmbeds.scalars, width: g.image.width, height: g.image.height,
                                 seconds: seconds(since: start))
         let stored = try record(new, image: g.image)
-        return MadeImage(generation: stored, cache: report, priorScores: g.prior?.scores ?? [], priorChoice: g.prior?.chosenIndex ?? 0)
+        return MadeImage(generation: stored, cache: report, priorScores: g.prior?.scores ?? [], priorChoice: g.prior?.chosenIndex ?? 0,
+                         latents: g.latents)
     }
 
     private func renderTextToImage(prompt: String, priorSettings: PriorSettings, settings: DecoderSettings, seed: UInt64,
@@ -223,7 +228,7 @@ public final class Studio {
         let key = try loadStages(&stages, prompt: prompt, negative: negative, priorSettings: priorSettings, seed: seed, model: model)
         let before = stages
         let g = try pipeline.textToImage(prompt: prompt, priorSettings: priorSettings, settings: settings, seed: seed,
-                                         stages: &stages, progress: progress, onWarning: onWarning)
+                                         stages: &stages, progress: progress, preview: preview, onWarning: onWarning)
         let (text, runID) = try saveStages(before: before, after: stages, prompt: prompt, negative: negative, key: key, model: model)
         let prior: CacheUse = useCache ? (before.prior != nil ? .hit : .miss) : .off
         return (g, CacheReport(text: text, prior: prior), runID)
@@ -239,7 +244,8 @@ public final class Studio {
         _ = try loadStages(&stages, prompt: prompt, negative: negative, priorSettings: nil, seed: seed, model: model)
         let before = stages
         let g = try pipeline.variation(imageEmbeds: Tensor(shape: [1, embedding.count], data: embedding), prompt: prompt,
-                                       settings: settings, seed: seed, stages: &stages, progress: progress, onWarning: onWarning)
+                                       settings: settings, seed: seed, stages: &stages, progress: progress, preview: preview,
+                                       onWarning: onWarning)
         _ = try saveStages(before: before, after: stages, prompt: prompt, negative: negative, key: nil, model: model)
         return g
     }
@@ -250,12 +256,12 @@ public final class Studio {
         let start = DispatchTime.now().uptimeNanoseconds
         let model = try modelRecord()
         let g = try renderVariation(embedding: embedding, prompt: prompt, settings: settings, seed: seed, model: model)
-        var recorded = try recordedSettings(settings)
+        var recorded = recordedSettings(settings)
         extra(&recorded)
         let new = NewGeneration(kind: kind, modelID: model.id, prompt: prompt, settings: recorded, seed: seed,
                                 embedding: embedding, parents: parents, width: g.image.width, height: g.image.height,
                                 seconds: seconds(since: start))
-        return MadeImage(generation: try record(new, image: g.image), cache: nil, priorScores: [], priorChoice: 0)
+        return MadeImage(generation: try record(new, image: g.image), cache: nil, priorScores: [], priorChoice: 0, latents: g.latents)
     }
 
     /// A variation of a stored generation, from its stored image embedding.
@@ -392,7 +398,7 @@ public final class Studio {
         return try store.record(new, temporaryImage: temp)
     }
 
-    private func recordedSettings(_ d: DecoderSettings) throws -> RecordedSettings {
+    private func recordedSettings(_ d: DecoderSettings) -> RecordedSettings {
         var s = RecordedSettings()
         s.steps = d.steps
         s.guidance = d.guidanceScale
@@ -401,8 +407,7 @@ public final class Studio {
         s.width = d.width ?? pipeline.decoder.defaultSize
         s.height = d.height ?? pipeline.decoder.defaultSize
         s.scheduler = d.scheduler
-        s.schedulerName = try d.scheduler ?? schedulerName(pipeline.decoder.folder.appendingPathComponent("scheduler/scheduler_config.json"))
-        s.eta = d.eta
+        s.schedulerName = d.scheduler ?? pipeline.decoder.base.schedulerName
         s.modelName = modelName
         return s
     }
@@ -416,7 +421,6 @@ public final class Studio {
         d.width = s.width
         d.height = s.height
         d.scheduler = s.scheduler
-        if let v = s.eta { d.eta = v }
         return d
     }
 

@@ -127,8 +127,12 @@ public final class SafeTensorsFile: @unchecked Sendable {
         case .F16, .BF16:
             let t = Tensor(uninitialized: info.shape)
             if Int(bitPattern: src) % 2 == 0 {
-                let p = src.assumingMemoryBound(to: UInt16.self)
-                info.dtype == .F16 ? uc_f16_to_f32(p, t.pointer, n) : uc_bf16_to_f32(p, t.pointer, n)
+                let p = src.assumingMemoryBound(to: UInt16.self), dst = t.pointer, half = info.dtype == .F16
+                // Large tensors convert on all cores (the page faults of the mapping dominate otherwise).
+                parallelChunks(n, minimumPerChunk: 1 << 20) { r in
+                    half ? uc_f16_to_f32(p + r.lowerBound, dst + r.lowerBound, r.count)
+                         : uc_bf16_to_f32(p + r.lowerBound, dst + r.lowerBound, r.count)
+                }
             } else {
                 let tmp = [UInt16](unsafeUninitializedCapacity: n) { buf, c in
                     UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: src, byteCount: n * 2); c = n

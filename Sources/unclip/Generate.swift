@@ -15,8 +15,9 @@ struct Generate: ParsableCommand {
         The prior samples --prior-candidates CLIP image embeddings and keeps the one closest to the prompt
         (DALL·E 2's rule); the decoder draws it. With --prior-candidates 1 and the same seed and settings,
         the image equals diffusers' StableUnCLIPPipeline output.
-        Every image is recorded in the store (see --store) with its embedding and settings; text encodings
-        and prior runs are cached there, so repeating a prompt skips those stages (--no-cache to recompute).
+        With a Stable unCLIP model every image is recorded in the store (see --store) with its embedding and
+        settings; text encodings and prior runs are cached there, so repeating a prompt skips those stages
+        (--no-cache recomputes them). Plain Stable Diffusion folders have no image embedding and are not recorded.
         Examples:
           unclip generate "a small red circle on the left"
           unclip generate "a lighthouse at dusk" --model sd21-unclip-small --prior karlo --seed 7 --count 4
@@ -33,15 +34,90 @@ struct Generate: ParsableCommand {
     @OptionGroup var cacheOptions: CacheOptions
 
     func run() throws {
+        guard UnCLIPDecoder.isUnCLIP(try modelOptions.modelURL()) else {
+            return try generate(prompt: prompt, initImage: nil, model: modelOptions, prior: priorOptions, decoder: decoderOptions)
+        }
         let store = try storeOptions.open()
         let studio = try modelOptions.studio(store: store, useCache: !cacheOptions.noCache)
         for seed in decoderOptions.seeds() {
+            let url = decoderOptions.outputURL(seed: seed)
+            studio.preview = decoderOptions.previewWriter(for: url)
             let made = try studio.generate(prompt: prompt, priorSettings: priorOptions.settings, settings: decoderOptions.settings, seed: seed)
             if let cache = made.cache { warn("cache: text encodings \(cache.text.rawValue), prior \(cache.prior.rawValue)") }
-            let output = decoderOptions.output == nil ? nil : decoderOptions.outputURL(seed: seed)
-            try writeCopy(made, to: output)
-            try printJSON(imageJSON(made, output: output))
+            try decoderOptions.deliver(made, to: url)
         }
+    }
+}
+
+/// Text-to-image (or, with an init image, image-to-image) for either kind of model folder.
+func generate(prompt: String, initImage: String?, model: ModelOptions, prior: PriorOptions, decoder: DecoderOptions) throws {
+    let loaded = try model.loadAny()
+    let image = try initImage.map { try PNG.read(URL(fileURLWithPath: $0)) }
+    let progress = Progress()
+    var settings = decoder.settings
+    if image != nil { settings.strength = decoder.strength ?? 0.8 }
+    let base: LatentDenoiser
+    switch loaded {
+    case let .unclip(p): base = p.decoder.base
+    case let .stableDiffusion(p): base = p.base
+    }
+    // Image-to-image keeps the init picture's size.
+    let size = (image?.width ?? settings.width ?? base.defaultSize, image?.height ?? settings.height ?? base.defaultSize)
+    for seed in decoder.seeds() {
+        let start = DispatchTime.now().uptimeNanoseconds
+        let url = decoder.outputURL(seed: seed)
+        let onProgress: ProgressHandler = { progress.update(stage: $0, step: $1, total: $2) }
+        let onWarning: (String) -> Void = { warn("warning: \($0)") }
+        var extra: [(String, String)] = []
+        let g: Generation
+        switch loaded {
+        case let .unclip(pipe):
+            g = try pipe.textToImage(prompt: prompt, priorSettings: prior.settings, settings: settings, seed: seed, initImage: image,
+                                     progress: onProgress, preview: decoder.previewWriter(for: url), onWarning: onWarning)
+            extra = [("Prior steps", "\(prior.priorSteps)"), ("Prior guidance", "\(prior.priorGuidance)"),
+                     ("Prior candidates", "\(prior.priorCandidates)"), ("Noise level", "\(settings.noiseLevel)")]
+        case let .stableDiffusion(pipe):
+            g = try pipe.generate(prompt: prompt, settings: settings, seed: seed, initImage: image, progress: onProgress,
+                                  preview: decoder.previewWriter(for: url), onWarning: onWarning)
+        }
+        if let initImage { extra += [("Init image", initImage), ("Denoising strength", "\(settings.strength ?? 0.8)")] }
+        let params = parametersText(prompt: prompt, negative: settings.negativePrompt, steps: settings.steps,
+                                    scheduler: settings.scheduler ?? base.schedulerName, guidance: settings.guidanceScale, seed: seed,
+                                    width: size.0, height: size.1, model: (try? model.modelURL().lastPathComponent) ?? "?", extra: extra)
+        try decoder.save(g, to: url, parameters: params)
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        try printJSON(["output": url.path, "seed": seed, "seconds": seconds,
+                       "prior_scores": g.prior?.scores ?? [], "prior_choice": g.prior?.chosenIndex ?? 0])
+    }
+}
+
+struct Edit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Image-to-image: turn a picture toward a prompt (works with Stable unCLIP and plain Stable Diffusion folders).",
+        discussion: """
+        The picture is encoded by the VAE, noised to --strength (0 keeps it, 1 ignores it), and denoised with the
+        prompt for the remaining steps, as diffusers' img2img pipelines do. With a Stable unCLIP model the prior's
+        image embedding for the prompt conditions the decoder too. The picture's sides must be multiples of 8.
+        Example:
+          unclip edit --image sketch.png "a green triangle" --strength 0.8
+        """)
+
+    @Option(help: "The init picture (PNG).")
+    var image: String
+
+    @Argument(help: "The prompt.")
+    var prompt: String
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var priorOptions: PriorOptions
+    @OptionGroup var decoderOptions: DecoderOptions
+
+    func validate() throws {
+        guard decoderOptions.strength != nil else { throw ValidationError("--strength is required for edit (0–1; 0.8 is a strong edit)") }
+    }
+
+    func run() throws {
+        try generate(prompt: prompt, initImage: image, model: modelOptions, prior: priorOptions, decoder: decoderOptions)
     }
 }
 
@@ -52,7 +128,8 @@ struct Vary: ParsableCommand {
         `vary ID` decodes the stored generation's own image embedding with new seeds. --image embeds an
         outside PNG with the model's CLIP vision encoder and records it in the store as a source; --embedding
         reads a .safetensors file (the tensor 'image_embeds', or its only tensor). The embedding is
-        noise-augmented by --noise-level and decoded; an optional --prompt steers the decoder.
+        noise-augmented by --noise-level and decoded; an optional --prompt steers the decoder. Every
+        variation is recorded in the store.
         Examples:
           unclip vary 12 --count 4
           unclip vary --image photo.png --count 4
@@ -104,6 +181,8 @@ struct Vary: ParsableCommand {
             outside = embeds.scalars
         }
         for seed in decoderOptions.seeds() {
+            let url = decoderOptions.outputURL(seed: seed)
+            studio.preview = decoderOptions.previewWriter(for: url)
             let made: MadeImage
             if let outside, let embedding {
                 made = try studio.vary(embedding: outside, origin: embedding, prompt: prompt, settings: decoderOptions.settings, seed: seed)
@@ -112,9 +191,7 @@ struct Vary: ParsableCommand {
             } else {
                 throw CLIError("nothing to vary")
             }
-            let output = decoderOptions.output == nil ? nil : decoderOptions.outputURL(seed: seed)
-            try writeCopy(made, to: output)
-            try printJSON(imageJSON(made, output: output))
+            try decoderOptions.deliver(made, to: url)
         }
     }
 }

@@ -1,7 +1,9 @@
 import ArgumentParser
 import Foundation
 import UnCLIPPipelines
+import UnCLIPImage
 import UnCLIPTensor
+import UnCLIPWeights
 
 /// Model location: --model, then $UNCLIP_MODEL, then the shipped model in the package's weights/.
 struct ModelOptions: ParsableArguments {
@@ -25,7 +27,20 @@ struct ModelOptions: ParsableArguments {
     }
 
     func load() throws -> StableUnCLIPPipeline {
-        try StableUnCLIPPipeline(model: modelURL(), prior: prior.map { URL(fileURLWithPath: $0) }, variant: variant)
+        let url = try modelURL()
+        guard UnCLIPDecoder.isUnCLIP(url) else {
+            throw CLIError("\(url.path) is a plain Stable Diffusion folder (no image_normalizer): it has no image-embedding path, so it cannot make variations; use generate or edit")
+        }
+        return try StableUnCLIPPipeline(model: url, prior: prior.map { URL(fileURLWithPath: $0) }, variant: variant)
+    }
+
+    /// Either pipeline, chosen by what the folder holds.
+    enum Loaded { case unclip(StableUnCLIPPipeline), stableDiffusion(StableDiffusionPipeline) }
+
+    func loadAny() throws -> Loaded {
+        let url = try modelURL()
+        if UnCLIPDecoder.isUnCLIP(url) { return .unclip(try load()) }
+        return .stableDiffusion(try StableDiffusionPipeline(model: url, variant: variant))
     }
 }
 
@@ -46,7 +61,7 @@ struct DecoderOptions: ParsableArguments {
     @Option(help: "Noise added to the image embedding before decoding (0 = none; higher = looser variations).")
     var noiseLevel = 0
 
-    @Option(help: "Decoder scheduler (diffusers class name), overriding the model's: DDIMScheduler, PNDMScheduler, DDPMScheduler, EulerDiscreteScheduler, EulerAncestralDiscreteScheduler, DPMSolverMultistepScheduler, LMSDiscreteScheduler.")
+    @Option(help: "Decoder scheduler, overriding the model's: ddim, pndm, ddpm, euler, euler-karras, euler-a, dpm++2m, dpm++2m-karras, lms, lms-karras, or a diffusers class name (e.g. DPMSolverMultistepScheduler).")
     var scheduler: String?
 
     @Option(help: "Image width in pixels (a multiple of 8). Default: the model's native size.")
@@ -61,6 +76,15 @@ struct DecoderOptions: ParsableArguments {
     @Option(help: "Output PNG path (with --count > 1, '-SEED' is added before the extension). Default: unclip-SEED.png.")
     var output: String?
 
+    @Option(help: "Also write the decoded x0 prediction every N steps beside the output (NAME.step-005.png).")
+    var previewEvery: Int?
+
+    @Flag(help: "Also write the final latents beside the output (NAME.latents.safetensors).")
+    var saveLatents = false
+
+    @Option(help: "Image-to-image (edit): how much of the init picture is replaced, 0–1 (default 0.8).")
+    var strength: Float?
+
     func validate() throws {
         guard count >= 1 else { throw ValidationError("--count must be at least 1") }
         guard steps >= 1 else { throw ValidationError("--steps must be at least 1") }
@@ -68,12 +92,14 @@ struct DecoderOptions: ParsableArguments {
             if let v, v <= 0 || v % 8 != 0 { throw ValidationError("\(name) \(v) is not a positive multiple of 8") }
         }
         guard noiseLevel >= 0 else { throw ValidationError("--noise-level must be 0 or more") }
+        if let previewEvery, previewEvery < 1 { throw ValidationError("--preview-every must be at least 1") }
+        if let strength, !(0...1).contains(strength) { throw ValidationError("--strength must be between 0 and 1 (got \(strength))") }
     }
 
     var settings: DecoderSettings {
         var s = DecoderSettings()
         s.steps = steps; s.guidanceScale = guidance; s.noiseLevel = noiseLevel; s.negativePrompt = negative
-        s.width = width; s.height = height; s.scheduler = scheduler
+        s.width = width; s.height = height; s.scheduler = scheduler; s.previewEvery = previewEvery
         return s
     }
 
@@ -129,6 +155,42 @@ final class Progress {
             if step == total { FileHandle.standardError.write(Data("\n".utf8)) }
         } else if step == total {
             warn(String(format: "%@: %d steps in %.1f s (%.2f s/step)", stage, total, elapsed, perStep))
+        }
+    }
+}
+
+/// The AUTOMATIC1111-style "parameters" text stored in each PNG.
+func parametersText(prompt: String, negative: String?, steps: Int, scheduler: String, guidance: Float, seed: UInt64,
+                    width: Int, height: Int, model: String, extra: [(String, String)]) -> String {
+    var lines = [prompt]
+    if let negative, !negative.isEmpty { lines.append("Negative prompt: \(negative)") }
+    var fields = [("Steps", "\(steps)"), ("Sampler", scheduler), ("CFG scale", "\(guidance)"), ("Seed", "\(seed)"),
+                  ("Size", "\(width)x\(height)"), ("Model", model)]
+    fields += extra
+    lines.append(fields.map { "\($0.0): \($0.1)" }.joined(separator: ", "))
+    return lines.joined(separator: "\n")
+}
+
+extension DecoderOptions {
+    /// NAME.step-005.png beside the output, for step index i (0-based).
+    func previewURL(for output: URL, step: Int) -> URL {
+        output.deletingPathExtension().appendingPathExtension(String(format: "step-%03d.png", step + 1))
+    }
+
+    /// Writes the image with its parameters, and the optional latents, beside each other.
+    func save(_ g: Generation, to url: URL, parameters: String) throws {
+        try PNG.write(g.image, to: url, textChunks: [(key: "parameters", value: parameters)])
+        if saveLatents {
+            try SafeTensorsWriter.write([("latents", .float32(g.latents))], metadata: ["seed": "\(g.seed)"],
+                                        to: url.deletingPathExtension().appendingPathExtension("latents.safetensors"))
+        }
+    }
+
+    /// A preview handler writing NAME.step-NNN.png files, or nil without --preview-every.
+    func previewWriter(for url: URL) -> PreviewHandler? {
+        guard previewEvery != nil else { return nil }
+        return { step, image in
+            do { try PNG.write(image, to: self.previewURL(for: url, step: step)) } catch { warn("warning: preview not written: \(error)") }
         }
     }
 }

@@ -46,9 +46,7 @@ struct Interpolate: ParsableCommand {
         let made = try studio.interpolate(from: a.id, to: generationID(to), frames: frames, prompt: prompt,
                                           settings: decoderOptions.settings, seed: seed)
         for (i, m) in made.enumerated() {
-            let output = decoderOptions.output.map { frameURL(URL(fileURLWithPath: $0), frame: i) }
-            try writeCopy(m, to: output)
-            try printJSON(imageJSON(m, output: output))
+            try decoderOptions.deliver(m, to: frameURL(URL(fileURLWithPath: decoderOptions.output ?? "unclip-interpolation.png"), frame: i))
         }
     }
 
@@ -103,11 +101,11 @@ struct Nudge: ParsableCommand {
         let source = try store.generation(generationID(id))
         let studio = try modelOptions.studio(for: source, store: store, useCache: !cacheOptions.noCache)
         for seed in decoderOptions.seeds() {
+            let url = decoderOptions.outputURL(seed: seed)
+            studio.preview = decoderOptions.previewWriter(for: url)
             let made = try studio.nudge(source.id, toward: toward, from: from, amount: amount, prompt: prompt,
                                         settings: decoderOptions.settings, seed: seed)
-            let output = decoderOptions.output == nil ? nil : decoderOptions.outputURL(seed: seed)
-            try writeCopy(made, to: output)
-            try printJSON(imageJSON(made, output: output))
+            try decoderOptions.deliver(made, to: url)
         }
     }
 }

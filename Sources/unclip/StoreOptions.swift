@@ -3,6 +3,7 @@ import Foundation
 import UnCLIPPipelines
 import UnCLIPStore
 import UnCLIPStudio
+import UnCLIPWeights
 
 /// --store and --json, taken by every command that touches the store.
 struct StoreOptions: ParsableArguments {
@@ -50,6 +51,9 @@ extension ModelOptions {
     /// A Studio on `store` with the model chosen as above.
     func studio(for generation: StoredGeneration? = nil, store: Store, useCache: Bool = true) throws -> Studio {
         let (model, prior) = try folders(for: generation, in: store)
+        guard UnCLIPDecoder.isUnCLIP(model) else {
+            throw CLIError("\(model.path) is a plain Stable Diffusion folder (no image_normalizer): it has no image-embedding path, so it cannot make variations or work with the store's embeddings; use generate or edit")
+        }
         let studio = try Studio(store: store, model: model, prior: prior, variant: variant, useCache: useCache)
         let progress = Progress()
         studio.progress = { progress.update(stage: $0, step: $1, total: $2) }
@@ -82,8 +86,16 @@ func imageJSON(_ made: MadeImage, output: URL?) -> [String: Any] {
     return out
 }
 
-/// Writes the user's extra copy of a stored image (the store keeps its own).
-func writeCopy(_ made: MadeImage, to url: URL?) throws {
-    guard let url else { return }
-    try copyOut(made.generation.imageURL, to: url)
+extension DecoderOptions {
+    /// After a stored image is made: the user's extra copy (--output; the store keeps its own), the latents
+    /// (--save-latents, beside `url`), and the JSON line.
+    func deliver(_ made: MadeImage, to url: URL) throws {
+        let copy = output == nil ? nil : url
+        if let copy { try copyOut(made.generation.imageURL, to: copy) }
+        if saveLatents, let latents = made.latents {
+            try SafeTensorsWriter.write([("latents", .float32(latents))], metadata: ["seed": "\(made.generation.seed ?? 0)"],
+                                        to: url.deletingPathExtension().appendingPathExtension("latents.safetensors"))
+        }
+        try printJSON(imageJSON(made, output: copy))
+    }
 }

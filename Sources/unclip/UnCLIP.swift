@@ -12,12 +12,12 @@ struct UnCLIPCommand: ParsableCommand {
           unclip tokenize "a red circle on a white background"
           unclip encode-text --text-encoder MODEL/text_encoder --tokenizer MODEL/tokenizer "a photo of a cat"
           unclip embed-image --image-encoder MODEL/image_encoder --feature-extractor MODEL/feature_extractor photo.png
-        Every image made is recorded in a store (--store, $UNCLIP_STORE): list, show, search, vary,
-        interpolate and nudge work on the stored generations by id.
+        Every image a Stable unCLIP model makes is recorded in a store (--store, $UNCLIP_STORE): list, show,
+        search, vary, interpolate, nudge, regenerate, rm and export work on the stored generations by id.
           unclip generate "a red lighthouse" --seed 1 && unclip search "lighthouse" && unclip vary 1
         """,
-        subcommands: [Generate.self, Vary.self, Interpolate.self, Nudge.self, Search.self, List.self, Show.self, Regenerate.self,
-                      Remove.self, Export.self, Check.self, Prior.self, Tokenize.self, EncodeText.self, EmbedImage.self, RunModel.self]
+        subcommands: [Generate.self, Vary.self, Edit.self, Interpolate.self, Nudge.self, Search.self, List.self, Show.self,
+                      Regenerate.self, Remove.self, Export.self, Check.self, Prior.self, Eval.self, Tokenize.self, EncodeText.self, EmbedImage.self, RunModel.self]
     )
 }
 

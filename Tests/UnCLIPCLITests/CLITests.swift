@@ -189,4 +189,19 @@ final class GenerateCLITests: CLITestCase {
         XCTAssertEqual(scores.count, 3)
         XCTAssertEqual(json["chosen"] as? Int, scores.indices.max { scores[$0] < scores[$1] })
     }
+
+    func testPlainStableDiffusionFolders() throws {
+        let sd = "Tests/Fixtures/sd/tiny-sd-v"
+        let out = tmp.appendingPathComponent("sd.png").path
+        var r = try run(["generate", "a red square", "--model", sd, "--steps", "2", "--width", "32", "--height", "32", "--seed", "3", "--output", out])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        r = try run(["edit", "--image", "Tests/Fixtures/sd/sd-init.png", "a house", "--model", sd, "--strength", "0.5", "--steps", "4",
+                     "--output", out, "--preview-every", "1", "--save-latents"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("sd.step-001.png").path))
+        XCTAssertTrue(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("sd.latents.safetensors").path))
+        try assertFails(["vary", "--image", "Tests/Fixtures/sd/sd-init.png", "--model", sd], mentioning: ["plain Stable Diffusion", "variations"])
+        try assertFails(["edit", "--image", "Tests/Fixtures/sd/sd-init.png", "x", "--model", sd, "--strength", "1.5"], mentioning: ["strength"])
+        try assertFails(["edit", "--image", "Tests/Fixtures/sd/sd-init.png", "x", "--model", sd], mentioning: ["--strength"])
+    }
 }

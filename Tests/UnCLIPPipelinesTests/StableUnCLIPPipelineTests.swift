@@ -110,3 +110,33 @@ final class StableUnCLIPPipelineTests: XCTestCase {
         }
     }
 }
+
+/// Layout (b): a decoder-only folder (as stable-diffusion-2-1-unclip-small is published) plus a separate prior folder.
+final class FolderLayoutTests: XCTestCase {
+    func testDecoderFolderWithSeparatePrior() throws {
+        let fm = FileManager.default
+        let dir = fm.temporaryDirectory.appendingPathComponent("unclip-decoder-\(UUID().uuidString)")
+        try fm.createDirectory(at: dir, withIntermediateDirectories: true)
+        defer { try? fm.removeItem(at: dir) }
+        let src = Fixture.url("bundles/tiny-unclip")
+        for c in ["text_encoder", "tokenizer", "unet", "scheduler", "vae", "image_normalizer", "image_noising_scheduler",
+                  "feature_extractor", "image_encoder"] {
+            try fm.copyItem(at: src.appendingPathComponent(c), to: dir.appendingPathComponent(c))
+        }
+        XCTAssertThrowsError(try StableUnCLIPPipeline(model: dir).textToImage(prompt: "x", priorSettings: PriorSettings(), settings: DecoderSettings(), seed: 0)) {
+            XCTAssertTrue("\($0)".contains("--prior"), "\($0)")
+        }
+        let pipe = try StableUnCLIPPipeline(model: dir, prior: src)
+        var s = DecoderSettings()
+        s.steps = 4; s.width = 32; s.height = 32
+        let g = try pipe.textToImage(prompt: "a tiny robot watering a plant", priorSettings: PriorSettings(steps: 5, guidanceScale: 4, candidates: 1),
+                                     settings: s, seed: 1)
+        let want = try Fixture.file("bundles/tiny-unclip.expected.safetensors").integers("t2i_s1_g10.image_uint8")
+        let diffs = zip(g.image.pixels, want).map { abs(Int($0) - $1) }
+        XCTAssertLessThanOrEqual(diffs.max() ?? 99, 4)
+        // A prior whose embeddings do not fit the decoder is refused up front.
+        XCTAssertThrowsError(try StableUnCLIPPipeline(model: dir, prior: Fixture.url("prior/karlo-tiny"))) {
+            XCTAssertTrue("\($0)".contains("32") && "\($0)".contains("16"), "\($0)")
+        }
+    }
+}

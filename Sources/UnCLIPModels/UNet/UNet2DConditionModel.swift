@@ -102,6 +102,10 @@ public struct UNet2DConditionConfig: Decodable, Sendable {
         transformerLayersPerBlock = try get(.transformerLayersPerBlock, transformerLayersPerBlock)
         attentionHeadDim = try get(.attentionHeadDim, attentionHeadDim)
         numAttentionHeads = try c.decodeIfPresent(PerBlock<Int>.self, forKey: .numAttentionHeads)
+        // diffusers 0.42.1 refuses num_attention_heads for this model (its heads come from attention_head_dim).
+        if numAttentionHeads != nil {
+            throw ConfigValueError(key: "num_attention_heads", value: "set", allowed: ["null (diffusers takes the head count from attention_head_dim)"])
+        }
         useLinearProjection = try get(.useLinearProjection, useLinearProjection)
         classEmbedType = try c.decodeIfPresent(String.self, forKey: .classEmbedType)
         numClassEmbeds = try c.decodeIfPresent(Int.self, forKey: .numClassEmbeds)
@@ -237,12 +241,14 @@ public struct UNet2DConditionModel: Sendable {
         }
         convIn = try Conv2d(w, "conv_in", in: c.inChannels, out: ch[0], kernel: 3, padding: 1)
 
-        func transformer(_ p: String, channels: Int, block i: Int, heads h: Int, crossDim: Int, layers tl: Int) throws -> Transformer2D {
+        func transformer(_ p: String, channels: Int, block i: Int, heads h: Int, crossDim: Int, layers tl: Int,
+                         onlyCrossAttention: Bool? = nil) throws -> Transformer2D {
             guard channels % h == 0 else {
                 throw WeightError.badConfig(path: "unet config", reason: "\(channels) channels are not divisible into \(h) attention heads (block \(i))")
             }
             return try Transformer2D(w, p, channels: channels, heads: h, headDim: channels / h, layers: tl, contextDim: crossDim,
-                                     groups: groups, useLinearProjection: c.useLinearProjection, onlyCrossAttention: onlyCross[i])
+                                     groups: groups, useLinearProjection: c.useLinearProjection,
+                                     onlyCrossAttention: onlyCrossAttention ?? onlyCross[i])
         }
 
         var down: [DownBlock] = []
@@ -268,8 +274,9 @@ public struct UNet2DConditionModel: Sendable {
                 try ResnetBlock2D(w, "mid_block.resnets.\($0)", in: mc, out: mc, tembChannels: timeDim, groups: groups, eps: eps,
                                   outputScaleFactor: c.midBlockScaleFactor)
             }
+            // diffusers' mid block ignores only_cross_attention: it always self-attends first.
             midAttentions = [try transformer("mid_block.attentions.0", channels: mc, block: n - 1, heads: heads[n - 1],
-                                             crossDim: crossDims[n - 1], layers: tLayers[n - 1])]
+                                             crossDim: crossDims[n - 1], layers: tLayers[n - 1], onlyCrossAttention: false)]
         } else {
             midResnets = []; midAttentions = []
         }
@@ -329,7 +336,11 @@ public struct UNet2DConditionModel: Sendable {
             emb = add(emb, classEmbedding(input))
         }
 
-        var h = c.centerInputSample ? add(scale(sample, 2), Tensor(repeating: -1, shape: [1])) : sample
+        var h = sample
+        if c.centerInputSample {
+            h = Tensor(uninitialized: sample.shape)
+            for i in 0..<sample.count { h.pointer[i] = 2 * sample.pointer[i] - 1 }
+        }
         h = convIn(h)
         var skips = [h]
         for block in downBlocks {

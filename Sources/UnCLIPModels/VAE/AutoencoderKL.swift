@@ -168,6 +168,11 @@ public struct AutoencoderKL: Sendable {
 
     /// Images [B, 3, H, W] in [-1, 1] → the latent distribution's mean [B, latent, H/f, W/f] (unscaled).
     public func encodeMean(_ x: Tensor) throws -> Tensor {
+        try encodeDistribution(x).mean
+    }
+
+    /// The diagonal Gaussian the encoder predicts: mean and log-variance (clamped to [-30, 20] as diffusers does).
+    public func encodeDistribution(_ x: Tensor) throws -> (mean: Tensor, logvar: Tensor) {
         guard x.rank == 4, x.shape[1] == config.inChannels else {
             throw ModelError.invalidInput("vae: image \(x.shape), expected [B, \(config.inChannels), H, W]")
         }
@@ -178,7 +183,10 @@ public struct AutoencoderKL: Sendable {
         }
         h = encConvOut(encNormOut(encMid(h), silu: true))
         if let quantConv { h = quantConv(h) }
-        return slice(h, axis: 1, 0..<config.latentChannels)
+        let lat = config.latentChannels
+        let logvar = slice(h, axis: 1, lat..<(2 * lat))
+        for i in 0..<logvar.count { logvar.pointer[i] = min(max(logvar.pointer[i], -30), 20) }
+        return (slice(h, axis: 1, 0..<lat), logvar)
     }
 
     /// Latents [B, latent, h, w] (already divided by scaling_factor) → images [B, 3, H, W], about [-1, 1].

@@ -1,0 +1,114 @@
+import Foundation
+import UnCLIPImage
+import UnCLIPPipelines
+import UnCLIPTensor
+
+/// One generated image and what the checker read from it.
+public struct ShapesSample: Sendable {
+    public let prompt: String
+    public let seed: UInt64
+    public let stated: [String: String]
+    public let analysis: ShapesAnalysis
+    public let image: RGBImage
+    public let imageEmbeds: Tensor
+    public let priorScores: [Float]
+}
+
+/// Accuracy figures of a shapes evaluation.
+public struct ShapesReport: Sendable {
+    public var samples: [ShapesSample] = []
+    /// attribute → (correct, stated) over the prompts that state it.
+    public var accuracy: [String: (Int, Int)] = [:]
+    /// Variations (noise level 0, new seed) that keep colour and shape, of those tried; and how many differ in pixels.
+    public var variationsKept = (0, 0)
+    public var variationsDiffer = 0
+    /// Attribute queries whose top-ranked image matches, of those asked.
+    public var searchTopMatches = (0, 0)
+
+    public func percent(_ p: (Int, Int)) -> Double { p.1 == 0 ? 0 : 100 * Double(p.0) / Double(p.1) }
+}
+
+/// Generates for each prompt and measures the images with the pixel checker.
+public struct ShapesEvaluation {
+    public let pipeline: StableUnCLIPPipeline
+    public var prior = PriorSettings()
+    public var decoder = DecoderSettings()
+    public var seed: UInt64 = 1000
+
+    public init(pipeline: StableUnCLIPPipeline) { self.pipeline = pipeline }
+
+    public func run(prompts: [String], variations: Int, searchQueries: Bool,
+                    progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> ShapesReport {
+        var report = ShapesReport()
+        for (i, prompt) in prompts.enumerated() {
+            let stated = try ShapesWorld.parse(prompt)
+            let s = seed + UInt64(i)
+            let g = try pipeline.textToImage(prompt: prompt, priorSettings: prior, settings: decoder, seed: s)
+            let a = try ShapesChecker.analyze(pixels: g.image.pixels, width: g.image.width, height: g.image.height)
+            for (k, v) in stated {
+                var acc = report.accuracy[k] ?? (0, 0)
+                acc.1 += 1
+                if a[k] == v { acc.0 += 1 }
+                report.accuracy[k] = acc
+            }
+            report.samples.append(ShapesSample(prompt: prompt, seed: s, stated: stated, analysis: a, image: g.image,
+                                               imageEmbeds: g.imageEmbeds, priorScores: g.prior?.scores ?? []))
+            progress("generate", i + 1, prompts.count)
+        }
+
+        // Variations: the stored embedding decoded again with a new seed should keep colour and shape.
+        let picks = report.samples.prefix(variations)
+        for (i, sample) in picks.enumerated() {
+            let v = try pipeline.variation(imageEmbeds: sample.imageEmbeds, settings: decoder, seed: sample.seed &+ 7919)
+            let a = try ShapesChecker.analyze(pixels: v.image.pixels, width: v.image.width, height: v.image.height)
+            report.variationsKept.1 += 1
+            if a.colour == sample.analysis.colour && a.shape == sample.analysis.shape { report.variationsKept.0 += 1 }
+            if v.image.pixels != sample.image.pixels { report.variationsDiffer += 1 }
+            progress("vary", i + 1, picks.count)
+        }
+
+        // Search: rank the gallery by cosine of image embeddings with the query's CLIP text embedding.
+        if searchQueries, let priorPipe = pipeline.prior {
+            var queries: [(String, String)] = []
+            for (c, _) in ShapesWorld.colours { for s in ShapesWorld.shapes { queries.append((c, s)) } }
+            for (i, (colour, shape)) in queries.enumerated() {
+                // Only ask for what the gallery holds, as a user would.
+                guard report.samples.contains(where: { $0.analysis.colour == colour && $0.analysis.shape == shape }) else { continue }
+                let q = try priorPipe.encode("a \(colour) \(shape)").textEmbeds
+                let top = report.samples.max { cosine($0.imageEmbeds, q) < cosine($1.imageEmbeds, q) }!
+                report.searchTopMatches.1 += 1
+                if top.analysis.colour == colour && top.analysis.shape == shape { report.searchTopMatches.0 += 1 }
+                progress("search", i + 1, queries.count)
+            }
+        }
+        return report
+    }
+}
+
+/// A grid of images with a caption strip under each (a built-in 5×7 pixel font), as a PNG-ready image.
+public func contactSheet(_ items: [(RGBImage, String)], columns: Int = 6, scale: Int = 3, captionWidth: Int = 30) throws -> RGBImage {
+    let cell = items.map { $0.0.width }.max() ?? 32
+    let cellW = max(cell * scale, captionWidth * 6 + 4), lines = 3, textH = lines * 9 + 4
+    let cellH = cell * scale + textH
+    let rows = (items.count + columns - 1) / columns
+    let w = columns * (cellW + 4) + 4, h = rows * (cellH + 4) + 4
+    var px = [UInt8](repeating: 255, count: w * h * 3)
+    for (k, (img, text)) in items.enumerated() {
+        let ox = 4 + (k % columns) * (cellW + 4), oy = 4 + (k / columns) * (cellH + 4)
+        for y in 0..<(img.height * scale) { for x in 0..<(img.width * scale) {
+            let s = ((y / scale) * img.width + x / scale) * 3, d = ((oy + y) * w + ox + x) * 3
+            px[d] = img.pixels[s]; px[d + 1] = img.pixels[s + 1]; px[d + 2] = img.pixels[s + 2]
+        } }
+        // Word-wrap the caption into lines of captionWidth characters.
+        var wrapped: [String] = [], line = ""
+        for word in text.split(separator: " ") {
+            if line.count + word.count + 1 > captionWidth { wrapped.append(line); line = "" }
+            line += (line.isEmpty ? "" : " ") + word
+        }
+        wrapped.append(line)
+        for (li, l) in wrapped.prefix(lines).enumerated() {
+            PixelFont.draw(l, into: &px, width: w, x: ox, y: oy + img.height * scale + 3 + li * 9)
+        }
+    }
+    return try RGBImage(width: w, height: h, pixels: px)
+}

@@ -1,0 +1,32 @@
+import Foundation
+import UnCLIPImage
+import UnCLIPModels
+import UnCLIPRandom
+import UnCLIPTensor
+
+/// Plain Stable Diffusion (1.x / 2.x folders, as diffusers' StableDiffusionPipeline saves them): prompt →
+/// text encoder → UNet with cross-attention → VAE, from noise or, with an init image, image-to-image.
+public final class StableDiffusionPipeline {
+    public let base: LatentDenoiser
+
+    public init(model: URL, variant: String? = nil) throws {
+        base = try LatentDenoiser(folder: model, variant: variant)
+        guard base.unet.config.classEmbedType == nil else {
+            throw ModelError.invalidInput("\(model.path) has a class-conditioned UNet but no image_normalizer; it is neither plain Stable Diffusion nor a complete Stable unCLIP folder")
+        }
+    }
+
+    /// Random draws as diffusers' StableDiffusionPipeline (latents, then scheduler draws) or, with an init
+    /// image, StableDiffusionImg2ImgPipeline (the VAE sample, the added noise, then scheduler draws).
+    public func generate(prompt: String, settings: DecoderSettings, seed: UInt64, initImage: RGBImage? = nil,
+                         progress: ProgressHandler? = nil, preview: PreviewHandler? = nil,
+                         onWarning: (String) -> Void = { _ in }) throws -> Generation {
+        try base.validate(settings)
+        let generator = TorchGenerator(seed: seed)
+        let context = try base.encodePrompt(prompt, onWarning: onWarning)
+        let negative = try base.encodePrompt(settings.negativePrompt ?? "")
+        let (image, latents) = try base.denoise(context: context, negativeContext: negative, classLabels: nil, settings: settings,
+                                                initImage: initImage, generator: generator, progress: progress, preview: preview)
+        return Generation(image: try tensorToImage(image), imageEmbeds: Tensor(zeros: [1, 0]), prior: nil, latents: latents, seed: seed)
+    }
+}

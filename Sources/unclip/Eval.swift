@@ -1,0 +1,93 @@
+import ArgumentParser
+import Foundation
+import UnCLIPEval
+import UnCLIPImage
+
+struct Eval: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Measure what a model draws.",
+        subcommands: [EvalShapes.self])
+}
+
+struct EvalShapes: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "shapes",
+        abstract: "Generate for the shapes-world prompts and score each image by pixel analysis (no model involved in scoring).",
+        discussion: """
+        For every prompt, the checker reads background colour, object colour, shape, size and position off the
+        pixels and compares the attributes the prompt states. It also decodes some stored embeddings again with
+        new seeds (variations should keep colour and shape) and ranks the gallery for "a COLOUR SHAPE" queries
+        by CLIP embedding (the top image should match). Example:
+          unclip eval shapes --limit 30 --sheet sheet.png
+        """)
+
+    @Option(help: "Prompt file, one shapes-world caption per line. Default: prompts/shapes-eval.txt.")
+    var prompts: String?
+
+    @Option(help: "Use only the first N prompts.")
+    var limit: Int?
+
+    @Option(help: "Seed of the first prompt; prompt i uses seed + i.")
+    var seed: UInt64 = 1000
+
+    @Option(help: "Variations to check (taken from the first generations).")
+    var variations = 20
+
+    @Flag(help: "Skip the search check.")
+    var noSearch = false
+
+    @Option(help: "Write a contact sheet of the first 24 images with their prompts to this PNG.")
+    var sheet: String?
+
+    @Flag(help: "Print the report as JSON.")
+    var json = false
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var priorOptions: PriorOptions
+
+    @Option(help: "Decoder steps (default: 20, as generate).")
+    var steps = 20
+
+    @Option(help: "Decoder guidance scale.")
+    var guidance: Float = 10
+
+    func run() throws {
+        let file = prompts.map { URL(fileURLWithPath: $0) } ?? PackageLocation.root.appendingPathComponent("prompts/shapes-eval.txt")
+        guard let text = try? String(contentsOf: file, encoding: .utf8) else { throw CLIError("cannot read prompt file \(file.path)") }
+        var list = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
+        if let limit { list = Array(list.prefix(limit)) }
+        var eval = ShapesEvaluation(pipeline: try modelOptions.load())
+        eval.prior = priorOptions.settings
+        eval.decoder.steps = steps
+        eval.decoder.guidanceScale = guidance
+        eval.seed = seed
+        let progress = Progress()
+        let start = DispatchTime.now().uptimeNanoseconds
+        let report = try eval.run(prompts: list, variations: variations, searchQueries: !noSearch) {
+            progress.update(stage: $0, step: $1, total: $2)
+        }
+        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        if let sheet {
+            let items = report.samples.prefix(24).map { ($0.image, $0.prompt) }
+            try PNG.write(try contactSheet(Array(items)), to: URL(fileURLWithPath: sheet))
+        }
+        var acc: [String: Any] = [:]
+        for a in ShapesWorld.attributeNames { if let v = report.accuracy[a] { acc[a] = ["correct": v.0, "stated": v.1, "percent": report.percent(v)] } }
+        if json {
+            try printJSON(["prompts": list.count, "seconds": seconds, "accuracy": acc,
+                           "variations": ["kept": report.variationsKept.0, "tried": report.variationsKept.1, "pixels_differ": report.variationsDiffer],
+                           "search": ["top_matches": report.searchTopMatches.0, "queries": report.searchTopMatches.1]])
+        } else {
+            print("shapes eval: \(list.count) prompts in \(String(format: "%.1f", seconds)) s (\(String(format: "%.2f", seconds / Double(max(list.count, 1)))) s/image)")
+            for a in ShapesWorld.attributeNames {
+                if let v = report.accuracy[a] { print("  " + a.padding(toLength: 11, withPad: " ", startingAt: 0) + String(format: "%6.1f%%  (%d/%d)", report.percent(v), v.0, v.1)) }
+            }
+            print(String(format: "  variations keep colour+shape %.1f%% (%d/%d), pixels differ in %d", report.percent(report.variationsKept),
+                         report.variationsKept.0, report.variationsKept.1, report.variationsDiffer))
+            if !noSearch {
+                print(String(format: "  search top-1 matches %.1f%% (%d/%d queries)", report.percent(report.searchTopMatches),
+                             report.searchTopMatches.0, report.searchTopMatches.1))
+            }
+        }
+    }
+}
