@@ -171,14 +171,15 @@ void uc_group_norm(const float *x, float *y, long channels, long spatial, long g
 }
 
 void uc_im2col(const float *x, float *col, long c, long h, long w, long kh, long kw,
-               long sh, long sw, long ph, long pw, long oh, long ow) {
+               long sh, long sw, long ph, long pw, long oy0, long oy1, long ow) {
+    const long rows = oy1 - oy0;
     for (long ci = 0; ci < c; ci++)
         for (long ki = 0; ki < kh; ki++)
             for (long kj = 0; kj < kw; kj++) {
-                float *dst = col + ((ci * kh + ki) * kw + kj) * oh * ow;
-                for (long oy = 0; oy < oh; oy++) {
+                float *dst = col + ((ci * kh + ki) * kw + kj) * rows * ow;
+                for (long oy = oy0; oy < oy1; oy++) {
                     const long iy = oy * sh - ph + ki;
-                    float *d = dst + oy * ow;
+                    float *d = dst + (oy - oy0) * ow;
                     if (iy < 0 || iy >= h) { memset(d, 0, sizeof(float) * ow); continue; }
                     const float *src = x + (ci * h + iy) * w;
                     if (sw == 1) {

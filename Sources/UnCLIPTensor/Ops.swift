@@ -143,7 +143,14 @@ public func softmax(_ x: Tensor) -> Tensor {
 // MARK: - Convolution and resampling
 
 /// 2-D convolution: x [B, C, H, W], weight [O, C, kh, kw] → [B, O, oh, ow], as im2col + sgemm.
+/// The im2col buffer covers a band of output rows at a time (≈32 MB at most), so large images neither
+/// allocate gigabytes nor fall out of cache.
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)) -> Tensor {
+    conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: 8 << 20)
+}
+
+/// `conv2d` with the im2col band size as a parameter (tests use small bands).
+func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), padding: (Int, Int), bandFloats: Int) -> Tensor {
     let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
     precondition(weight.shape[1] == c, "conv2d: weight \(weight.shape) for input \(x.shape)")
@@ -152,27 +159,34 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: (In
     let y = Tensor(uninitialized: [b, o, oh, ow])
     let k = c * kh * kw, n = oh * ow
     let direct = kh == 1 && kw == 1 && stride == (1, 1) && padding == (0, 0)
-    let col = direct ? nil : Tensor(uninitialized: [k, n])
+    let bandRows = direct ? oh : max(1, min(oh, bandFloats / max(k * ow, 1)))
+    let col = direct ? nil : Tensor(uninitialized: [k, bandRows * ow])
+    let workers = ProcessInfo.processInfo.activeProcessorCount
     for bi in 0..<b {
         let src = x.pointer + bi * c * h * w
-        var colPointer = UnsafePointer(src)
-        if let col {
-            let cp = col.pointer
-            // im2col rows are independent per input channel: split them across cores.
-            parallelChunks(c, minimumPerChunk: max(1, c / ProcessInfo.processInfo.activeProcessorCount)) { r in
-                uc_im2col(src + r.lowerBound * h * w, cp + r.lowerBound * kh * kw * n, r.count, h, w, kh, kw,
-                          stride.0, stride.1, padding.0, padding.1, oh, ow)
-            }
-            colPointer = UnsafePointer(cp)
-        }
         let dst = y.pointer + bi * o * n
         var beta: Float = 0
         if let bias {
             for oc in 0..<o { (dst + oc * n).initialize(repeating: bias.pointer[oc], count: n) }
             beta = 1
         }
-        cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(o), Int32(n), Int32(k),
-                    1, weight.pointer, Int32(k), colPointer, Int32(n), beta, dst, Int32(n))
+        var r0 = 0
+        while r0 < oh {
+            let r1 = min(oh, r0 + bandRows), cols = (r1 - r0) * ow
+            var colPointer = UnsafePointer(src)
+            if let col {
+                let cp = col.pointer
+                // im2col rows are independent per input channel: split them across cores.
+                parallelChunks(c, minimumPerChunk: max(1, c / workers)) { r in
+                    uc_im2col(src + r.lowerBound * h * w, cp + r.lowerBound * kh * kw * cols, r.count, h, w, kh, kw,
+                              stride.0, stride.1, padding.0, padding.1, r0, r1, ow)
+                }
+                colPointer = UnsafePointer(cp)
+            }
+            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(o), Int32(cols), Int32(k),
+                        1, weight.pointer, Int32(k), colPointer, Int32(cols), beta, dst + r0 * ow, Int32(n))
+            r0 = r1
+        }
     }
     return y
 }

@@ -121,6 +121,16 @@ final class OpsTests: XCTestCase {
         }
     }
 
+    func testConv2dInBandsOfOutputRows() {
+        let x = random([2, 3, 11, 7], seed: 21), w = random([4, 3, 3, 3], seed: 22), b = random([4], seed: 23)
+        let expected = naiveConv(x, w, b, stride: 1, pad: 1)
+        for band in [27 * 7, 27 * 7 * 3, 27 * 7 * 4] {   // 1, 3 and 4 output rows per band (11 rows: uneven tail)
+            assertClose(conv2d(x, weight: w, bias: b, stride: (1, 1), padding: (1, 1), bandFloats: band).scalars, expected, tol: 1e-5)
+        }
+        let e2 = naiveConv(x, w, nil, stride: 2, pad: 0)
+        assertClose(conv2d(x, weight: w, bias: nil, stride: (2, 2), padding: (0, 0), bandFloats: 27 * 3).scalars, e2, tol: 1e-5)
+    }
+
     func testUpsampleConcatSlicePermute() {
         let x = random([1, 2, 2, 3], seed: 50)
         let u = upsampleNearest2x(x)

@@ -17,9 +17,9 @@ void uc_silu(const float *x, float *y, long n);
 /// GroupNorm over one sample laid out [channels, spatial]; optional fused SiLU.
 void uc_group_norm(const float *x, float *y, long channels, long spatial, long groups,
                    const float *weight, const float *bias, float eps, int fuse_silu);
-/// im2col for one image [C,H,W] into [C*kh*kw, oh*ow].
+/// im2col for one image [C,H,W] and output rows [oy0, oy1) into [C*kh*kw, (oy1-oy0)*ow].
 void uc_im2col(const float *x, float *col, long c, long h, long w, long kh, long kw,
-               long sh, long sw, long ph, long pw, long oh, long ow);
+               long sh, long sw, long ph, long pw, long oy0, long oy1, long ow);
 /// IEEE half and bfloat16 to float32.
 void uc_f16_to_f32(const uint16_t *src, float *dst, long n);
 void uc_bf16_to_f32(const uint16_t *src, float *dst, long n);
