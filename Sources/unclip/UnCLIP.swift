@@ -7,14 +7,22 @@ struct UnCLIPCommand: ParsableCommand {
         commandName: "unclip",
         abstract: "Text-to-image the way DALL·E 2 does it (CLIP → diffusion prior → latent decoder), on the CPU.",
         discussion: """
-        Models are diffusers/transformers folders (config.json + safetensors, fp32 or fp16).
+        Without --model, the small shipped model (weights/shapes) is used; weights/README.md says how to get the \
+        published Stable unCLIP 2.1 + Karlo weights. Models are diffusers/transformers folders (config.json + \
+        safetensors, fp32 or fp16); plain Stable Diffusion folders work with generate and edit.
+
+        Every image a Stable unCLIP model makes is recorded in a store (--store or $UNCLIP_STORE; default \
+        ~/.local/share/unclip): list, show, search, vary, interpolate, nudge, regenerate, rm and export work on \
+        stored generations by id.
+
         Examples:
-          unclip tokenize "a red circle on a white background"
-          unclip encode-text --text-encoder MODEL/text_encoder --tokenizer MODEL/tokenizer "a photo of a cat"
-          unclip embed-image --image-encoder MODEL/image_encoder --feature-extractor MODEL/feature_extractor photo.png
-        Every image a Stable unCLIP model makes is recorded in a store (--store, $UNCLIP_STORE): list, show,
-        search, vary, interpolate, nudge, regenerate, rm and export work on the stored generations by id.
-          unclip generate "a red lighthouse" --seed 1 && unclip search "lighthouse" && unclip vary 1
+          unclip generate "a small red circle on the left" --seed 1 --count 4
+          unclip search "red circle"
+          unclip vary 3 --count 2
+          unclip interpolate 3 5 --frames 6
+          unclip nudge 3 --toward "a blue circle" --amount 0.5
+          unclip edit --image sketch.png "a green triangle" --strength 0.8
+
         """,
         subcommands: [Generate.self, Vary.self, Edit.self, Interpolate.self, Nudge.self, Search.self, List.self, Show.self,
                       Regenerate.self, Remove.self, Export.self, Check.self, Prior.self, Eval.self, Tokenize.self, EncodeText.self, EmbedImage.self, RunModel.self]
