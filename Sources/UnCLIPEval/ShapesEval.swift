@@ -112,3 +112,55 @@ public func contactSheet(_ items: [(RGBImage, String)], columns: Int = 6, scale:
     }
     return try RGBImage(width: w, height: h, pixels: px)
 }
+
+/// How image-to-image moves pictures toward a prompt: for rendered world images that are not the target,
+/// the share whose edit reads as the target (turned) and the share that still reads as the source (kept).
+public struct EditReport: Sendable {
+    public var strength: Float
+    public var turned = 0
+    public var kept = 0
+    public var total = 0
+}
+
+extension ShapesEvaluation {
+    /// Edits `count` rendered pictures (varied colour/shape/position/background) toward "a COLOUR SHAPE".
+    public func runEdit(colour: String = "green", shape: String = "triangle", strengths: [Float], count: Int) throws -> [EditReport] {
+        var sources: [(RGBImage, ShapesAnalysis)] = []
+        var i = 0
+        while sources.count < count {
+            let c = ShapesWorld.colours[i % ShapesWorld.colours.count].0, s = ShapesWorld.shapes[(i / 2) % 3]
+            let p = ShapesWorld.positions[(i / 3) % 5].0, b = ShapesWorld.backgrounds[(i / 5) % 4].0
+            i += 1
+            if c == colour || s == shape { continue }
+            let px = ShapesWorld.render(shape: s, colour: c, size: "large", position: p, background: b)
+            let a = try ShapesChecker.analyze(pixels: px, width: ShapesWorld.size, height: ShapesWorld.size)
+            sources.append((try upscale(RGBImage(width: ShapesWorld.size, height: ShapesWorld.size, pixels: px),
+                                        to: pipeline.decoder.defaultSize), a))
+        }
+        return try strengths.map { strength in
+            var r = EditReport(strength: strength)
+            var d = decoder
+            d.strength = strength
+            for (k, (image, source)) in sources.enumerated() {
+                let g = try pipeline.textToImage(prompt: "a \(colour) \(shape)", priorSettings: prior, settings: d,
+                                                 seed: seed + UInt64(k), initImage: image)
+                let a = try ShapesChecker.analyze(pixels: g.image.pixels, width: g.image.width, height: g.image.height)
+                r.total += 1
+                if a.colour == colour && a.shape == shape { r.turned += 1 }
+                if a.colour == source.colour && a.shape == source.shape && a.position == source.position { r.kept += 1 }
+            }
+            return r
+        }
+    }
+}
+
+/// Nearest-neighbour upscale of a square image to `size` pixels (the world is drawn at 32×32).
+func upscale(_ image: RGBImage, to size: Int) throws -> RGBImage {
+    guard size != image.width else { return image }
+    var px = [UInt8](repeating: 0, count: size * size * 3)
+    for y in 0..<size { for x in 0..<size {
+        let s = ((y * image.height / size) * image.width + x * image.width / size) * 3
+        for c in 0..<3 { px[(y * size + x) * 3 + c] = image.pixels[s + c] }
+    } }
+    return try RGBImage(width: size, height: size, pixels: px)
+}

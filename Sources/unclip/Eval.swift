@@ -42,6 +42,9 @@ struct EvalShapes: ParsableCommand {
     @Flag(help: "Print the report as JSON.")
     var json = false
 
+    @Option(help: "Also edit N rendered pictures toward \"a green triangle\" at strengths 0.2 and 0.8 (image-to-image check).")
+    var edits = 0
+
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var priorOptions: PriorOptions
 
@@ -67,6 +70,7 @@ struct EvalShapes: ParsableCommand {
             progress.update(stage: $0, step: $1, total: $2)
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
+        let editReports = edits > 0 ? try eval.runEdit(strengths: [0.2, 0.8], count: edits) : []
         if let sheet {
             let items = report.samples.prefix(24).map { ($0.image, $0.prompt) }
             try PNG.write(try contactSheet(Array(items)), to: URL(fileURLWithPath: sheet))
@@ -76,7 +80,8 @@ struct EvalShapes: ParsableCommand {
         if json {
             try printJSON(["prompts": list.count, "seconds": seconds, "accuracy": acc,
                            "variations": ["kept": report.variationsKept.0, "tried": report.variationsKept.1, "pixels_differ": report.variationsDiffer],
-                           "search": ["top_matches": report.searchTopMatches.0, "queries": report.searchTopMatches.1]])
+                           "search": ["top_matches": report.searchTopMatches.0, "queries": report.searchTopMatches.1],
+                           "edits": editReports.map { ["strength": $0.strength, "turned": $0.turned, "kept": $0.kept, "total": $0.total] }])
         } else {
             print("shapes eval: \(list.count) prompts in \(String(format: "%.1f", seconds)) s (\(String(format: "%.2f", seconds / Double(max(list.count, 1)))) s/image)")
             for a in ShapesWorld.attributeNames {
@@ -84,6 +89,10 @@ struct EvalShapes: ParsableCommand {
             }
             print(String(format: "  variations keep colour+shape %.1f%% (%d/%d), pixels differ in %d", report.percent(report.variationsKept),
                          report.variationsKept.0, report.variationsKept.1, report.variationsDiffer))
+            for e in editReports {
+                print(String(format: "  edit → \"a green triangle\" at strength %.1f: turned %d/%d, kept the source %d/%d",
+                             e.strength, e.turned, e.total, e.kept, e.total))
+            }
             if !noSearch {
                 print(String(format: "  search top-1 matches %.1f%% (%d/%d queries)", report.percent(report.searchTopMatches),
                              report.searchTopMatches.0, report.searchTopMatches.1))
