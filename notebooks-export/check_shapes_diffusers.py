@@ -27,9 +27,10 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import shapes_world as W  # noqa: E402
 
 from diffusers import StableUnCLIPImg2ImgPipeline, StableUnCLIPPipeline  # noqa: E402
+from transformers import CLIPImageProcessor, CLIPVisionModelWithProjection  # noqa: E402
 
 torch.set_num_threads(2)
-FOLDER = "weights/shapes"
+FOLDER = os.environ.get("SHAPES_OUT", "weights/shapes")
 
 
 def analyse(img: np.ndarray) -> dict:
@@ -67,11 +68,12 @@ def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--out", default="/tmp/shapes-check")
     ap.add_argument("--steps", type=int, default=20)
-    ap.add_argument("--guidance", type=float, default=10.0)
+    ap.add_argument("--guidance", type=float, default=3.0)  # the pipeline default 10 over-saturates this model
     ap.add_argument("--prior-steps", type=int, default=25)
     ap.add_argument("--prior-guidance", type=float, default=4.0)
     ap.add_argument("--prompts", default="prompts/shapes-demo.txt")
     ap.add_argument("--limit", type=int, default=0)
+    ap.add_argument("--variations", type=int, default=0, help="also vary this many random world images")
     a = ap.parse_args()
     os.makedirs(a.out, exist_ok=True)
 
@@ -118,7 +120,14 @@ def main():
         os.path.join(a.out, "sheet.png"))
 
     # Feature extractor = the training preprocessing; one variation through the img2img pipeline.
-    var = StableUnCLIPImg2ImgPipeline.from_pretrained(FOLDER, torch_dtype=torch.float32)
+    # model_index.json lists the text-to-image components; the variation pipeline takes the same ones plus the
+    # two image-side folders, loaded on their own (as the karlo / SD 2.1 unCLIP repos are used).
+    shared = {k: v for k, v in pipe.components.items() if not k.startswith("prior")}
+    var = StableUnCLIPImg2ImgPipeline(
+        feature_extractor=CLIPImageProcessor.from_pretrained(os.path.join(FOLDER, "feature_extractor")),
+        image_encoder=CLIPVisionModelWithProjection.from_pretrained(os.path.join(FOLDER, "image_encoder"),
+                                                                    dtype=torch.float32),
+        **shared)
     var.set_progress_bar_config(disable=True)
     world = W.render({"shape": "triangle", "colour": "green", "size": "large", "position": "center",
                       "background": "white"})
@@ -131,6 +140,20 @@ def main():
               num_inference_steps=a.steps, guidance_scale=a.guidance).images[0]
     out.save(os.path.join(a.out, "variation.png"))
     print("variation of a large green triangle in the center on white ->", analyse(np.array(out)))
+
+    # Decoder fidelity without the prior: variations (noise level 0, new seed) of random world images.
+    rng = np.random.default_rng(7)
+    kept = {k: 0 for k in W.ATTRIBUTES}
+    for i in range(a.variations):
+        img, _, attrs, _ = W.sample(rng)
+        out = var(Image.fromarray(img), generator=torch.Generator().manual_seed(1000 + i), output_type="pil",
+                  num_inference_steps=a.steps, guidance_scale=a.guidance).images[0]
+        got = analyse(np.array(out))
+        for k in W.ATTRIBUTES:
+            kept[k] += int(got.get(k) == attrs[k])
+    if a.variations:
+        print(f"variations of {a.variations} world images keep:",
+              {k: f"{v}/{a.variations} = {v / a.variations:.2f}" for k, v in kept.items()})
 
 
 if __name__ == "__main__":
