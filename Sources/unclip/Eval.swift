@@ -51,8 +51,8 @@ struct EvalShapes: ParsableCommand {
     @Option(help: "Decoder steps (default: 20, as generate).")
     var steps = 20
 
-    @Option(help: "Decoder guidance scale.")
-    var guidance: Float = 10
+    @Option(help: "Decoder guidance scale. Default: the model's unclip.json recommendation, else 10.")
+    var guidance: Float?
 
     func run() throws {
         let file = prompts.map { URL(fileURLWithPath: $0) } ?? PackageLocation.root.appendingPathComponent("prompts/shapes-eval.txt")
@@ -62,7 +62,7 @@ struct EvalShapes: ParsableCommand {
         var eval = ShapesEvaluation(pipeline: try modelOptions.load())
         eval.prior = priorOptions.settings
         eval.decoder.steps = steps
-        eval.decoder.guidanceScale = guidance
+        eval.decoder.guidanceScale = guidance ?? ModelDefaults.current.guidanceScale ?? 10
         eval.seed = seed
         let progress = Progress()
         let start = DispatchTime.now().uptimeNanoseconds

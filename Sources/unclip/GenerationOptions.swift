@@ -16,7 +16,14 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Prefer this weight variant when a folder has several (e.g. fp16).")
     var variant: String?
 
+    /// The model folder; also reads its optional `unclip.json` defaults (see `ModelDefaults`).
     func modelURL() throws -> URL {
+        let url = try resolvedModelURL()
+        ModelDefaults.current = ModelDefaults.read(url)
+        return url
+    }
+
+    private func resolvedModelURL() throws -> URL {
         if let model { return URL(fileURLWithPath: model) }
         if let env = ProcessInfo.processInfo.environment["UNCLIP_MODEL"], !env.isEmpty { return URL(fileURLWithPath: env) }
         let shipped = PackageLocation.weights.appendingPathComponent("shapes")
@@ -55,8 +62,8 @@ struct DecoderOptions: ParsableArguments {
     @Option(help: "Decoder denoising steps.")
     var steps = 20
 
-    @Option(help: "Decoder guidance scale (1 = no guidance).")
-    var guidance: Float = 10
+    @Option(help: "Decoder guidance scale (1 = no guidance). Default: the model folder's unclip.json recommendation, else 10 (diffusers').")
+    var guidance: Float?
 
     @Option(help: "Noise added to the image embedding before decoding (0 = none; higher = looser variations).")
     var noiseLevel = 0
@@ -98,7 +105,7 @@ struct DecoderOptions: ParsableArguments {
 
     var settings: DecoderSettings {
         var s = DecoderSettings()
-        s.steps = steps; s.guidanceScale = guidance; s.noiseLevel = noiseLevel; s.negativePrompt = negative
+        s.steps = steps; s.guidanceScale = guidance ?? ModelDefaults.current.guidanceScale ?? 10; s.noiseLevel = noiseLevel; s.negativePrompt = negative
         s.width = width; s.height = height; s.scheduler = scheduler; s.previewEvery = previewEvery
         return s
     }
@@ -192,5 +199,25 @@ extension DecoderOptions {
         return { step, image in
             do { try PNG.write(image, to: self.previewURL(for: url, step: step)) } catch { warn("warning: preview not written: \(error)") }
         }
+    }
+}
+
+/// Settings a model folder recommends in an optional `unclip.json` (e.g. {"guidance_scale": 3}); flags override them.
+/// Published diffusers folders have none, so diffusers' defaults apply to them.
+struct ModelDefaults: Decodable {
+    var guidanceScale: Float?
+    enum CodingKeys: String, CodingKey { case guidanceScale = "guidance_scale" }
+
+    nonisolated(unsafe) static var current = ModelDefaults()
+
+    init() {}
+
+    static func read(_ folder: URL) -> ModelDefaults {
+        guard let data = FileManager.default.contents(atPath: folder.appendingPathComponent("unclip.json").path) else { return ModelDefaults() }
+        guard let d = try? JSONDecoder().decode(ModelDefaults.self, from: data) else {
+            warn("warning: ignoring \(folder.appendingPathComponent("unclip.json").path): not valid JSON")
+            return ModelDefaults()
+        }
+        return d
     }
 }
