@@ -87,8 +87,10 @@ struct EvalShapes: ParsableCommand {
             for a in ShapesWorld.attributeNames {
                 if let v = report.accuracy[a] { print("  " + a.padding(toLength: 11, withPad: " ", startingAt: 0) + String(format: "%6.1f%%  (%d/%d)", report.percent(v), v.0, v.1)) }
             }
-            print(String(format: "  variations keep colour+shape %.1f%% (%d/%d), pixels differ in %d", report.percent(report.variationsKept),
-                         report.variationsKept.0, report.variationsKept.1, report.variationsDiffer))
+            if report.variationsKept.1 > 0 {
+                print(String(format: "  variations keep colour+shape %.1f%% (%d/%d), pixels differ in %d", report.percent(report.variationsKept),
+                             report.variationsKept.0, report.variationsKept.1, report.variationsDiffer))
+            }
             for e in editReports {
                 print(String(format: "  edit → \"a green triangle\" at strength %.1f: turned %d/%d, kept the source %d/%d",
                              e.strength, e.turned, e.total, e.kept, e.total))
