@@ -6,6 +6,7 @@ Run from the repository root with /work/venv/bin/python (torch CPU, diffusers 0.
   python notebooks-export/train_shapes.py vaedec [--steps N]  fine-tune the VAE decoder only (encoder frozen)
   python notebooks-export/train_shapes.py prior [--steps N]   PriorTransformer on the frozen CLIP's embeddings
   python notebooks-export/train_shapes.py unet  [--steps N]   UNet2DConditionModel decoder on VAE latents
+  python notebooks-export/train_shapes.py unetft [--steps N]  fine-tune it: plain v-loss, more high-noise steps
   python notebooks-export/train_shapes.py export              weights/shapes (fp16 safetensors)
   python notebooks-export/train_shapes.py bench               seconds per training step of each model
 
@@ -595,12 +596,14 @@ def class_labels(emb, noise_level, mean, std, g):
     return torch.cat([x, lvl], 1)
 
 
-def stage_unet(steps):
+def unet_step_fn(unet, weighting):
+    """The decoder's training loss. weighting "min-snr-5": min(SNR, 5) / (SNR + 1) on the v-loss with uniform
+    timesteps (the first run). "plain-high": the unweighted v-loss, a quarter of the batch drawn from t >= 850.
+    min-SNR on v-prediction weights the noisiest steps by ~SNR -> 0, so the first sampling steps (where layout
+    and colour are decided, v ~ -x0) were never trained to use the conditioning: position came out at chance."""
     pool = Pool()
     cc = clip_cache()
     z_all = latent_cache()
-    torch.manual_seed(3)
-    unet = make_unet()
     from diffusers import DDIMScheduler
     abar = DDIMScheduler(**decoder_scheduler_config()).alphas_cumprod.clone()
     B = 64
@@ -616,21 +619,47 @@ def stage_unet(steps):
         cl = torch.where((torch.rand(B, generator=g) < 0.1)[:, None], torch.zeros_like(cl), cl)
         x0 = z_all[idx]
         t = torch.randint(1000, (B,), generator=g)
+        if weighting == "plain-high":
+            t = torch.where(torch.rand(B, generator=g) < 0.25, torch.randint(850, 1000, (B,), generator=g), t)
         a = abar[t][:, None, None, None]
         eps = torch.randn(x0.shape, generator=g)
         xt = a.sqrt() * x0 + (1 - a).sqrt() * eps
         v = a.sqrt() * eps - (1 - a).sqrt() * x0
         pred = unet(xt, t, encoder_hidden_states=cc["hidden"][cidx], class_labels=cl).sample
+        if weighting == "plain-high":
+            return ((pred - v) ** 2).mean()
         snr = a / (1 - a)
         w = (snr.clamp(max=5.0) / (snr + 1)).flatten()  # min-SNR-5 for v-prediction
         return ((pred - v) ** 2).mean((1, 2, 3)).mul(w).mean()
 
+    return step_fn, B
+
+
+def stage_unet(steps):
+    torch.manual_seed(3)
+    unet = make_unet()
+    step_fn, B = unet_step_fn(unet, "min-snr-5")
     ema = EMA(unet, 0.998)
     elapsed, hist = train_loop("unet", unet.parameters(), step_fn, steps, 1e-3, extra_state={"model": unet},
                                ema=ema, ema_model=unet, ckpt_every=50)
     log("unet", f"done: {elapsed:.0f} s")
     report_update("unet", steps=steps, batch=B, seconds=round(elapsed), final_loss=hist[-1][1] if hist else None,
                   params=sum(p.numel() for p in unet.parameters()))
+
+
+def stage_unetft(steps):
+    """Fine-tune the min-SNR UNet (the "unet" stage's EMA weights) with the plain v-loss and extra high-noise
+    timesteps; export ships this checkpoint when it exists."""
+    unet = make_unet()
+    unet.load_state_dict(load_ckpt("unet")["ema"])
+    step_fn, B = unet_step_fn(unet, "plain-high")
+    ema = EMA(unet, 0.998)
+    elapsed, hist = train_loop("unetft", unet.parameters(), step_fn, steps, 3e-4, extra_state={"model": unet},
+                               ema=ema, ema_model=unet, ckpt_every=50)
+    log("unetft", f"done: {elapsed:.0f} s")
+    report_update("unetft", steps=steps, batch=B, seconds=round(elapsed),
+                  final_loss=hist[-1][1] if hist else None, peak_lr=3e-4,
+                  note="fine-tune of the unet stage's EMA: unweighted v-loss, 25% of timesteps from t >= 850")
 
 
 # ---- stage: export ---------------------------------------------------------------------------------
@@ -653,7 +682,7 @@ def stage_export():
         prior.clip_mean.copy_(cc["mean"][None])
         prior.clip_std.copy_(cc["std"][None])
     unet = make_unet()
-    unet.load_state_dict(load_ckpt("unet")["ema"])
+    unet.load_state_dict((load_ckpt("unetft") or load_ckpt("unet"))["ema"])
     vae = load_vae()
     text_encoder = CLIPTextModel(text_config())
     # transformers 5's CLIPTextModel is the bare text transformer (its keys have no "text_model." prefix).
@@ -743,11 +772,11 @@ def stage_bench():
 
 def main():
     ap = argparse.ArgumentParser()
-    ap.add_argument("stage", choices=["clip", "vae", "vaedec", "prior", "unet", "export", "bench", "report"])
+    ap.add_argument("stage", choices=["clip", "vae", "vaedec", "prior", "unet", "unetft", "export", "bench", "report"])
     ap.add_argument("--steps", type=int)
     a = ap.parse_args()
     os.makedirs(WORK, exist_ok=True)
-    defaults = {"clip": 1000, "vae": 1000, "vaedec": 1000, "prior": 1500, "unet": 5500}  # the shipped run
+    defaults = {"clip": 1000, "vae": 1000, "vaedec": 1000, "prior": 1500, "unet": 5500, "unetft": 3000}  # the shipped run
     if a.stage in defaults:
         globals()[f"stage_{a.stage}"](a.steps or defaults[a.stage])
     elif a.stage == "export":

@@ -111,14 +111,11 @@ public final class StableUnCLIPPipeline {
 
     /// The CLIP image embedding of a picture, through the model's feature extractor and image encoder.
     public func embed(image: RGBImage) throws -> Tensor {
-        guard let processor = decoder.imageProcessor, let encoder = decoder.imageEncoder else {
+        guard let embedder = decoder.imageEmbedder else {
             throw WeightError.missingFile(path: decoder.folder.appendingPathComponent("image_encoder").path,
                                           what: "image encoder and feature_extractor (needed to embed a PNG)")
         }
-        let px = processor.preprocess(image)
-        let out = try encoder(pixelValues: Tensor(shape: [1, px.channels, px.height, px.width], data: px.data))
-        guard let e = out.imageEmbeds else { throw ModelError.invalidInput("the image encoder has no visual projection") }
-        return e
+        return try embedder.embed(image)
     }
 
     private func decode(embeds: Tensor, prompt: String, settings: DecoderSettings, generator: TorchGenerator, seed: UInt64,

@@ -36,8 +36,7 @@ public final class UnCLIPDecoder {
     let noisingScheduler: any Scheduler
     let noisingTrainSteps: Int
     /// Present when the folder has feature_extractor/ and image_encoder/ (variations from PNGs).
-    public let imageProcessor: CLIPImageProcessor?
-    public let imageEncoder: CLIPVisionModel?
+    public let imageEmbedder: CLIPImageEmbedder?
 
     public var folder: URL { base.folder }
     public var embeddingDim: Int { imageNormalizer.config.embeddingDim }
@@ -58,14 +57,7 @@ public final class UnCLIPDecoder {
             enum CodingKeys: String, CodingKey { case numTrainTimesteps = "num_train_timesteps" }
         }
         noisingTrainSteps = try loadJSONConfig(TrainSteps.self, from: noising).numTrainTimesteps
-        let fx = folder.appendingPathComponent("feature_extractor"), ie = folder.appendingPathComponent("image_encoder")
-        if FileManager.default.fileExists(atPath: fx.path) && FileManager.default.fileExists(atPath: ie.path) {
-            imageProcessor = try CLIPImageProcessor(contentsOf: fx)
-            imageEncoder = try CLIPVisionModel(folder: ModelFolder(ie), variant: variant)
-        } else {
-            imageProcessor = nil
-            imageEncoder = nil
-        }
+        imageEmbedder = CLIPImageEmbedder.isPresent(in: folder) ? try CLIPImageEmbedder(folder: folder, variant: variant) : nil
         let unet = base.unet
         guard unet.config.classEmbedType == "projection", let classDim = unet.config.projectionClassEmbeddingsInputDim,
               classDim == 2 * imageNormalizer.config.embeddingDim else {

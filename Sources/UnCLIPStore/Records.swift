@@ -11,6 +11,8 @@ public enum GenerationKind: String, CaseIterable, Codable, Sendable {
     case textDiff = "text-diff"
     /// An outside image, embedded with the CLIP vision encoder (not generated; cannot be regenerated).
     case source
+    /// Image-to-image: an init picture noised to a strength and denoised toward a prompt.
+    case edit
 }
 
 /// Every setting that determined a generation, stored as JSON so a later build can read it back and
@@ -44,6 +46,13 @@ public struct RecordedSettings: Codable, Equatable, Sendable {
     public var amount: Float?
     /// For sources and embedding-file variations: the outside file it came from.
     public var sourceFile: String?
+    // Image-to-image: the init picture (path when made, and its sha256) and the strength.
+    public var initImage: String?
+    public var initSHA256: String?
+    public var strength: Float?
+    /// The CLIP vision encoder that embedded the finished image, when the model has no image embedding of its
+    /// own (plain Stable Diffusion with --clip).
+    public var clipModel: String?
 
     public init() {}
 
@@ -81,8 +90,9 @@ public struct NewGeneration: Sendable {
     public var settings: RecordedSettings
     public var seed: UInt64?
     public var priorRunID: Int64?
-    /// The image embedding the decoder drew (the prior's choice, the slerp, the imported image's embedding).
-    public var embedding: [Float]
+    /// The image embedding the decoder drew (the prior's choice, the slerp, the imported image's embedding),
+    /// or the CLIP embedding of the finished image; nil when there is none (plain Stable Diffusion without --clip).
+    public var embedding: [Float]?
     public var parents: [ParentLink]
     public var width: Int
     public var height: Int
@@ -90,7 +100,7 @@ public struct NewGeneration: Sendable {
     public var seconds: Double
 
     public init(kind: GenerationKind, modelID: Int64?, prompt: String?, settings: RecordedSettings, seed: UInt64?,
-                priorRunID: Int64? = nil, embedding: [Float], parents: [ParentLink] = [], width: Int, height: Int, seconds: Double) {
+                priorRunID: Int64? = nil, embedding: [Float]?, parents: [ParentLink] = [], width: Int, height: Int, seconds: Double) {
         self.kind = kind; self.modelID = modelID; self.prompt = prompt; self.settings = settings; self.seed = seed
         self.priorRunID = priorRunID; self.embedding = embedding; self.parents = parents
         self.width = width; self.height = height; self.seconds = seconds
@@ -109,7 +119,8 @@ public struct StoredGeneration: Sendable {
     public let seed: UInt64?
     public let priorRunID: Int64?
     public let noiseLevel: Int?
-    public let embedding: [Float]
+    /// nil for generations without an image embedding (plain Stable Diffusion without --clip).
+    public let embedding: [Float]?
     /// The store's own copy of the image.
     public let imageURL: URL
     public let sha256: String
@@ -118,7 +129,16 @@ public struct StoredGeneration: Sendable {
     public let fileBytes: Int
     public let seconds: Double?
     public internal(set) var parents: [ParentLink]
-    public var dim: Int { embedding.count }
+    /// The embedding's width, nil without one.
+    public var dim: Int? { embedding?.count }
+
+    /// The embedding, or an error saying why this generation has none and what to do instead.
+    public func requireEmbedding() throws -> [Float] {
+        guard let embedding else {
+            throw StoreError.invalid("generation \(id) has no image embedding (it was made by a plain Stable Diffusion model without --clip); make variations of its picture with `unclip vary --image \(imageURL.path)`")
+        }
+        return embedding
+    }
 }
 
 /// A known model: where it was last seen and the fingerprint of its configs and weights.

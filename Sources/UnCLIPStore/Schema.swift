@@ -3,6 +3,9 @@
 struct Migration {
     let version: Int
     let sql: String
+    /// Rebuilds a table other tables reference (SQLite cannot change a column's constraints in place), so it
+    /// runs with foreign keys off and checks them before committing, SQLite's documented procedure.
+    var rebuildsTables = false
 }
 
 enum Schema {
@@ -92,6 +95,39 @@ enum Schema {
             file TEXT PRIMARY KEY
         );
         """),
+        // v2: generations without an image embedding (plain Stable Diffusion, image-to-image without a CLIP
+        // vision encoder) and the 'edit' kind. The AUTOINCREMENT sequence is carried over so no id is reused.
+        Migration(version: 2, sql: """
+        CREATE TABLE generations_v2(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at TEXT NOT NULL,
+            kind TEXT NOT NULL CHECK(kind IN ('text-to-image', 'variation', 'interpolation', 'text-diff', 'source', 'edit')),
+            model_id INTEGER REFERENCES models(id),
+            prompt_id INTEGER REFERENCES prompts(id),
+            negative_prompt TEXT,
+            settings TEXT NOT NULL,
+            seed INTEGER,
+            prior_run_id INTEGER REFERENCES prior_runs(id) ON DELETE SET NULL,
+            noise_level INTEGER,
+            dim INTEGER CHECK(dim IS NULL OR dim > 0),  -- NULL: no image embedding
+            -- Both present with matching sizes, or both NULL (a NULL comparison would pass a plain CHECK).
+            embedding BLOB CHECK(coalesce(length(embedding) = 4 * dim, dim IS NULL AND embedding IS NULL)),
+            image_file TEXT NOT NULL UNIQUE,
+            sha256 TEXT NOT NULL,
+            width INTEGER NOT NULL,
+            height INTEGER NOT NULL,
+            file_bytes INTEGER NOT NULL,
+            seconds REAL
+        );
+        INSERT INTO generations_v2 SELECT * FROM generations;
+        DELETE FROM sqlite_sequence WHERE name = 'generations_v2';
+        INSERT INTO sqlite_sequence(name, seq) SELECT 'generations_v2', seq FROM sqlite_sequence WHERE name = 'generations';
+        DROP TABLE generations;
+        ALTER TABLE generations_v2 RENAME TO generations;
+        CREATE INDEX generations_created ON generations(created_at);
+        CREATE INDEX generations_dim_kind ON generations(dim, kind);
+        CREATE INDEX generations_sha256 ON generations(sha256);
+        """, rebuildsTables: true),
     ]
 
     static var currentVersion: Int { migrations.map(\.version).max() ?? 0 }

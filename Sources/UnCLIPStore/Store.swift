@@ -128,12 +128,20 @@ public final class Store {
     /// (two processes opening a new store at once must not both create it).
     private func migrate(_ migrations: [Migration]) throws {
         let target = migrations.map(\.version).max() ?? 0
-        guard Int(try db.scalarInt("PRAGMA user_version") ?? 0) < target else { return }
+        let stored = Int(try db.scalarInt("PRAGMA user_version") ?? 0)
+        guard stored < target else { return }
+        // PRAGMA foreign_keys is a no-op inside a transaction, so it is switched off before BEGIN.
+        let rebuilds = migrations.contains { $0.version > stored && $0.rebuildsTables }
+        if rebuilds { try db.execute("PRAGMA foreign_keys = OFF") }
+        defer { if rebuilds { try? db.execute("PRAGMA foreign_keys = ON") } }
         try db.writeTransaction {
             let version = Int(try db.scalarInt("PRAGMA user_version") ?? 0)
             if version > target { throw StoreError.newerSchema(path: url.path, found: version, supported: target) }
             for m in migrations.sorted(by: { $0.version < $1.version }) where m.version > version {
                 try db.execute(m.sql)
+            }
+            if rebuilds, let bad = try db.scalarInt("SELECT count(*) FROM pragma_foreign_key_check"), bad > 0 {
+                throw StoreError.invalid("\(url.path): upgrading the schema to version \(target) found \(bad) broken references; the store was left unchanged")
             }
             try db.execute("PRAGMA application_id = \(Schema.applicationID)")
             try db.execute("PRAGMA user_version = \(target)")
@@ -358,7 +366,7 @@ public final class Store {
     /// the file to `<id>.png` and commits, in that order, inside one write transaction.
     public func record(_ g: NewGeneration, temporaryImage: URL) throws -> StoredGeneration {
         guard isWritable else { throw StoreError.readOnly(path: url.path, detail: "opened for reading only") }
-        guard !g.embedding.isEmpty else { throw StoreError.invalid("a generation needs its image embedding") }
+        if let e = g.embedding, e.isEmpty { throw StoreError.invalid("an image embedding cannot be empty (record none instead)") }
         let data: Data
         do { data = try Data(contentsOf: temporaryImage) } catch {
             throw StoreError.imageFile(path: temporaryImage.path, reason: "cannot read the new image (\(Self.reason(error)))")
@@ -381,7 +389,7 @@ public final class Store {
                           pid.map { .int($0) } ?? .null, g.settings.negativePrompt.map { .text($0) } ?? .null,
                           .text(try g.settings.json()), g.seed.map { .int(Int64(bitPattern: $0)) } ?? .null,
                           g.priorRunID.map { .int($0) } ?? .null, g.settings.noiseLevel.map { .int(Int64($0)) } ?? .null,
-                          .int(Int64(g.embedding.count)), .floats(g.embedding), .text(file), .text(digest),
+                          g.embedding.map { .int(Int64($0.count)) } ?? .null, g.embedding.map { .floats($0) } ?? .null, .text(file), .text(digest),
                           .int(Int64(g.width)), .int(Int64(g.height)), .int(Int64(data.count)), .double(g.seconds)])
                 for p in g.parents {
                     try db.run("INSERT INTO generation_parents(child_id, role, parent_id, parent_ref) VALUES(?, ?, ?, ?)",
@@ -431,6 +439,11 @@ public final class Store {
                          [.text(kind.rawValue), .text(sha256), .int(modelID)])
     }
 
+    /// The first generation (of any kind) whose image has this sha256, if any.
+    public func generationID(sha256: String) throws -> Int64? {
+        try db.scalarInt("SELECT id FROM generations WHERE sha256 = ? ORDER BY id LIMIT 1", [.text(sha256)])
+    }
+
     public func contains(_ id: Int64) throws -> Bool {
         try db.scalarInt("SELECT 1 FROM generations WHERE id = ?", [.int(id)]) != nil
     }
@@ -444,7 +457,7 @@ public final class Store {
         return out.sorted { order($0.role) < order($1.role) }
     }
 
-    private func order(_ role: String) -> Int { ["source": 0, "from": 1, "to": 2][role] ?? 3 }
+    private func order(_ role: String) -> Int { ["source": 0, "init": 0, "from": 1, "to": 2][role] ?? 3 }
 
     /// Ids of the generations made from this one.
     public func children(of id: Int64) throws -> [Int64] {
@@ -460,13 +473,13 @@ public final class Store {
         guard let kind = GenerationKind(rawValue: s.text(2) ?? "") else {
             throw StoreError.badEmbedding(path: url.path, what: "generation \(id)", reason: "unknown kind '\(s.text(2) ?? "")'")
         }
-        let dim = Int(s.int(9))
+        let dim = s.isNull(9) ? nil : Int(s.int(9))
         return StoredGeneration(
             id: id, createdAt: s.text(1) ?? "", kind: kind, modelID: s.isNull(3) ? nil : s.int(3), prompt: s.text(4),
             settings: try RecordedSettings.decode(s.text(5) ?? "", path: url.path, id: id),
             seed: s.isNull(6) ? nil : UInt64(bitPattern: s.int(6)), priorRunID: s.isNull(7) ? nil : s.int(7),
             noiseLevel: s.isNull(8) ? nil : Int(s.int(8)),
-            embedding: try s.floats(10, count: dim, what: "the image embedding of generation \(id)"),
+            embedding: try dim.map { try s.floats(10, count: $0, what: "the image embedding of generation \(id)") },
             imageURL: imagesURL.appendingPathComponent(s.text(11) ?? ""), sha256: s.text(12) ?? "",
             width: Int(s.int(13)), height: Int(s.int(14)), fileBytes: Int(s.int(15)), seconds: s.isNull(16) ? nil : s.double(16),
             parents: parents)

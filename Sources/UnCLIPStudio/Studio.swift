@@ -47,8 +47,19 @@ public struct Regeneration: Sendable {
 /// Generation with memory: every image made through a Studio is recorded in its store, and the text
 /// encodings and prior runs it computes are cached there and reused.
 public final class Studio {
+    /// What the model folder holds.
+    public enum Engine {
+        /// Stable unCLIP: prior → image embedding → decoder.
+        case unclip(StableUnCLIPPipeline)
+        /// Plain Stable Diffusion: no image embedding path (text-to-image and edits only).
+        case stableDiffusion(StableDiffusionPipeline)
+    }
+
     public let store: Store
-    public let pipeline: StableUnCLIPPipeline
+    public let engine: Engine
+    /// Embeds finished images of a plain Stable Diffusion model (its own image_encoder/, or --clip), so that
+    /// search covers them; nil = they are recorded without an embedding.
+    public let clip: CLIPImageEmbedder?
     /// The folders the pipeline was loaded from (model, then the separate prior if any).
     public let folders: [URL]
     /// Read the caches (false = --no-cache: compute everything; results are still stored).
@@ -58,11 +69,41 @@ public final class Studio {
     public var preview: PreviewHandler?
     public var onWarning: (String) -> Void = { _ in }
 
-    public init(store: Store, model: URL, prior: URL? = nil, variant: String? = nil, useCache: Bool = true) throws {
+    /// Loads either kind of model folder. `clip` (a folder with image_encoder/ and feature_extractor/, or a
+    /// CLIP vision model folder) embeds the images of a plain Stable Diffusion model.
+    public init(store: Store, model: URL, prior: URL? = nil, variant: String? = nil, clip: URL? = nil, useCache: Bool = true) throws {
         self.store = store
-        pipeline = try StableUnCLIPPipeline(model: model, prior: prior, variant: variant)
+        if UnCLIPDecoder.isUnCLIP(model) {
+            engine = .unclip(try StableUnCLIPPipeline(model: model, prior: prior, variant: variant))
+            self.clip = nil
+        } else {
+            engine = .stableDiffusion(try StableDiffusionPipeline(model: model, variant: variant))
+            if let clip {
+                self.clip = try CLIPImageEmbedder(folder: clip, variant: variant)
+            } else {
+                self.clip = CLIPImageEmbedder.isPresent(in: model) ? try CLIPImageEmbedder(folder: model, variant: variant) : nil
+            }
+        }
         folders = [model] + (prior.map { [$0] } ?? [])
         self.useCache = useCache
+    }
+
+    /// The Stable unCLIP pipeline; plain Stable Diffusion folders have no image-embedding path.
+    public var pipeline: StableUnCLIPPipeline {
+        get throws {
+            guard case let .unclip(p) = engine else {
+                throw StoreError.invalid("\(folders[0].path) is a plain Stable Diffusion folder (no image_normalizer): it has no image-embedding path, so it cannot make variations, interpolations or text diffs; use generate or edit")
+            }
+            return p
+        }
+    }
+
+    /// The latent denoiser of either kind of model.
+    var base: LatentDenoiser {
+        switch engine {
+        case let .unclip(p): return p.decoder.base
+        case let .stableDiffusion(p): return p.base
+        }
     }
 
     // MARK: - Model identity
@@ -92,13 +133,13 @@ public final class Studio {
         return store.isWritable ? try modelRecord() : try store.model(fingerprint: fingerprint())
     }
 
-    var embeddingDim: Int { pipeline.decoder.embeddingDim }
+    var embeddingDim: Int { get throws { try pipeline.decoder.embeddingDim } }
     var modelName: String { folders[0].lastPathComponent }
 
     // MARK: - Cached encoders
 
     private func requirePrior() throws -> PriorPipeline {
-        guard let prior = pipeline.prior else {
+        guard let prior = try pipeline.prior else {
             throw WeightError.missingFile(path: folders[0].appendingPathComponent("prior").path,
                                           what: "prior (this model folder has none; pass --prior with a Karlo-style prior folder)")
         }
@@ -146,6 +187,11 @@ public final class Studio {
         try pipeline.embed(image: PNG.read(png)).scalars
     }
 
+    /// The embedding a finished image of a plain Stable Diffusion model is recorded with (nil without --clip).
+    private func clipEmbedding(_ image: RGBImage) throws -> [Float]? {
+        try clip?.embed(image).scalars
+    }
+
     // MARK: - Stages through the cache
 
     /// Fills `stages` from the cache; returns the prior cache key.
@@ -157,7 +203,7 @@ public final class Studio {
                               candidates: p.candidates, scheduler: try schedulerName(try requirePrior().schedulerConfig))
         }
         guard useCache else { return key }
-        if let key, let run = try store.priorRun(key), run.dim == embeddingDim, run.count == key.candidates {
+        if let key, let run = try store.priorRun(key), run.dim == (try embeddingDim), run.count == key.candidates {
             stages.prior = PriorResult(candidates: Tensor(shape: [run.count, run.dim], data: run.candidates),
                                        scores: run.scores, chosenIndex: run.chosenIndex)
             stages.priorDraws = run.draws
@@ -173,8 +219,7 @@ public final class Studio {
 
     /// The text encoders warn when CLIP's window cuts a prompt; a cached encoding must warn the same way.
     private func warnIfTruncated(_ prompt: String) {
-        let d = pipeline.decoder.base
-        let t = d.tokenizer(prompt, maxLength: d.textEncoder.config.maxPositionEmbeddings)
+        let t = base.tokenizer(prompt, maxLength: base.textEncoder.config.maxPositionEmbeddings)
         if t.droppedTokens > 0 {
             onWarning("the prompt is \(t.tokenCount) tokens; CLIP reads \(t.ids.count), so the last \(t.droppedTokens) were dropped")
         }
@@ -193,7 +238,7 @@ public final class Studio {
             if before.prior != nil {
                 runID = try store.priorRun(key)?.id
             } else if store.isWritable {
-                runID = try store.savePriorRun(key, dim: embeddingDim, candidates: r.candidates.scalars, scores: r.scores,
+                runID = try store.savePriorRun(key, dim: try embeddingDim, candidates: r.candidates.scalars, scores: r.scores,
                                                chosenIndex: r.chosenIndex, draws: after.priorDraws ?? [], seconds: nil)
             }
         }
@@ -203,12 +248,20 @@ public final class Studio {
     // MARK: - Making images
 
     /// Prompt → (cached) text encodings → (cached) prior → decoder → PNG recorded in the store.
+    /// A plain Stable Diffusion model goes prompt → decoder, and the image is recorded with its --clip embedding.
     public func generate(prompt: String, priorSettings: PriorSettings, settings: DecoderSettings, seed: UInt64) throws -> MadeImage {
         let start = DispatchTime.now().uptimeNanoseconds
         let model = try modelRecord()
+        if case .stableDiffusion = engine {
+            let g = try renderPlain(prompt: prompt, settings: settings, seed: seed, initImage: nil)
+            let new = NewGeneration(kind: .textToImage, modelID: model.id, prompt: prompt, settings: try plainSettings(settings), seed: seed,
+                                    embedding: try clipEmbedding(g.image), width: g.image.width, height: g.image.height,
+                                    seconds: seconds(since: start))
+            return MadeImage(generation: try record(new, image: g.image), cache: nil, priorScores: [], priorChoice: 0, latents: g.latents)
+        }
         let (g, report, runID) = try renderTextToImage(prompt: prompt, priorSettings: priorSettings, settings: settings,
                                                       seed: seed, model: model)
-        var recorded = recordedSettings(settings)
+        var recorded = try recordedSettings(settings)
         recorded.priorSteps = priorSettings.steps
         recorded.priorGuidance = priorSettings.guidanceScale
         recorded.priorCandidates = priorSettings.candidates
@@ -221,14 +274,14 @@ public final class Studio {
     }
 
     private func renderTextToImage(prompt: String, priorSettings: PriorSettings, settings: DecoderSettings, seed: UInt64,
-                                   model: ModelRecord?) throws -> (Generation, CacheReport, Int64?) {
+                                   model: ModelRecord?, initImage: RGBImage? = nil) throws -> (Generation, CacheReport, Int64?) {
         _ = try requirePrior()
         let negative = settings.negativePrompt ?? ""
         var stages = PipelineStages()
         let key = try loadStages(&stages, prompt: prompt, negative: negative, priorSettings: priorSettings, seed: seed, model: model)
         let before = stages
         let g = try pipeline.textToImage(prompt: prompt, priorSettings: priorSettings, settings: settings, seed: seed,
-                                         stages: &stages, progress: progress, preview: preview, onWarning: onWarning)
+                                         stages: &stages, initImage: initImage, progress: progress, preview: preview, onWarning: onWarning)
         let (text, runID) = try saveStages(before: before, after: stages, prompt: prompt, negative: negative, key: key, model: model)
         let prior: CacheUse = useCache ? (before.prior != nil ? .hit : .miss) : .off
         return (g, CacheReport(text: text, prior: prior), runID)
@@ -236,8 +289,8 @@ public final class Studio {
 
     private func renderVariation(embedding: [Float], prompt: String, settings: DecoderSettings, seed: UInt64,
                                  model: ModelRecord?) throws -> Generation {
-        guard embedding.count == embeddingDim else {
-            throw StoreError.invalid("the embedding has \(embedding.count) values; this model's decoder takes \(embeddingDim) (it was made with another CLIP model)")
+        guard embedding.count == (try embeddingDim) else {
+            throw StoreError.invalid("the embedding has \(embedding.count) values; this model's decoder takes \(try embeddingDim) (it was made with another CLIP model)")
         }
         let negative = settings.negativePrompt ?? ""
         var stages = PipelineStages()
@@ -256,7 +309,7 @@ public final class Studio {
         let start = DispatchTime.now().uptimeNanoseconds
         let model = try modelRecord()
         let g = try renderVariation(embedding: embedding, prompt: prompt, settings: settings, seed: seed, model: model)
-        var recorded = recordedSettings(settings)
+        var recorded = try recordedSettings(settings)
         extra(&recorded)
         let new = NewGeneration(kind: kind, modelID: model.id, prompt: prompt, settings: recorded, seed: seed,
                                 embedding: embedding, parents: parents, width: g.image.width, height: g.image.height,
@@ -264,10 +317,70 @@ public final class Studio {
         return MadeImage(generation: try record(new, image: g.image), cache: nil, priorScores: [], priorChoice: 0, latents: g.latents)
     }
 
+    /// Plain Stable Diffusion text-to-image or image-to-image (no store caches: its text encoding is cheap).
+    private func renderPlain(prompt: String, settings: DecoderSettings, seed: UInt64, initImage: RGBImage?) throws -> Generation {
+        guard case let .stableDiffusion(p) = engine else { throw StoreError.invalid("not a plain Stable Diffusion model") }
+        return try p.generate(prompt: prompt, settings: settings, seed: seed, initImage: initImage, progress: progress,
+                              preview: preview, onWarning: onWarning)
+    }
+
+    /// The init picture of an edit, read and hashed (its sha256 ties the edit to it, and to a stored generation
+    /// with the same bytes).
+    private func readInit(_ url: URL) throws -> (RGBImage, String) {
+        guard let data = FileManager.default.contents(atPath: url.path) else {
+            throw StoreError.imageFile(path: url.path, reason: "cannot read the init image")
+        }
+        return (try PNG.read(url), SHA256.hex(data))
+    }
+
+    /// Image-to-image: `initImage` noised to `settings.strength` and denoised toward the prompt, recorded as an
+    /// `edit` (linked to the stored generation whose image it is, if any). With Stable unCLIP the prior's image
+    /// embedding for the prompt conditions the decoder and is recorded; with plain Stable Diffusion the finished
+    /// image's --clip embedding is, if there is one.
+    public func edit(prompt: String, initImage: URL, priorSettings: PriorSettings, settings: DecoderSettings, seed: UInt64) throws -> MadeImage {
+        guard let strength = settings.strength else { throw StoreError.invalid("an edit needs a strength (0–1)") }
+        let start = DispatchTime.now().uptimeNanoseconds
+        let model = try modelRecord()
+        let (picture, digest) = try readInit(initImage)
+        let (g, report, runID, embedding) = try renderEdit(prompt: prompt, picture: picture, priorSettings: priorSettings,
+                                                           settings: settings, seed: seed, model: model)
+        var recorded = try engineSettings(settings)
+        if case .unclip = engine {
+            recorded.priorSteps = priorSettings.steps
+            recorded.priorGuidance = priorSettings.guidanceScale
+            recorded.priorCandidates = priorSettings.candidates
+        }
+        recorded.initImage = initImage.path
+        recorded.initSHA256 = digest
+        recorded.strength = strength
+        // Image-to-image keeps the init picture's size.
+        recorded.width = picture.width
+        recorded.height = picture.height
+        let parents = try store.generationID(sha256: digest).map { [ParentLink(role: "init", id: $0)] } ?? []
+        let new = NewGeneration(kind: .edit, modelID: model.id, prompt: prompt, settings: recorded, seed: seed, priorRunID: runID,
+                                embedding: embedding, parents: parents, width: g.image.width, height: g.image.height,
+                                seconds: seconds(since: start))
+        return MadeImage(generation: try record(new, image: g.image), cache: report, priorScores: g.prior?.scores ?? [],
+                         priorChoice: g.prior?.chosenIndex ?? 0, latents: g.latents)
+    }
+
+    private func renderEdit(prompt: String, picture: RGBImage, priorSettings: PriorSettings, settings: DecoderSettings, seed: UInt64,
+                            model: ModelRecord?) throws -> (Generation, CacheReport?, Int64?, [Float]?) {
+        switch engine {
+        case .unclip:
+            let (g, report, runID) = try renderTextToImage(prompt: prompt, priorSettings: priorSettings, settings: settings,
+                                                          seed: seed, model: model, initImage: picture)
+            return (g, report, runID, g.imageEmbeds.scalars)
+        case .stableDiffusion:
+            let g = try renderPlain(prompt: prompt, settings: settings, seed: seed, initImage: picture)
+            return (g, nil, nil, try clipEmbedding(g.image))
+        }
+    }
+
     /// A variation of a stored generation, from its stored image embedding.
     public func vary(_ id: Int64, prompt: String, settings: DecoderSettings, seed: UInt64) throws -> MadeImage {
         let source = try store.generation(id)
-        return try decodeAndRecord(kind: .variation, embedding: source.embedding, prompt: prompt, settings: settings, seed: seed,
+        return try decodeAndRecord(kind: .variation, embedding: try source.requireEmbedding(), prompt: prompt, settings: settings, seed: seed,
                                    parents: [ParentLink(role: "source", id: id)]) { _ in }
     }
 
@@ -312,13 +425,14 @@ public final class Studio {
                             seed: UInt64) throws -> [MadeImage] {
         guard frames >= 2 else { throw StoreError.invalid("--frames must be at least 2 (the two ends)") }
         let ga = try store.generation(a), gb = try store.generation(b)
-        guard ga.dim == gb.dim else {
-            throw StoreError.invalid("generation \(a) has a \(ga.dim)-value embedding and \(b) a \(gb.dim)-value one: they come from different CLIP models")
+        let ea = try ga.requireEmbedding(), eb = try gb.requireEmbedding()
+        guard ea.count == eb.count else {
+            throw StoreError.invalid("generation \(a) has a \(ea.count)-value embedding and \(b) a \(eb.count)-value one: they come from different CLIP models")
         }
         var out: [MadeImage] = []
         for i in 0..<frames {
             let t = Double(i) / Double(frames - 1)
-            let e = try EmbeddingMath.slerp(ga.embedding, gb.embedding, t: t)
+            let e = try EmbeddingMath.slerp(ea, eb, t: t)
             out.append(try decodeAndRecord(kind: .interpolation, embedding: e, prompt: prompt, settings: settings, seed: seed,
                                            parents: [ParentLink(role: "from", id: a), ParentLink(role: "to", id: b)]) {
                 $0.frame = i; $0.frames = frames; $0.t = t
@@ -336,7 +450,7 @@ public final class Studio {
         guard let baseline = from ?? source.prompt.flatMap({ $0.isEmpty ? nil : $0 }) else {
             throw StoreError.invalid("generation \(id) has no prompt to start from; pass --from TEXT")
         }
-        let e = try EmbeddingMath.textDiff(image: source.embedding, toward: textEmbedding(toward), from: textEmbedding(baseline),
+        let e = try EmbeddingMath.textDiff(image: try source.requireEmbedding(), toward: textEmbedding(toward), from: textEmbedding(baseline),
                                            amount: Double(amount))
         return try decodeAndRecord(kind: .textDiff, embedding: e, prompt: prompt, settings: settings, seed: seed,
                                    parents: [ParentLink(role: "source", id: id)]) {
@@ -356,15 +470,30 @@ public final class Studio {
         }
         let model = try knownModel()
         let settings = decoderSettings(s)
-        let image: RGBImage
-        if g.kind == .textToImage {
+        func priorSettings() throws -> PriorSettings {
             guard let steps = s.priorSteps, let guidance = s.priorGuidance, let candidates = s.priorCandidates else {
                 throw StoreError.invalid("generation \(id) lacks its prior settings")
             }
-            image = try renderTextToImage(prompt: g.prompt ?? "", priorSettings: PriorSettings(steps: steps, guidanceScale: guidance, candidates: candidates),
-                                          settings: settings, seed: seed, model: model).0.image
-        } else {
-            image = try renderVariation(embedding: g.embedding, prompt: g.prompt ?? "", settings: settings, seed: seed, model: model).image
+            return PriorSettings(steps: steps, guidanceScale: guidance, candidates: candidates)
+        }
+        let image: RGBImage
+        switch (g.kind, engine) {
+        case (.edit, _):
+            guard let path = s.initImage, let expected = s.initSHA256 else { throw StoreError.invalid("generation \(id) lacks its init image") }
+            let (picture, digest) = try readInit(URL(fileURLWithPath: path))
+            guard digest == expected else {
+                throw StoreError.imageFile(path: path, reason: "generation \(id)'s init image has changed since the edit (sha256 \(digest.prefix(12)), recorded \(expected.prefix(12)))")
+            }
+            image = try renderEdit(prompt: g.prompt ?? "", picture: picture, priorSettings: engineIsUnCLIP ? try priorSettings() : PriorSettings(),
+                                   settings: settings, seed: seed, model: model).0.image
+        case (.textToImage, .stableDiffusion):
+            image = try renderPlain(prompt: g.prompt ?? "", settings: settings, seed: seed, initImage: nil).image
+        case (.textToImage, .unclip):
+            image = try renderTextToImage(prompt: g.prompt ?? "", priorSettings: try priorSettings(), settings: settings, seed: seed,
+                                          model: model).0.image
+        default:
+            image = try renderVariation(embedding: try g.requireEmbedding(), prompt: g.prompt ?? "", settings: settings, seed: seed,
+                                        model: model).image
         }
         // A read-only store cannot take temporary files; compare in the system's temporary folder then.
         let temp = store.isWritable ? try store.temporaryImageURL()
@@ -398,17 +527,34 @@ public final class Studio {
         return try store.record(new, temporaryImage: temp)
     }
 
-    private func recordedSettings(_ d: DecoderSettings) -> RecordedSettings {
+    private var engineIsUnCLIP: Bool { if case .unclip = engine { return true } else { return false } }
+
+    /// The decoder settings as recorded for a Stable unCLIP generation.
+    private func recordedSettings(_ d: DecoderSettings) throws -> RecordedSettings {
+        _ = try pipeline
+        return try engineSettings(d)
+    }
+
+    /// The settings of a plain Stable Diffusion generation (with the --clip model that embedded it).
+    private func plainSettings(_ d: DecoderSettings) throws -> RecordedSettings {
+        var s = try engineSettings(d)
+        s.clipModel = clip?.folder.path
+        return s
+    }
+
+    /// Decoder settings either engine records; the noise level only where there is an image embedding.
+    private func engineSettings(_ d: DecoderSettings) throws -> RecordedSettings {
         var s = RecordedSettings()
         s.steps = d.steps
         s.guidance = d.guidanceScale
-        s.noiseLevel = d.noiseLevel
+        s.noiseLevel = engineIsUnCLIP ? d.noiseLevel : nil
         s.negativePrompt = d.negativePrompt
-        s.width = d.width ?? pipeline.decoder.defaultSize
-        s.height = d.height ?? pipeline.decoder.defaultSize
+        s.width = d.width ?? base.defaultSize
+        s.height = d.height ?? base.defaultSize
         s.scheduler = d.scheduler
-        s.schedulerName = d.scheduler ?? pipeline.decoder.base.schedulerName
+        s.schedulerName = d.scheduler ?? base.schedulerName
         s.modelName = modelName
+        if !engineIsUnCLIP { s.clipModel = clip?.folder.path }
         return s
     }
 
@@ -417,6 +563,7 @@ public final class Studio {
         if let v = s.steps { d.steps = v }
         if let v = s.guidance { d.guidanceScale = v }
         if let v = s.noiseLevel { d.noiseLevel = v }
+        d.strength = s.strength
         d.negativePrompt = s.negativePrompt
         d.width = s.width
         d.height = s.height
@@ -453,10 +600,15 @@ public func parametersText(kind: GenerationKind, prompt: String, settings s: Rec
         ("Size", "\(s.width ?? 0)x\(s.height ?? 0)"), ("Model", s.modelName ?? "?"),
     ]
     func parent(_ role: String) -> String { parents.first { $0.role == role }.map { "\($0.id)" } ?? "?" }
+    if let steps = s.priorSteps, kind == .textToImage || kind == .edit {
+        fields += [("Prior steps", "\(steps)"), ("Prior guidance", "\(s.priorGuidance ?? 0)"),
+                   ("Prior candidates", "\(s.priorCandidates ?? 0)")]
+    }
     switch kind {
     case .textToImage:
-        fields += [("Prior steps", "\(s.priorSteps ?? 0)"), ("Prior guidance", "\(s.priorGuidance ?? 0)"),
-                   ("Prior candidates", "\(s.priorCandidates ?? 0)")]
+        break
+    case .edit:
+        fields += [("Init image", s.initImage ?? "?"), ("Denoising strength", "\(s.strength ?? 0)")]
     case .variation:
         fields.append(("Variation of", parents.isEmpty ? (s.sourceFile ?? "?") : "generation \(parent("source"))"))
     case .interpolation:
@@ -468,7 +620,7 @@ public func parametersText(kind: GenerationKind, prompt: String, settings s: Rec
     case .source:
         break
     }
-    fields.append(("Noise level", "\(s.noiseLevel ?? 0)"))
+    if let level = s.noiseLevel { fields.append(("Noise level", "\(level)")) }
     lines.append(fields.map { "\($0.0): \($0.1)" }.joined(separator: ", "))
     return lines.joined(separator: "\n")
 }

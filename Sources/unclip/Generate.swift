@@ -15,12 +15,14 @@ struct Generate: ParsableCommand {
         The prior samples --prior-candidates CLIP image embeddings and keeps the one closest to the prompt
         (DALL·E 2's rule); the decoder draws it. With --prior-candidates 1 and the same seed and settings,
         the image equals diffusers' StableUnCLIPPipeline output.
-        With a Stable unCLIP model every image is recorded in the store (see --store) with its embedding and
-        settings; text encodings and prior runs are cached there, so repeating a prompt skips those stages
-        (--no-cache recomputes them). Plain Stable Diffusion folders have no image embedding and are not recorded.
+        Every image is recorded in the store (see --store) with its embedding and settings; text encodings
+        and prior runs are cached there, so repeating a prompt skips those stages (--no-cache recomputes them).
+        A plain Stable Diffusion folder (StableDiffusionPipeline layout) runs prompt → UNet → VAE without a prior;
+        its images are stored without an embedding unless --clip names a CLIP vision encoder to embed them.
         Examples:
           unclip generate "a small red circle on the left"
           unclip generate "a lighthouse at dusk" --model sd21-unclip-small --prior karlo --seed 7 --count 4
+          unclip generate "a lighthouse at dusk" --model stable-diffusion-2-1 --clip sd21-unclip-h
         Each PNG stores its settings in a "parameters" text chunk, as AUTOMATIC1111 does.
         """)
 
@@ -30,15 +32,17 @@ struct Generate: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var priorOptions: PriorOptions
     @OptionGroup var decoderOptions: DecoderOptions
+    @OptionGroup var clipOptions: ClipOptions
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var cacheOptions: CacheOptions
 
+    func validate() throws {
+        if decoderOptions.strength != nil { throw ValidationError("--strength belongs to image-to-image: use `unclip edit --image PNG PROMPT --strength S`") }
+    }
+
     func run() throws {
-        guard UnCLIPDecoder.isUnCLIP(try modelOptions.modelURL()) else {
-            return try generate(prompt: prompt, initImage: nil, model: modelOptions, prior: priorOptions, decoder: decoderOptions)
-        }
         let store = try storeOptions.open()
-        let studio = try modelOptions.studio(store: store, useCache: !cacheOptions.noCache)
+        let studio = try modelOptions.studio(store: store, useCache: !cacheOptions.noCache, plain: true, clip: clipOptions.clip)
         for seed in decoderOptions.seeds() {
             let url = decoderOptions.outputURL(seed: seed)
             studio.preview = decoderOptions.previewWriter(for: url)
@@ -49,48 +53,6 @@ struct Generate: ParsableCommand {
     }
 }
 
-/// Text-to-image (or, with an init image, image-to-image) for either kind of model folder.
-func generate(prompt: String, initImage: String?, model: ModelOptions, prior: PriorOptions, decoder: DecoderOptions) throws {
-    let loaded = try model.loadAny()
-    let image = try initImage.map { try PNG.read(URL(fileURLWithPath: $0)) }
-    let progress = Progress()
-    var settings = decoder.settings
-    if image != nil { settings.strength = decoder.strength ?? 0.8 }
-    let base: LatentDenoiser
-    switch loaded {
-    case let .unclip(p): base = p.decoder.base
-    case let .stableDiffusion(p): base = p.base
-    }
-    // Image-to-image keeps the init picture's size.
-    let size = (image?.width ?? settings.width ?? base.defaultSize, image?.height ?? settings.height ?? base.defaultSize)
-    for seed in decoder.seeds() {
-        let start = DispatchTime.now().uptimeNanoseconds
-        let url = decoder.outputURL(seed: seed)
-        let onProgress: ProgressHandler = { progress.update(stage: $0, step: $1, total: $2) }
-        let onWarning: (String) -> Void = { warn("warning: \($0)") }
-        var extra: [(String, String)] = []
-        let g: Generation
-        switch loaded {
-        case let .unclip(pipe):
-            g = try pipe.textToImage(prompt: prompt, priorSettings: prior.settings, settings: settings, seed: seed, initImage: image,
-                                     progress: onProgress, preview: decoder.previewWriter(for: url), onWarning: onWarning)
-            extra = [("Prior steps", "\(prior.priorSteps)"), ("Prior guidance", "\(prior.priorGuidance)"),
-                     ("Prior candidates", "\(prior.priorCandidates)"), ("Noise level", "\(settings.noiseLevel)")]
-        case let .stableDiffusion(pipe):
-            g = try pipe.generate(prompt: prompt, settings: settings, seed: seed, initImage: image, progress: onProgress,
-                                  preview: decoder.previewWriter(for: url), onWarning: onWarning)
-        }
-        if let initImage { extra += [("Init image", initImage), ("Denoising strength", "\(settings.strength ?? 0.8)")] }
-        let params = parametersText(prompt: prompt, negative: settings.negativePrompt, steps: settings.steps,
-                                    scheduler: settings.scheduler ?? base.schedulerName, guidance: settings.guidanceScale, seed: seed,
-                                    width: size.0, height: size.1, model: (try? model.modelURL().lastPathComponent) ?? "?", extra: extra)
-        try decoder.save(g, to: url, parameters: params)
-        let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
-        try printJSON(["output": url.path, "seed": seed, "seconds": seconds,
-                       "prior_scores": g.prior?.scores ?? [], "prior_choice": g.prior?.chosenIndex ?? 0])
-    }
-}
-
 struct Edit: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Image-to-image: turn a picture toward a prompt (works with Stable unCLIP and plain Stable Diffusion folders).",
@@ -98,8 +60,12 @@ struct Edit: ParsableCommand {
         The picture is encoded by the VAE, noised to --strength (0 keeps it, 1 ignores it), and denoised with the
         prompt for the remaining steps, as diffusers' img2img pipelines do. With a Stable unCLIP model the prior's
         image embedding for the prompt conditions the decoder too. The picture's sides must be multiples of 8.
-        Example:
+        Each edit is recorded in the store with its init image (path and sha256) and strength, linked to the
+        stored generation whose picture it started from, if any; `unclip regenerate ID` repeats it while the
+        init image is unchanged.
+        Examples:
           unclip edit --image sketch.png "a green triangle" --strength 0.8
+          unclip edit --image ~/.local/share/unclip/store-images/12.png "a blue circle" --strength 0.5
         """)
 
     @Option(help: "The init picture (PNG).")
@@ -111,13 +77,26 @@ struct Edit: ParsableCommand {
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var priorOptions: PriorOptions
     @OptionGroup var decoderOptions: DecoderOptions
+    @OptionGroup var clipOptions: ClipOptions
+    @OptionGroup var storeOptions: StoreOptions
+    @OptionGroup var cacheOptions: CacheOptions
 
     func validate() throws {
         guard decoderOptions.strength != nil else { throw ValidationError("--strength is required for edit (0–1; 0.8 is a strong edit)") }
     }
 
     func run() throws {
-        try generate(prompt: prompt, initImage: image, model: modelOptions, prior: priorOptions, decoder: decoderOptions)
+        let store = try storeOptions.open()
+        let studio = try modelOptions.studio(store: store, useCache: !cacheOptions.noCache, plain: true, clip: clipOptions.clip)
+        var settings = decoderOptions.settings
+        settings.strength = decoderOptions.strength
+        for seed in decoderOptions.seeds() {
+            let url = decoderOptions.outputURL(seed: seed)
+            studio.preview = decoderOptions.previewWriter(for: url)
+            let made = try studio.edit(prompt: prompt, initImage: URL(fileURLWithPath: image), priorSettings: priorOptions.settings,
+                                       settings: settings, seed: seed)
+            try decoderOptions.deliver(made, to: url)
+        }
     }
 }
 
@@ -175,8 +154,8 @@ struct Vary: ParsableCommand {
             let name = file.tensors["image_embeds"] != nil ? "image_embeds" : (file.tensors.count == 1 ? file.tensors.keys.first! : nil)
             guard let name else { throw CLIError("\(embedding): no 'image_embeds' tensor (found \(file.tensors.keys.sorted().joined(separator: ", ")))") }
             let embeds = try file.tensor(name)
-            guard embeds.count == studio.pipeline.decoder.embeddingDim else {
-                throw CLIError("\(embedding): '\(name)' has shape \(embeds.shape), but this model's image embeddings have \(studio.pipeline.decoder.embeddingDim) values")
+            guard embeds.count == (try studio.pipeline).decoder.embeddingDim else {
+                throw CLIError("\(embedding): '\(name)' has shape \(embeds.shape), but this model's image embeddings have \((try studio.pipeline).decoder.embeddingDim) values")
             }
             outside = embeds.scalars
         }

@@ -40,15 +40,6 @@ struct ModelOptions: ParsableArguments {
         }
         return try StableUnCLIPPipeline(model: url, prior: prior.map { URL(fileURLWithPath: $0) }, variant: variant)
     }
-
-    /// Either pipeline, chosen by what the folder holds.
-    enum Loaded { case unclip(StableUnCLIPPipeline), stableDiffusion(StableDiffusionPipeline) }
-
-    func loadAny() throws -> Loaded {
-        let url = try modelURL()
-        if UnCLIPDecoder.isUnCLIP(url) { return .unclip(try load()) }
-        return .stableDiffusion(try StableDiffusionPipeline(model: url, variant: variant))
-    }
 }
 
 /// Decoder options shared by generate and vary; names are part of the CLI contract.
@@ -166,31 +157,10 @@ final class Progress {
     }
 }
 
-/// The AUTOMATIC1111-style "parameters" text stored in each PNG.
-func parametersText(prompt: String, negative: String?, steps: Int, scheduler: String, guidance: Float, seed: UInt64,
-                    width: Int, height: Int, model: String, extra: [(String, String)]) -> String {
-    var lines = [prompt]
-    if let negative, !negative.isEmpty { lines.append("Negative prompt: \(negative)") }
-    var fields = [("Steps", "\(steps)"), ("Sampler", scheduler), ("CFG scale", "\(guidance)"), ("Seed", "\(seed)"),
-                  ("Size", "\(width)x\(height)"), ("Model", model)]
-    fields += extra
-    lines.append(fields.map { "\($0.0): \($0.1)" }.joined(separator: ", "))
-    return lines.joined(separator: "\n")
-}
-
 extension DecoderOptions {
     /// NAME.step-005.png beside the output, for step index i (0-based).
     func previewURL(for output: URL, step: Int) -> URL {
         output.deletingPathExtension().appendingPathExtension(String(format: "step-%03d.png", step + 1))
-    }
-
-    /// Writes the image with its parameters, and the optional latents, beside each other.
-    func save(_ g: Generation, to url: URL, parameters: String) throws {
-        try PNG.write(g.image, to: url, textChunks: [(key: "parameters", value: parameters)])
-        if saveLatents {
-            try SafeTensorsWriter.write([("latents", .float32(g.latents))], metadata: ["seed": "\(g.seed)"],
-                                        to: url.deletingPathExtension().appendingPathExtension("latents.safetensors"))
-        }
     }
 
     /// A preview handler writing NAME.step-NNN.png files, or nil without --preview-every.

@@ -170,7 +170,7 @@ struct Search: ParsableCommand {
         let store = try storeOptions.open(.read)
         let query: [Float]
         if let like {
-            query = try store.generation(generationID(like)).embedding
+            query = try store.generation(generationID(like)).requireEmbedding()
         } else {
             let studio = try modelOptions.studio(store: store)
             query = try text.map { try studio.textEmbedding($0) } ?? studio.imageEmbedding(png: URL(fileURLWithPath: image!))
@@ -230,7 +230,15 @@ struct Show: ParsableCommand {
         if let prompt = g.prompt { print("prompt: \(quoted(prompt))") }
         if let seed = g.seed { print("seed: \(seed)") }
         print("image: \(g.imageURL.path) (\(g.width)x\(g.height), \(g.fileBytes) bytes, sha256 \(g.sha256))\((record["image_present"] as? Bool) == false ? " — MISSING" : "")")
-        print(String(format: "embedding: %d values, norm %.4f", g.dim, record["embedding_norm"] as? Double ?? 0))
+        if let dim = g.dim {
+            print(String(format: "embedding: %d values, norm %.4f%@", dim, record["embedding_norm"] as? Double ?? 0,
+                         g.settings.clipModel.map { " (the finished image, embedded by \($0))" } ?? ""))
+        } else {
+            print("embedding: none (plain Stable Diffusion without --clip; search does not see it)")
+        }
+        if let strength = g.settings.strength {
+            print("edit: init image \(g.settings.initImage ?? "?") (sha256 \(g.settings.initSHA256?.prefix(16) ?? "?")), strength \(strength)")
+        }
         if let model = record["model"] as? [String: Any] { print("model: \(model["path"] ?? "?") (fingerprint \(String(describing: model["fingerprint"] ?? "").prefix(16)))") }
         for p in g.parents { print("parent (\(p.role)): \(p.id)\(p.exists ? "" : " (removed)")") }
         if let children = record["children"] as? [Int64], !children.isEmpty { print("children: \(children.map(String.init).joined(separator: ", "))") }
@@ -262,7 +270,7 @@ struct Regenerate: ParsableCommand {
     func run() throws {
         let store = try storeOptions.open(.read)
         let g = try store.generation(generationID(id))
-        let studio = try modelOptions.studio(for: g, store: store, useCache: !cacheOptions.noCache)
+        let studio = try modelOptions.studio(for: g, store: store, useCache: !cacheOptions.noCache, plain: true)
         let r = try studio.regenerate(g.id, output: output.map { URL(fileURLWithPath: $0) })
         if storeOptions.json {
             try printJSON(["id": r.id, "identical": r.matches, "expected_sha256": r.expectedSHA256, "sha256": r.actualSHA256,

@@ -26,6 +26,12 @@ struct StoreOptions: ParsableArguments {
     }
 }
 
+/// --clip, for commands that can run plain Stable Diffusion folders.
+struct ClipOptions: ParsableArguments {
+    @Option(help: "For plain Stable Diffusion models: a CLIP vision encoder (a folder with image_encoder/ and feature_extractor/, e.g. a Stable unCLIP model, or a CLIPVisionModelWithProjection folder) that embeds each finished image, so that search covers it. Without it such images are stored without an embedding.")
+    var clip: String?
+}
+
 /// --no-cache, for commands that run the text encoders or the prior.
 struct CacheOptions: ParsableArguments {
     @Flag(help: "Compute the text encodings and the prior even when the store has them (results are still stored).")
@@ -49,12 +55,15 @@ extension ModelOptions {
     }
 
     /// A Studio on `store` with the model chosen as above.
-    func studio(for generation: StoredGeneration? = nil, store: Store, useCache: Bool = true) throws -> Studio {
+    /// `plain`: plain Stable Diffusion folders are welcome (generate, edit, regenerate), with `clip` embedding their images.
+    func studio(for generation: StoredGeneration? = nil, store: Store, useCache: Bool = true, plain: Bool = false,
+                clip: String? = nil) throws -> Studio {
         let (model, prior) = try folders(for: generation, in: store)
-        guard UnCLIPDecoder.isUnCLIP(model) else {
+        guard plain || UnCLIPDecoder.isUnCLIP(model) else {
             throw CLIError("\(model.path) is a plain Stable Diffusion folder (no image_normalizer): it has no image-embedding path, so it cannot make variations or work with the store's embeddings; use generate or edit")
         }
-        let studio = try Studio(store: store, model: model, prior: prior, variant: variant, useCache: useCache)
+        let studio = try Studio(store: store, model: model, prior: prior, variant: variant, clip: clip.map { URL(fileURLWithPath: $0) },
+                                useCache: useCache)
         let progress = Progress()
         studio.progress = { progress.update(stage: $0, step: $1, total: $2) }
         studio.onWarning = { warn("warning: \($0)") }

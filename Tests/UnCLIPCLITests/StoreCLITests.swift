@@ -70,8 +70,8 @@ final class StoreCLITests: CLITestCase {
         let nudged = objects(try run(["nudge", "\(ida)", "--toward", "a green lighthouse", "--amount", "0", "--seed", "3"] + fast)).first ?? [:]
         do {
             let store = try openStore()
-            let ea = try store.generation(ida).embedding, eb = try store.generation(idb).embedding
-            let f = try frames.map { try store.generation(id($0)).embedding }
+            let ea = try store.generation(ida).requireEmbedding(), eb = try store.generation(idb).requireEmbedding()
+            let f = try frames.map { try store.generation(id($0)).requireEmbedding() }
             XCTAssertEqual(f[0], ea, "frame 0 is the first endpoint's embedding")
             XCTAssertEqual(f[2], eb, "the last frame is the second endpoint's embedding")
             let omega = EmbeddingMath.angle(ea, eb)
@@ -115,6 +115,66 @@ final class StoreCLITests: CLITestCase {
         XCTAssertEqual(objects(try run(["list", "--json", "--limit", "0"])).count, 7)
         XCTAssertEqual(objects(try run(["list", "--kind", "interpolation", "--json"])).count, 3)
         XCTAssertEqual(try run(["check"]).status, 0)
+    }
+
+    /// Issue 8: plain Stable Diffusion generations and edits are recorded like any generation — without an
+    /// embedding, or with the --clip vision encoder's embedding of the finished image — and can be regenerated.
+    func testPlainStableDiffusionAndEditsAreRecorded() throws {
+        let sd = "Tests/Fixtures/sd/tiny-sd-v"
+        let small = ["--width", "32", "--height", "32", "--steps", "2"]
+        let plain = objects(try run(["generate", "a red square", "--model", sd, "--seed", "3"] + small)).first ?? [:]
+        let clipped = objects(try run(["generate", "a red square", "--model", sd, "--seed", "4", "--clip", bundle] + small)).first ?? [:]
+        let initPNG = "Tests/Fixtures/sd/sd-init.png"
+        let edit = objects(try run(["edit", "--image", initPNG, "a house", "--model", sd, "--strength", "0.5", "--seed", "5", "--steps", "4"])).first ?? [:]
+        // An edit of a stored picture links to it.
+        let unclipped = objects(try run(["generate", "a robot", "--seed", "6", "--prior-steps", "2"] + fast)).first ?? [:]
+        let storedPNG = try openStore().generation(id(unclipped)).imageURL.path
+        let unclipEdit = objects(try run(["edit", "--image", storedPNG, "a red robot", "--strength", "0.6", "--seed", "7", "--prior-steps", "2",
+                                          "--model", bundle, "--steps", "3"])).first ?? [:]
+        do {
+            let store = try openStore()
+            let p = try store.generation(id(plain))
+            XCTAssertEqual(p.kind, .textToImage)
+            XCTAssertNil(p.embedding, "no CLIP vision encoder: recorded without an embedding")
+            XCTAssertNil(p.priorRunID)
+            XCTAssertNil(p.settings.priorSteps)
+            let c = try store.generation(id(clipped))
+            XCTAssertEqual(c.settings.clipModel.map { URL(fileURLWithPath: $0).lastPathComponent }, "image_encoder")
+            let e = try store.generation(id(edit))
+            XCTAssertEqual(e.kind, .edit)
+            XCTAssertEqual(e.settings.strength, 0.5)
+            XCTAssertEqual(e.settings.initSHA256, SHA256.hex(try Data(contentsOf: URL(fileURLWithPath: initPNG))))
+            XCTAssertEqual(e.parents, [], "the init picture is not a stored generation")
+            let u = try store.generation(id(unclipEdit))
+            XCTAssertEqual(u.kind, .edit)
+            XCTAssertEqual(u.parents, [ParentLink(role: "init", id: id(unclipped))])
+            XCTAssertEqual(u.dim, 16, "a Stable unCLIP edit keeps the prior's image embedding")
+            XCTAssertNotNil(u.priorRunID)
+            // The --clip embedding is the vision encoder's embedding of the finished picture.
+            let embedded = try run(["embed-image", c.imageURL.path, "--image-encoder", "\(bundle)/image_encoder"])
+            XCTAssertEqual(embedded.status, 0, embedded.stderr)
+            let norms = (try JSONSerialization.jsonObject(with: Data(embedded.stdout.utf8)) as? [String: Any])?["norms"] as? [Double]
+            let stored = try c.requireEmbedding()
+            XCTAssertEqual(stored.count, 16)
+            XCTAssertEqual(norms?.first ?? 0, Double(EmbeddingMath.norm(stored)), accuracy: 1e-5)
+        }
+        // Search covers the embedded one and skips the one without.
+        let hits = objects(try run(["search", "--like", "\(id(clipped))", "--limit", "50", "--json", "--model", bundle]))
+        XCTAssertEqual(hits.first.map(id), id(clipped))
+        XCTAssertFalse(hits.map(id).contains(id(plain)))
+        let listed = objects(try run(["list", "--json", "--limit", "0"]))
+        XCTAssertEqual(listed.count, 5)
+        XCTAssertTrue(listed.contains { id($0) == id(plain) && $0["dim"] is NSNull })
+        // Each kind regenerates to the same bytes.
+        for g in [plain, edit, unclipEdit] {
+            let r = try run(["regenerate", "\(id(g))"])
+            XCTAssertEqual(r.status, 0, r.stderr)
+            XCTAssertTrue(r.stdout.contains("matches") || r.stdout.contains("\"matches\":true") || r.stdout.contains("identical"), r.stdout)
+        }
+        // What has no embedding says so, and what to do instead.
+        try assertFails(["vary", "\(id(plain))", "--model", bundle], mentioning: ["no image embedding", "vary --image"])
+        try assertFails(["search", "--like", "\(id(plain))", "--model", bundle], mentioning: ["no image embedding"])
+        try assertFails(["generate", "x", "--model", sd, "--strength", "0.5"], mentioning: ["unclip edit"])
     }
 
     func testVaryingAnOutsideImageRecordsItAsASource() throws {

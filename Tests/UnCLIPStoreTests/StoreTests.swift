@@ -16,7 +16,7 @@ class StoreTestCase: XCTestCase {
 
     /// Records a generation with a small fake PNG payload (the store does not decode images).
     @discardableResult
-    func add(_ store: Store, kind: GenerationKind = .textToImage, prompt: String? = "p", embedding: [Float],
+    func add(_ store: Store, kind: GenerationKind = .textToImage, prompt: String? = "p", embedding: [Float]?,
              parents: [ParentLink] = [], bytes: String = UUID().uuidString) throws -> StoredGeneration {
         let temp = try store.temporaryImageURL()
         try Data(bytes.utf8).write(to: temp)
@@ -68,9 +68,48 @@ final class StoreOpenTests: StoreTestCase {
             XCTAssertEqual(try store.generation(1).embedding, [1, 0, 0])
         }
         let before = try Data(contentsOf: storeURL)
-        assertStoreError(try Store(url: storeURL, access: .readWrite, migrations: v1), mentioning: ["newer unclip", "version 2", "up to 1"])
+        let n = v1.last!.version
+        assertStoreError(try Store(url: storeURL, access: .readWrite, migrations: v1), mentioning: ["newer unclip", "version \(n + 1)", "up to \(n)"])
         assertStoreError(try Store(url: storeURL, access: .read, migrations: v1), mentioning: ["newer unclip"])
         XCTAssertEqual(try Data(contentsOf: storeURL), before, "a refused store is not modified")
+    }
+
+    /// Version 2 rebuilds the generations table (embeddings may be absent, kind 'edit'): rows, parent links,
+    /// foreign keys and the never-reuse-an-id sequence must all survive.
+    func testVersion1StoreUpgradesKeepingRowsLinksAndIDs() throws {
+        let v1 = Array(Schema.migrations.prefix(1))
+        do {
+            let store = try Store(url: storeURL, access: .readWrite, migrations: v1)
+            let a = try add(store, embedding: [1, 0])
+            try add(store, kind: .variation, embedding: [0, 1], parents: [ParentLink(role: "source", id: a.id)])
+            let c = try add(store, embedding: [1, 1])
+            _ = try store.remove(c.id)  // the sequence (3) is now above max(id) (2)
+            XCTAssertThrowsError(try add(store, embedding: nil), "version 1 requires an embedding")
+        }
+        let store = try Store(url: storeURL)
+        XCTAssertEqual(try store.storedSchemaVersion(), 2)
+        XCTAssertEqual(try store.db.scalarInt("PRAGMA foreign_keys"), 1, "foreign keys are back on after the rebuild")
+        XCTAssertEqual(try store.db.scalarInt("SELECT count(*) FROM pragma_foreign_key_check"), 0)
+        XCTAssertEqual(try store.count(), 2)
+        XCTAssertEqual(try store.generation(1).embedding, [1, 0])
+        XCTAssertEqual(try store.generation(2).parents, [ParentLink(role: "source", id: 1)])
+        XCTAssertEqual(try store.children(of: 1), [2])
+        let plain = try add(store, embedding: nil)
+        XCTAssertEqual(plain.id, 4, "id 3 was used once and is never reused")
+        XCTAssertNil(plain.embedding)
+        XCTAssertNil(plain.dim)
+        XCTAssertThrowsError(try plain.requireEmbedding()) { XCTAssertTrue("\($0)".contains("no image embedding")) }
+        let edit = try add(store, kind: .edit, embedding: [0.5, 0.5], parents: [ParentLink(role: "init", id: 2)])
+        XCTAssertEqual(try store.generation(edit.id).kind, .edit)
+        // Search sees only generations with an embedding of the asked width.
+        XCTAssertEqual(try SearchIndex.load(from: store, filter: GenerationFilter(dim: 2)).count, 3)
+        // Removing a parent still sets links to NULL (the foreign key actions survived the rebuild).
+        _ = try store.remove(1)
+        XCTAssertEqual(try store.generation(2).parents, [ParentLink(role: "source", id: 1, exists: false)])
+        XCTAssertThrowsError(try store.db.run("INSERT INTO generations(created_at, kind, settings, dim, embedding, image_file, sha256, width, height, file_bytes) VALUES('t', 'edit', '{}', 2, NULL, 'x.png', 's', 1, 1, 1)"),
+                             "a width without an embedding is refused")
+        XCTAssertThrowsError(try store.db.run("INSERT INTO generations(created_at, kind, settings, dim, embedding, image_file, sha256, width, height, file_bytes) VALUES('t', 'edit', '{}', NULL, x'00000000', 'y.png', 's', 1, 1, 1)"),
+                             "an embedding without a width is refused")
     }
 
     func testFutureVersionWrittenBySQLiteIsRefused() throws {

@@ -63,19 +63,19 @@ final class StudioTests: StoreTestCase {
         XCTAssertEqual(frames.count, 5)
         XCTAssertEqual(frames.first!.embedding, a.embedding)
         XCTAssertEqual(frames.last!.embedding, b.embedding)
-        let mid = frames[2].embedding
-        let omega = EmbeddingMath.angle(a.embedding, b.embedding)
-        XCTAssertEqual(EmbeddingMath.angle(a.embedding, mid), omega / 2, accuracy: 1e-5)
-        XCTAssertEqual(EmbeddingMath.norm(mid), (EmbeddingMath.norm(a.embedding) + EmbeddingMath.norm(b.embedding)) / 2, accuracy: 1e-4)
+        let mid = frames[2].embedding!
+        let omega = EmbeddingMath.angle(a.embedding!, b.embedding!)
+        XCTAssertEqual(EmbeddingMath.angle(a.embedding!, mid), omega / 2, accuracy: 1e-5)
+        XCTAssertEqual(EmbeddingMath.norm(mid), (EmbeddingMath.norm(a.embedding!) + EmbeddingMath.norm(b.embedding!)) / 2, accuracy: 1e-4)
         XCTAssertEqual(frames.map(\.seed), Array(repeating: 9, count: 5), "one seed: fixed decoder noise across frames")
         XCTAssertEqual(frames[2].settings.t, 0.5)
 
         let same = try s.nudge(a.id, toward: "a green lighthouse", from: nil, amount: 0, prompt: "", settings: decoder, seed: 3).generation
-        XCTAssertEqual(same.embedding, a.embedding, "θ = 0 keeps the embedding")
+        XCTAssertEqual(same.embedding!, a.embedding!, "θ = 0 keeps the embedding")
         XCTAssertEqual(same.settings.from, "a red lighthouse", "--from defaults to the generation's prompt")
         let nudged = try s.nudge(a.id, toward: "a green lighthouse", from: nil, amount: 0.4, prompt: "", settings: decoder, seed: 3).generation
         let d = zip(try s.textEmbedding("a green lighthouse"), try s.textEmbedding("a red lighthouse")).map { $0 - $1 }
-        XCTAssertEqual(EmbeddingMath.angle(a.embedding, nudged.embedding), 0.4 * EmbeddingMath.angle(a.embedding, d), accuracy: 1e-5)
+        XCTAssertEqual(EmbeddingMath.angle(a.embedding!, nudged.embedding!), 0.4 * EmbeddingMath.angle(a.embedding!, d), accuracy: 1e-5)
         XCTAssertEqual(nudged.kind, .textDiff)
 
         for g in [a, v, frames[2], nudged] {
@@ -107,13 +107,13 @@ final class StudioTests: StoreTestCase {
         try FileManager.default.copyItem(at: g.imageURL, to: png)
         let source = try s.importImage(png: png)
         XCTAssertEqual(source.kind, .source)
-        XCTAssertEqual(source.embedding, try s.pipeline.embed(image: PNG.read(png)).scalars)
+        XCTAssertEqual(source.embedding, try (try s.pipeline).embed(image: PNG.read(png)).scalars)
         XCTAssertEqual(source.sha256, g.sha256, "the store keeps the file as it was")
         XCTAssertEqual(try s.importImage(png: png).id, source.id, "importing the same file again reuses it")
         XCTAssertThrowsError(try s.regenerate(source.id)) { XCTAssertTrue("\($0)".contains("imported")) }
 
         let index = try SearchIndex.load(from: store, filter: GenerationFilter(dim: 16))
-        XCTAssertEqual(try index.search(source.embedding, limit: 1).first?.id, source.id)
+        XCTAssertEqual(try index.search(source.embedding!, limit: 1).first?.id, source.id)
         XCTAssertEqual(try index.search(s.imageEmbedding(png: png), limit: 1).first?.id, source.id)
         // Text queries go through the prior's text encoder projection, and are cached like prompts.
         let text = try s.textEmbedding("a red lighthouse")
