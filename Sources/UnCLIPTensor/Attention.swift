@@ -4,18 +4,77 @@ import Foundation
 
 /// Multi-head scaled dot-product attention on packed heads.
 ///
-/// query [B, Tq, H·D], key/value [B, Tk, H·D] → [B, Tq, H·D]. Heads are read in place with
-/// strided sgemm (no permute copies). Queries are processed in blocks so the score buffer
-/// stays bounded (≈16 MB) however many tokens there are.
+/// query [B, Tq, H·D], key/value [B, Tk, H·D] → [B, Tq, H·D]. Heads are read in place (no permute
+/// copies). Uses the fused C kernel (online softmax, no Tq×Tk scores) when the head size suits it
+/// (a multiple of 8), else the sgemm path `attentionUnfused`.
 /// - keyMask: optional [B·Tk] with 0 for keys to ignore (padding); causal hides keys after the query.
 public func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool = false,
                       keyMask: [Int]? = nil, scale: Float? = nil) -> Tensor {
-    let (b, tq, width) = (query.shape[0], query.shape[1], query.shape[2])
+    checkAttentionShapes(query: query, key: key, value: value, heads: heads, keyMask: keyMask)
+    let isa = uc_attention_best_isa(query.shape[2] / heads)
+    if isa == 0 {
+        return attentionUnfused(query: query, key: key, value: value, heads: heads, causal: causal, keyMask: keyMask, scale: scale)
+    }
+    return fusedAttention(query: query, key: key, value: value, heads: heads, causal: causal, keyMask: keyMask,
+                          scale: scale, isa: isa)
+}
+
+private func checkAttentionShapes(query: Tensor, key: Tensor, value: Tensor, heads: Int, keyMask: [Int]?) {
+    let (b, width) = (query.shape[0], query.shape[2])
     let tk = key.shape[1]
     precondition(key.shape == [b, tk, width] && value.shape == key.shape,
                  "attention: query \(query.shape), key \(key.shape), value \(value.shape)")
     precondition(width % heads == 0, "attention: width \(width) not divisible by \(heads) heads")
     if let keyMask { precondition(keyMask.count == b * tk, "attention: mask of \(keyMask.count) for \(b)×\(tk) keys") }
+}
+
+/// Query rows per task of the fused kernel: a multiple of its 6-row tile, large enough that each key
+/// block loaded into cache serves many rows, small enough to give both cores plenty of tasks.
+let fusedAttentionRows = 96
+
+/// The fused kernel with a chosen instruction set (`isa` from uc_attention_best_isa; tests force 1 = AVX2).
+/// Keys are packed once per head, then (head, query block) tasks are spread over all cores.
+func fusedAttention(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool, keyMask: [Int]?,
+                    scale: Float?, isa: Int32) -> Tensor {
+    let (b, tq, width) = (query.shape[0], query.shape[1], query.shape[2])
+    let tk = key.shape[1], d = width / heads
+    let alpha = scale ?? 1 / Float(d).squareRoot()
+    let out = Tensor(uninitialized: [b, tq, width])
+    if tq == 0 || b == 0 { return out }
+    let q = query.pointer, k = key.pointer, v = value.pointer, o = out.pointer
+    let pairs = b * heads
+    let packedCount = uc_attention_packed_keys_count(tk, d)
+    let packed = UnsafeMutablePointer<Float>.allocate(capacity: max(1, pairs * packedCount))
+    defer { packed.deallocate() }
+    // Additive key bias: 0 keeps a key, -inf hides it (the kernel adds it to the scores).
+    let bias = keyMask.map { $0.map { $0 == 0 ? -Float.infinity : 0 } } ?? []
+    DispatchQueue.concurrentPerform(iterations: pairs) { bh in
+        let bi = bh / heads, h = bh % heads
+        uc_attention_pack_keys(k + bi * tk * width + h * d, width, tk, d, alpha, packed + bh * packedCount)
+    }
+    let blocks = (tq + fusedAttentionRows - 1) / fusedAttentionRows
+    bias.withUnsafeBufferPointer { biasBuffer in
+        DispatchQueue.concurrentPerform(iterations: pairs * blocks) { task in
+            let bh = task / blocks, row0 = (task % blocks) * fusedAttentionRows
+            let bi = bh / heads, h = bh % heads
+            // An empty array may still have a base address: only a real mask yields a bias pointer.
+            let keyBias = keyMask == nil ? nil : biasBuffer.baseAddress.map { $0 + bi * tk }
+            uc_attention_rows(isa, q + bi * tq * width + h * d, width, packed + bh * packedCount,
+                              v + bi * tk * width + h * d, width, keyBias, tk, d, row0,
+                              min(fusedAttentionRows, tq - row0), causal ? 1 : 0, o + bi * tq * width + h * d, width)
+        }
+    }
+    return out
+}
+
+/// The sgemm path: per head, blocks of queries get their scores from sgemm, a softmax, and sgemm
+/// again with the values. Kept for head sizes the fused kernel does not take, and as the benchmark's
+/// baseline. Queries are processed in blocks so the score buffer stays bounded (≈16 MB).
+public func attentionUnfused(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool = false,
+                             keyMask: [Int]? = nil, scale: Float? = nil) -> Tensor {
+    checkAttentionShapes(query: query, key: key, value: value, heads: heads, keyMask: keyMask)
+    let (b, tq, width) = (query.shape[0], query.shape[1], query.shape[2])
+    let tk = key.shape[1]
     let d = width / heads
     let alpha = scale ?? 1 / Float(d).squareRoot()
     let out = Tensor(uninitialized: [b, tq, width])

@@ -55,11 +55,15 @@ do {
     report("conv2d 3x3 320→320 @ 64x64", flops: 2 * Double(320 * 320 * 9 * 64 * 64),
            seconds: time { _ = conv2d(x, weight: w, bias: b, padding: (1, 1)) })
 }
-do {
-    let t = 4096, heads = 5, d = 64
-    let q = randomTensor([1, t, heads * d]), k = randomTensor([1, t, heads * d]), v = randomTensor([1, t, heads * d])
-    report("attention T=4096, 5 heads × 64", flops: 4 * Double(t * t * d * heads),
-           seconds: time(runs: 3) { _ = attention(query: q, key: k, value: v, heads: heads) })
+// The UNet's attention at 512² (SD 2.x, batch 2 for guidance): self-attention at the three resolutions and
+// cross-attention to the 77 text tokens; fused kernel against the sgemm + softmax path it replaced.
+for (tq, tk, heads) in [(4096, 4096, 5), (1024, 1024, 10), (256, 256, 20), (4096, 77, 5)] {
+    let b = 2, d = 64
+    let q = randomTensor([b, tq, heads * d]), k = randomTensor([b, tk, heads * d]), v = randomTensor([b, tk, heads * d])
+    let flops = 4 * Double(b * heads * tq * tk * d)
+    let name = "attn \(b)×\(tq)×\(tk), \(heads)×\(d)"
+    report(name + " sgemm", flops: flops, seconds: time(runs: 3) { _ = attentionUnfused(query: q, key: k, value: v, heads: heads) })
+    report(name + " fused", flops: flops, seconds: time(runs: 3) { _ = attention(query: q, key: k, value: v, heads: heads) })
 }
 do {
     let x = randomTensor([2, 320, 64, 64])

@@ -1,0 +1,126 @@
+import CKernels
+import XCTest
+@testable import UnCLIPTensor
+
+/// The fused attention kernel (both instruction sets) against softmax(q·kᵀ·scale)·v evaluated in double
+/// precision straight from the definition, on shapes that leave partial key blocks and row tiles.
+final class FusedAttentionTests: XCTestCase {
+    func random(_ shape: [Int], seed: UInt64) -> Tensor {
+        var s = seed &* 6364136223846793005 &+ 1442695040888963407
+        let data = (0..<shape.reduce(1, *)).map { _ -> Float in
+            s = s &* 6364136223846793005 &+ 1442695040888963407
+            return Float(Int64(bitPattern: s >> 11) % 2_000_000) / 1_000_000 - 1
+        }
+        return Tensor(shape: shape, data: data)
+    }
+
+    /// softmax over visible keys, in double; a row with no visible key is defined as zeros.
+    func reference(_ q: Tensor, _ k: Tensor, _ v: Tensor, heads: Int, causal: Bool, mask: [Int]?, scale: Double) -> [Float] {
+        let (b, tq, w) = (q.shape[0], q.shape[1], q.shape[2]), tk = k.shape[1], d = w / heads
+        let qs = q.scalars, ks = k.scalars, vs = v.scalars
+        var out = [Float](repeating: 0, count: b * tq * w)
+        for bi in 0..<b { for h in 0..<heads { for i in 0..<tq {
+            var scores = [Double](repeating: -.infinity, count: tk)
+            for j in 0..<tk where !(causal && j > i) && (mask?[bi * tk + j] ?? 1) != 0 {
+                var s = 0.0
+                for e in 0..<d { s += Double(qs[(bi * tq + i) * w + h * d + e]) * Double(ks[(bi * tk + j) * w + h * d + e]) }
+                scores[j] = s * scale
+            }
+            let m = scores.max()!
+            if m == -.infinity { continue }
+            let ex = scores.map { exp($0 - m) }, z = ex.reduce(0, +)
+            for e in 0..<d {
+                var s = 0.0
+                for j in 0..<tk { s += ex[j] / z * Double(vs[(bi * tk + j) * w + h * d + e]) }
+                out[(bi * tq + i) * w + h * d + e] = Float(s)
+            }
+        } } }
+        return out
+    }
+
+    struct Case {
+        var b: Int, tq: Int, tk: Int, heads: Int, d: Int
+        var causal = false, mask: [Int]? = nil, scale: Float? = nil, magnitude: Float = 1
+    }
+
+    /// The instruction sets this CPU can run for head size d (AVX2 always, AVX-512 when present).
+    func isas(_ d: Int) -> [Int32] {
+        let best = uc_attention_best_isa(d)
+        return best == 2 ? [1, 2] : best == 1 ? [1] : []
+    }
+
+    func check(_ c: Case, seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
+        let w = c.heads * c.d
+        let q = random([c.b, c.tq, w], seed: seed), k = random([c.b, c.tk, w], seed: seed + 1), v = random([c.b, c.tk, w], seed: seed + 2)
+        if c.magnitude != 1 { for i in 0..<q.count { q.pointer[i] *= c.magnitude } }
+        let scale = c.scale ?? 1 / Float(c.d).squareRoot()
+        let expected = reference(q, k, v, heads: c.heads, causal: c.causal, mask: c.mask, scale: Double(scale))
+        let kernels = isas(c.d)
+        XCTAssertFalse(kernels.isEmpty, "no fused kernel for d = \(c.d)", file: file, line: line)
+        for isa in kernels {
+            let got = fusedAttention(query: q, key: k, value: v, heads: c.heads, causal: c.causal, keyMask: c.mask,
+                                     scale: c.scale, isa: isa).scalars
+            // Outputs are convex combinations of values in [-1, 1], so this is also a relative bound.
+            let worst = zip(got, expected).map { abs($0 - $1) }.max() ?? 0
+            XCTAssertLessThanOrEqual(worst, 1e-5, "isa \(isa), \(c): max abs diff \(worst)", file: file, line: line)
+            XCTAssertFalse(got.contains { !$0.isFinite }, "isa \(isa): non-finite output", file: file, line: line)
+        }
+    }
+
+    func testSelfAttentionPartialBlocks() {
+        // 130 = 2 key blocks of 64 + 2 keys; 130 rows = 21 tiles of 6 + 4 rows; 200 rows = 2 tasks + 8 rows.
+        check(Case(b: 2, tq: 130, tk: 130, heads: 2, d: 64), seed: 10)
+        check(Case(b: 1, tq: 200, tk: 64, heads: 1, d: 64), seed: 20)
+        check(Case(b: 1, tq: 5, tk: 3, heads: 3, d: 16), seed: 30)
+    }
+
+    func testCrossAttentionTextLength() {
+        // UNet cross-attention: 77 text tokens = one full key block and 13 keys.
+        check(Case(b: 2, tq: 100, tk: 77, heads: 3, d: 64), seed: 40)
+        check(Case(b: 1, tq: 1, tk: 77, heads: 2, d: 32), seed: 50)
+    }
+
+    func testHeadSizes() {
+        // 8 and 24 are AVX2-only sizes; 128 spans two 64-wide value tiles; 512 is the VAE's single head.
+        check(Case(b: 1, tq: 20, tk: 70, heads: 2, d: 8), seed: 60)
+        check(Case(b: 1, tq: 20, tk: 70, heads: 2, d: 24), seed: 70)
+        check(Case(b: 1, tq: 40, tk: 90, heads: 1, d: 128), seed: 80)
+        check(Case(b: 1, tq: 13, tk: 65, heads: 1, d: 512), seed: 90)
+    }
+
+    func testCausalAndKeyMask() {
+        // CLIP text encoder: causal with padding keys masked; the prior: causal over its tokens.
+        var mask = [Int](repeating: 1, count: 2 * 77)
+        for j in 9..<77 { mask[j] = 0 }
+        for j in 0..<77 where j % 5 == 3 { mask[77 + j] = 0 }
+        check(Case(b: 2, tq: 77, tk: 77, heads: 2, d: 64, causal: true, mask: mask), seed: 100)
+        check(Case(b: 2, tq: 77, tk: 77, heads: 2, d: 64, causal: false, mask: mask), seed: 110)
+        check(Case(b: 1, tq: 150, tk: 150, heads: 2, d: 16, causal: true), seed: 120)
+        // More queries than keys: rows past the last key still see every key.
+        check(Case(b: 1, tq: 140, tk: 70, heads: 1, d: 32, causal: true), seed: 130)
+    }
+
+    func testScaleAndLargeScores() {
+        // Large scores exercise the running-max rescaling across key blocks.
+        check(Case(b: 1, tq: 30, tk: 200, heads: 2, d: 64, scale: 0.5), seed: 140)
+        check(Case(b: 1, tq: 30, tk: 200, heads: 2, d: 64, magnitude: 8), seed: 150)
+    }
+
+    func testFullyMaskedRowsGiveZeros() {
+        // Our documented choice (torch gives NaN): a query with no visible key returns zeros.
+        let mask = [0, 0, 0, 0, 1, 1, 1, 1]
+        check(Case(b: 2, tq: 3, tk: 4, heads: 2, d: 16, mask: mask), seed: 160)
+        let q = random([2, 3, 32], seed: 170), k = random([2, 4, 32], seed: 171), v = random([2, 4, 32], seed: 172)
+        let out = attention(query: q, key: k, value: v, heads: 2, keyMask: mask).scalars
+        XCTAssertEqual(Array(out[0..<96]), [Float](repeating: 0, count: 96))
+    }
+
+    func testPublicEntryMatchesUnfusedPath() {
+        // The public function (fused) against the sgemm path it replaced, on a UNet-like shape.
+        let q = random([2, 300, 320], seed: 180), k = random([2, 300, 320], seed: 181), v = random([2, 300, 320], seed: 182)
+        let fused = attention(query: q, key: k, value: v, heads: 5).scalars
+        let unfused = attentionUnfused(query: q, key: k, value: v, heads: 5).scalars
+        let worst = zip(fused, unfused).map { abs($0 - $1) }.max() ?? 0
+        XCTAssertLessThanOrEqual(worst, 1e-5, "max abs diff \(worst)")
+    }
+}
