@@ -1,4 +1,5 @@
 #include "attention.h"
+#include <immintrin.h>
 #include <math.h>
 #include <stdlib.h>
 #include <string.h>

@@ -15,13 +15,24 @@
 typedef float VF __attribute__((vector_size(AK_VW * 4), aligned(4)));
 typedef int VI __attribute__((vector_size(AK_VW * 4), aligned(4)));
 
-AK_FN VF AK_NAME(splat)(float x) { return (VF){0} + x; }
+// (Not `(VF){0} + x`: 0 + x is not an identity for x = -0, so that costs a scalar add per broadcast.)
+AK_FN VF AK_NAME(splat)(float x) {
+    VF r;
+    for (int j = 0; j < AK_VW; j++) r[j] = x;
+    return r;
+}
 
 // 2^x for x <= 0 (Cephes exp2f polynomial on [-0.5, 0.5], ~1 ulp); exactly 0 below -127, so -inf gives 0.
 AK_FN VF AK_NAME(exp2v)(VF x) {
+#if AK_VW == 16
+    // AVX-512: vreduceps gives f = x - round(x) and vscalefps multiplies by 2^n (0 for -inf) directly.
+    const VF f = (VF)_mm512_reduce_ps((__m512)x, 0);
+    const VF n = x - f;
+#else
     x = __builtin_elementwise_max(x, AK_NAME(splat)(-127.0f));
     const VF n = __builtin_elementwise_roundeven(x);
     const VF f = x - n;
+#endif
     VF p = AK_NAME(splat)(1.535336188319500e-4f);
     p = __builtin_elementwise_fma(p, f, AK_NAME(splat)(1.339887440266574e-3f));
     p = __builtin_elementwise_fma(p, f, AK_NAME(splat)(9.618437357674640e-3f));
@@ -29,8 +40,12 @@ AK_FN VF AK_NAME(exp2v)(VF x) {
     p = __builtin_elementwise_fma(p, f, AK_NAME(splat)(2.402264791363012e-1f));
     p = __builtin_elementwise_fma(p, f, AK_NAME(splat)(6.931472028550421e-1f));
     p = __builtin_elementwise_fma(p, f, AK_NAME(splat)(1.0f));
+#if AK_VW == 16
+    return (VF)_mm512_scalef_ps((__m512)p, (__m512)n);
+#else
     const VI e = (__builtin_convertvector(n, VI) + 127) << 23;
     return p * (VF)e;
+#endif
 }
 
 // s[r][0 ..< C·VW] = q[r] · kt for R query rows; kt: d rows of the packed key block (stride BK).
@@ -86,10 +101,11 @@ AK_FN void AK_NAME(scores)(long rr, long nv, const float *q, long ldq, const flo
     }
 }
 
-// Online softmax step for rr rows: masks, updates running max m and vector sums l, turns s into
-// probabilities relative to the new max and leaves in corr the factor that rescales earlier output.
-AK_FN void AK_NAME(softmax)(long rr, long nv, float *s, const float *bias, int causal, long k0, long i0,
-                            float *m, float *l, float *corr) {
+// Online softmax step for rr rows: masks, updates the running reference m (within 8 of the max seen)
+// and vector sums l, turns s into weights 2^(s - m) and leaves in corr the factor that rescales
+// earlier output.
+AK_FN void AK_NAME(softmax_n)(long rr, const long nv, float *s, const float *bias, int causal, long k0, long i0,
+                              float *m, float *l, float *corr) {
     VF iota;
     for (int j = 0; j < AK_VW; j++) iota[j] = (float)j;
     const VF neg_inf = AK_NAME(splat)(-INFINITY);
@@ -108,14 +124,18 @@ AK_FN void AK_NAME(softmax)(long rr, long nv, float *s, const float *bias, int c
             x[c] = xv;
             vmax = __builtin_elementwise_max(vmax, xv);
         }
-        const float bm = __builtin_reduce_max(vmax);
-        const float mold = m[r], mnew = bm > mold ? bm : mold;
+        // The reference max only moves when a score passes it by more than 8 (base 2): probabilities stay
+        // <= 2^8, harmless in float, and most blocks skip the horizontal max and the rescaling.
+        const float mold = m[r];
+        const VI above = vmax > AK_NAME(splat)(mold + 8);
+        const float mnew = __builtin_reduce_or(above) ? __builtin_reduce_max(vmax) : mold;
         if (mnew == -INFINITY) { // no visible key yet: nothing to add
             corr[r] = 1;
             for (long c = 0; c < nv; c++) STORE(sr + c * AK_VW, AK_NAME(splat)(0));
             continue;
         }
-        const float cr = exp2f(mold - mnew); // 0 on the first visible block (mold = -inf)
+        // 0 on the first visible block (mold = -inf); usually 1 (the reference did not move).
+        const float cr = mnew == mold ? 1.0f : exp2f(mold - mnew);
         const VF vm = AK_NAME(splat)(mnew);
         VF sum = AK_NAME(splat)(0);
         for (long c = 0; c < nv; c++) {
@@ -127,6 +147,13 @@ AK_FN void AK_NAME(softmax)(long rr, long nv, float *s, const float *bias, int c
         m[r] = mnew;
         corr[r] = cr;
     }
+}
+
+// Full blocks get a constant vector count, so the row lives in registers.
+AK_FN void AK_NAME(softmax)(long rr, long nv, float *s, const float *bias, int causal, long k0, long i0,
+                            float *m, float *l, float *corr) {
+    if (nv == NVB) AK_NAME(softmax_n)(rr, NVB, s, bias, causal, k0, i0, m, l, corr);
+    else AK_NAME(softmax_n)(rr, nv, s, bias, causal, k0, i0, m, l, corr);
 }
 
 // acc rows += P · V for rr rows over n keys, all of the head's d columns.
