@@ -56,7 +56,7 @@ let package = Package(
         .target(name: "UnCLIPEval", dependencies: ["UnCLIPPipelines", "UnCLIPImage"], swiftSettings: fastSwift),
         // The embedding store: SQLite (C API) database of generations, caches and embeddings, plus search.
         .target(name: "CStoreKernels", cSettings: fastC),
-        .target(name: "UnCLIPStore", dependencies: ["CSQLite", "CStoreKernels"], swiftSettings: fastSwift),
+        .target(name: "UnCLIPStore", dependencies: ["CSQLite", "CStoreKernels", "UnCLIPTensor"], swiftSettings: fastSwift),
         // Store-backed generation: caches, variations, interpolation, text diffs, regeneration.
         .target(name: "UnCLIPStudio",
                 dependencies: ["UnCLIPStore", "UnCLIPPipelines", "UnCLIPImage", "UnCLIPTensor", "UnCLIPTokenizer", "UnCLIPWeights"],

@@ -142,8 +142,9 @@ extension ShapesEvaluation {
             var d = decoder
             d.strength = strength
             for (k, (image, source)) in sources.enumerated() {
-                let g = try pipeline.textToImage(prompt: "a \(colour) \(shape)", priorSettings: prior, settings: d,
-                                                 seed: seed + UInt64(k), initImage: image)
+                var stages = PipelineStages()
+                let g = try pipeline.imageToImage(prompt: "a \(colour) \(shape)", initImage: image, priorSettings: prior, settings: d,
+                                                  seed: seed + UInt64(k), stages: &stages)
                 let a = try ShapesChecker.analyze(pixels: g.image.pixels, width: g.image.width, height: g.image.height)
                 r.total += 1
                 if a.colour == colour && a.shape == shape { r.turned += 1 }
