@@ -85,6 +85,33 @@ public struct ShapesEvaluation {
     }
 }
 
+extension ShapesEvaluation {
+    /// The ceiling the VAE sets: each prompt's attributes rendered exactly (the ones it omits filled in by
+    /// cycling through the world's values), encoded to the latent mean and decoded; what the checker reads
+    /// back, per stated attribute. No decoder drawing through this VAE can do better.
+    public func vaeCeiling(prompts: [String]) throws -> [String: (Int, Int)] {
+        let vae = pipeline.decoder.base.vae
+        var accuracy: [String: (Int, Int)] = [:]
+        for (i, prompt) in prompts.enumerated() {
+            let stated = try ShapesWorld.parse(prompt)
+            func pick(_ key: String, _ values: [String]) -> String { stated[key] ?? values[i % values.count] }
+            let px = ShapesWorld.render(shape: pick("shape", ShapesWorld.shapes), colour: pick("colour", ShapesWorld.colours.map(\.0)),
+                                        size: pick("size", ShapesWorld.sizes.map(\.0)), position: pick("position", ShapesWorld.positions.map(\.0)),
+                                        background: pick("background", ShapesWorld.backgrounds.map(\.0)), dx: i % 3 - 1, dy: (i / 3) % 3 - 1)
+            let image = try upscale(RGBImage(width: ShapesWorld.size, height: ShapesWorld.size, pixels: px), to: pipeline.decoder.defaultSize)
+            let back = try tensorToImage(try vae.decode(try vae.encodeMean(try pipeline.decoder.base.initTensor(image))))
+            let a = try ShapesChecker.analyze(pixels: back.pixels, width: back.width, height: back.height)
+            for (k, v) in stated {
+                var acc = accuracy[k] ?? (0, 0)
+                acc.1 += 1
+                if a[k] == v { acc.0 += 1 }
+                accuracy[k] = acc
+            }
+        }
+        return accuracy
+    }
+}
+
 /// A grid of images with a caption strip under each (a built-in 5×7 pixel font), as a PNG-ready image.
 public func contactSheet(_ items: [(RGBImage, String)], columns: Int = 6, scale: Int = 3, captionWidth: Int = 30) throws -> RGBImage {
     let cell = items.map { $0.0.width }.max() ?? 32

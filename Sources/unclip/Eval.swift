@@ -45,6 +45,9 @@ struct EvalShapes: ParsableCommand {
     @Option(help: "Also edit N rendered pictures toward \"a green triangle\" at strengths 0.2 and 0.8 (image-to-image check).")
     var edits = 0
 
+    @Flag(help: "Also score the VAE alone (exact renders of the prompts, encoded and decoded): the ceiling for any decoder.")
+    var vaeCeiling = false
+
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var priorOptions: PriorOptions
 
@@ -71,21 +74,29 @@ struct EvalShapes: ParsableCommand {
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let editReports = edits > 0 ? try eval.runEdit(strengths: [0.2, 0.8], count: edits) : []
+        let ceiling = vaeCeiling ? try eval.vaeCeiling(prompts: list) : [:]
         if let sheet {
             let items = report.samples.prefix(24).map { ($0.image, $0.prompt) }
             try PNG.write(try contactSheet(Array(items)), to: URL(fileURLWithPath: sheet))
         }
         var acc: [String: Any] = [:]
         for a in ShapesWorld.attributeNames { if let v = report.accuracy[a] { acc[a] = ["correct": v.0, "stated": v.1, "percent": report.percent(v)] } }
+        var vae: [String: Any] = [:]
+        for a in ShapesWorld.attributeNames { if let v = ceiling[a] { vae[a] = ["correct": v.0, "stated": v.1, "percent": report.percent(v)] } }
         if json {
             try printJSON(["prompts": list.count, "seconds": seconds, "accuracy": acc,
                            "variations": ["kept": report.variationsKept.0, "tried": report.variationsKept.1, "pixels_differ": report.variationsDiffer],
                            "search": ["top_matches": report.searchTopMatches.0, "queries": report.searchTopMatches.1],
+                           "vae_ceiling": vae,
                            "edits": editReports.map { ["strength": $0.strength, "turned": $0.turned, "kept": $0.kept, "total": $0.total] }])
         } else {
             print("shapes eval: \(list.count) prompts in \(String(format: "%.1f", seconds)) s (\(String(format: "%.2f", seconds / Double(max(list.count, 1)))) s/image)")
             for a in ShapesWorld.attributeNames {
                 if let v = report.accuracy[a] { print("  " + a.padding(toLength: 11, withPad: " ", startingAt: 0) + String(format: "%6.1f%%  (%d/%d)", report.percent(v), v.0, v.1)) }
+            }
+            if !ceiling.isEmpty {
+                print("  VAE alone (exact renders encoded and decoded): " + ShapesWorld.attributeNames.compactMap { a in
+                    ceiling[a].map { String(format: "%@ %.1f%%", a, report.percent($0)) } }.joined(separator: ", "))
             }
             if report.variationsKept.1 > 0 {
                 print(String(format: "  variations keep colour+shape %.1f%% (%d/%d), pixels differ in %d", report.percent(report.variationsKept),
