@@ -85,8 +85,11 @@ struct EvalShapes: ParsableCommand {
         for a in ShapesWorld.attributeNames { if let v = ceiling[a] { vae[a] = ["correct": v.0, "stated": v.1, "percent": report.percent(v)] } }
         if json {
             try printJSON(["prompts": list.count, "seconds": seconds, "accuracy": acc,
-                           "variations": ["kept": report.variationsKept.0, "tried": report.variationsKept.1, "pixels_differ": report.variationsDiffer],
-                           "search": ["top_matches": report.searchTopMatches.0, "queries": report.searchTopMatches.1],
+                           "variations": ["kept": report.variationsKept.0, "tried": report.variationsKept.1, "pixels_differ": report.variationsDiffer,
+                                          "from_prior_embedding_kept": report.variationsFromPriorKept.0],
+                           "search": ["top_matches": report.searchTopMatches.0, "queries": report.searchTopMatches.1,
+                                      "by_prior_embedding_top_matches": report.searchByPriorTopMatches.0,
+                                      "by_prior_embedding_queries": report.searchByPriorTopMatches.1],
                            "vae_ceiling": vae,
                            "edits": editReports.map { ["strength": $0.strength, "turned": $0.turned, "kept": $0.kept, "total": $0.total] }])
         } else {
@@ -99,16 +102,18 @@ struct EvalShapes: ParsableCommand {
                     ceiling[a].map { String(format: "%@ %.1f%%", a, report.percent($0)) } }.joined(separator: ", "))
             }
             if report.variationsKept.1 > 0 {
-                print(String(format: "  variations keep colour+shape %.1f%% (%d/%d), pixels differ in %d", report.percent(report.variationsKept),
-                             report.variationsKept.0, report.variationsKept.1, report.variationsDiffer))
+                print(String(format: "  variations keep colour+shape %.1f%% (%d/%d), pixels differ in %d  [from the prior's embedding instead of the picture's: %.1f%%]",
+                             report.percent(report.variationsKept), report.variationsKept.0, report.variationsKept.1, report.variationsDiffer,
+                             report.percent(report.variationsFromPriorKept)))
             }
             for e in editReports {
                 print(String(format: "  edit → \"a green triangle\" at strength %.1f: turned %d/%d, kept the source %d/%d",
                              e.strength, e.turned, e.total, e.kept, e.total))
             }
             if !noSearch {
-                print(String(format: "  search top-1 matches %.1f%% (%d/%d queries)", report.percent(report.searchTopMatches),
-                             report.searchTopMatches.0, report.searchTopMatches.1))
+                print(String(format: "  search top-1 matches %.1f%% (%d/%d queries)  [ranking the prior's embeddings instead: %.1f%%]",
+                             report.percent(report.searchTopMatches), report.searchTopMatches.0, report.searchTopMatches.1,
+                             report.percent(report.searchByPriorTopMatches)))
             }
         }
     }
