@@ -66,8 +66,10 @@ let package = Package(
                           dependencies: ["UnCLIPPipelines", "UnCLIPEval", "UnCLIPRandom", "UnCLIPStore", "UnCLIPStudio",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: fastSwift),
+        // Model benchmarks against notebooks-export/bench_peer.py, plus kernel micro-benchmarks (not a test).
         .executableTarget(name: "unclip-bench",
-                          dependencies: ["UnCLIPModels", "CBLAS"],
+                          dependencies: ["UnCLIPPipelines", "UnCLIPModels", "UnCLIPSchedulers", "UnCLIPRandom", "UnCLIPWeights",
+                                         "UnCLIPTensor", "CBLAS"],
                           swiftSettings: fastSwift),
 
         // Search benchmark over 100k / 1M random embeddings in a real store (not a test).

@@ -1,0 +1,65 @@
+// Kernel micro-benchmarks (`unclip-bench --kernels`): GFLOP/s of the main operations on Stable
+// Diffusion–sized shapes, as a share of the sgemm peak measured in the same run. Runs in-process.
+import CBLAS
+import Foundation
+import UnCLIPTensor
+
+/// Median wall time of `body` over `runs` runs, after one warm-up.
+private func time(runs: Int, _ body: () throws -> Void) rethrows -> Double {
+    try body()
+    var t: [Double] = []
+    for _ in 0..<runs {
+        let s = DispatchTime.now().uptimeNanoseconds
+        try body()
+        t.append(Double(DispatchTime.now().uptimeNanoseconds - s) / 1e9)
+    }
+    return median(t)
+}
+
+func runKernelBenchmarks(quick: Bool) {
+    let runs = quick ? 3 : 5
+    print("unclip-bench --kernels: OpenBLAS threads \(openblas_get_num_threads()), cores \(ProcessInfo.processInfo.activeProcessorCount)")
+    let n = 2048
+    let pa = randomTensor([n, n]), pb = randomTensor([n, n])
+    let peakT = time(runs: runs) { _ = matmul(pa, pb) }
+    let peak = 2 * Double(n * n * n) / peakT / 1e9
+    print(padded("sgemm 2048³", 44) + String(format: " %8.2f ms %8.1f GFLOP/s (reference peak)", peakT * 1e3, peak))
+
+    func report(_ name: String, flops: Double, seconds: Double) {
+        let g = flops / seconds / 1e9
+        print(padded(name, 44) + String(format: " %8.2f ms %8.1f GFLOP/s %5.0f%% of peak", seconds * 1e3, g, 100 * g / peak))
+    }
+    for (m, nn, k) in [(4096, 320, 320), (4096, 1280, 320), (4096, 320, 1280), (4096, 640, 640)] {
+        let x = randomTensor([m, k]), w = randomTensor([nn, k])
+        report("linear M=\(m) N=\(nn) K=\(k)", flops: 2 * Double(m * nn * k), seconds: time(runs: runs) { _ = linear(x, weight: w) })
+    }
+    do {
+        let x = randomTensor([1, 320, 64, 64]), w = randomTensor([320, 320, 3, 3]), b = randomTensor([320])
+        report("conv2d 3x3 320→320 @ 64x64", flops: 2 * Double(320 * 320 * 9 * 64 * 64),
+               seconds: time(runs: runs) { _ = conv2d(x, weight: w, bias: b, padding: (1, 1)) })
+    }
+    do {
+        let t = 4096, heads = 5, d = 64
+        let q = randomTensor([1, t, heads * d]), k = randomTensor([1, t, heads * d]), v = randomTensor([1, t, heads * d])
+        report("attention T=4096, 5 heads × 64", flops: 4 * Double(t * t * d * heads),
+               seconds: time(runs: 3) { _ = attention(query: q, key: k, value: v, heads: heads) })
+    }
+    do {
+        let x = randomTensor([2, 320, 64, 64])
+        let w = randomTensor([320]), b = randomTensor([320])
+        let s = time(runs: runs) { _ = groupNorm(x, groups: 32, weight: w, bias: b, eps: 1e-5, fusedSiLU: true) }
+        print(padded("groupnorm+silu [2,320,64,64]", 44) + String(format: " %8.2f ms %8.1f GB/s", s * 1e3, Double(x.count * 8) / s / 1e9))
+    }
+}
+
+/// Uniform random values in [-scale, scale] from a fixed xorshift stream (timing does not depend on values).
+private var xorState: UInt64 = 0x9E3779B97F4A7C15
+func randomTensor(_ shape: [Int], scale: Float = 1) -> Tensor {
+    let t = Tensor(uninitialized: shape)
+    let p = t.pointer
+    for i in 0..<t.count {
+        xorState ^= xorState << 13; xorState ^= xorState >> 7; xorState ^= xorState << 17
+        p[i] = (Float(xorState >> 40) / Float(1 << 24) * 2 - 1) * scale
+    }
+    return t
+}
