@@ -29,14 +29,34 @@ func runKernelBenchmarks(quick: Bool) {
         let g = flops / seconds / 1e9
         print(padded(name, 44) + String(format: " %8.2f ms %8.1f GFLOP/s %5.0f%% of peak", seconds * 1e3, g, 100 * g / peak))
     }
-    for (m, nn, k) in [(4096, 320, 320), (4096, 1280, 320), (4096, 320, 1280), (4096, 640, 640)] {
-        let x = randomTensor([m, k]), w = randomTensor([nn, k])
-        report("linear M=\(m) N=\(nn) K=\(k)", flops: 2 * Double(m * nn * k), seconds: time(runs: runs) { _ = linear(x, weight: w) })
+    /// The bf16 kernel on the same product, as GFLOP/s and as a multiple of the fp32 time just measured.
+    func reportBF16(_ name: String, flops: Double, seconds: Double, fp32Seconds: Double) {
+        let g = flops / seconds / 1e9
+        print(padded(name, 44) + String(format: " %8.2f ms %8.1f GFLOP/s %5.2f× the fp32 line above", seconds * 1e3, g, fp32Seconds / seconds))
     }
-    do {
-        let x = randomTensor([1, 320, 64, 64]), w = randomTensor([320, 320, 3, 3]), b = randomTensor([320])
-        report("conv2d 3x3 320→320 @ 64x64", flops: 2 * Double(320 * 320 * 9 * 64 * 64),
-               seconds: time(runs: runs) { _ = conv2d(x, weight: w, bias: b, padding: (1, 1)) })
+    let bf16 = ComputePrecision.bf16Supported
+    if !bf16 { print("(no AVX512_BF16 on this CPU: bf16 lines skipped)") }
+
+    for (m, nn, k) in [(4096, 320, 320), (4096, 1280, 320), (4096, 320, 1280), (4096, 640, 640), (4096, 1280, 1280), (1024, 1024, 1024)] {
+        let x = randomTensor([m, k]), w = randomTensor([nn, k])
+        let flops = 2 * Double(m * nn * k)
+        let t32 = time(runs: runs) { _ = linear(x, weight: w) }
+        report("linear M=\(m) N=\(nn) K=\(k)", flops: flops, seconds: t32)
+        if bf16 {
+            let packed = BF16Weight(w, layout: .lanes)
+            reportBF16("  bf16", flops: flops, seconds: time(runs: runs) { _ = linear(x, packed: packed) }, fp32Seconds: t32)
+        }
+    }
+    for (c, o, size) in [(320, 320, 64), (640, 640, 32), (1280, 1280, 16)] {
+        let x = randomTensor([1, c, size, size]), w = randomTensor([o, c, 3, 3]), b = randomTensor([o])
+        let flops = 2 * Double(o * c * 9 * size * size)
+        let t32 = time(runs: runs) { _ = conv2d(x, weight: w, bias: b, padding: (1, 1)) }
+        report("conv2d 3x3 \(c)→\(o) @ \(size)x\(size)", flops: flops, seconds: t32)
+        if bf16 {
+            let packed = BF16Weight(w, layout: .rows)
+            reportBF16("  bf16", flops: flops, seconds: time(runs: runs) { _ = conv2d(x, weight: w, bias: b, padding: (1, 1), packed: packed) },
+                       fp32Seconds: t32)
+        }
     }
     do {
         let t = 4096, heads = 5, d = 64
