@@ -56,7 +56,7 @@ let package = Package(
         .target(name: "UnCLIPEval", dependencies: ["UnCLIPPipelines", "UnCLIPImage"], swiftSettings: fastSwift),
         // The embedding store: SQLite (C API) database of generations, caches and embeddings, plus search.
         .target(name: "CStoreKernels", cSettings: fastC),
-        .target(name: "UnCLIPStore", dependencies: ["CSQLite", "CStoreKernels"], swiftSettings: fastSwift),
+        .target(name: "UnCLIPStore", dependencies: ["CSQLite", "CStoreKernels", "UnCLIPTensor"], swiftSettings: fastSwift),
         // Store-backed generation: caches, variations, interpolation, text diffs, regeneration.
         .target(name: "UnCLIPStudio",
                 dependencies: ["UnCLIPStore", "UnCLIPPipelines", "UnCLIPImage", "UnCLIPTensor", "UnCLIPTokenizer", "UnCLIPWeights"],
@@ -66,8 +66,10 @@ let package = Package(
                           dependencies: ["UnCLIPPipelines", "UnCLIPEval", "UnCLIPRandom", "UnCLIPStore", "UnCLIPStudio",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: fastSwift),
+        // Model benchmarks against notebooks-export/bench_peer.py, plus kernel micro-benchmarks (not a test).
         .executableTarget(name: "unclip-bench",
-                          dependencies: ["UnCLIPModels", "CBLAS"],
+                          dependencies: ["UnCLIPPipelines", "UnCLIPModels", "UnCLIPSchedulers", "UnCLIPRandom", "UnCLIPWeights",
+                                         "UnCLIPTensor", "CBLAS"],
                           swiftSettings: fastSwift),
 
         // Search benchmark over 100k / 1M random embeddings in a real store (not a test).

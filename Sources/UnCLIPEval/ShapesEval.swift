@@ -10,7 +10,10 @@ public struct ShapesSample: Sendable {
     public let stated: [String: String]
     public let analysis: ShapesAnalysis
     public let image: RGBImage
+    /// The embedding the decoder drew (the prior's choice).
     public let imageEmbeds: Tensor
+    /// The CLIP embedding of the finished picture (the model's image encoder), nil without one.
+    public let pictureEmbeds: Tensor?
     public let priorScores: [Float]
 }
 
@@ -19,11 +22,16 @@ public struct ShapesReport: Sendable {
     public var samples: [ShapesSample] = []
     /// attribute → (correct, stated) over the prompts that state it.
     public var accuracy: [String: (Int, Int)] = [:]
-    /// Variations (noise level 0, new seed) that keep colour and shape, of those tried; and how many differ in pixels.
+    /// Variations (noise level 0, new seed) of the picture's own CLIP embedding, as `vary ID` makes them (DALL·E 2's
+    /// variations), that keep colour and shape, of those tried; and how many differ in pixels.
     public var variationsKept = (0, 0)
     public var variationsDiffer = 0
-    /// Attribute queries whose top-ranked image matches, of those asked.
+    /// The same from the prior's embedding the picture was drawn from (what the store recorded before schema v2).
+    public var variationsFromPriorKept = (0, 0)
+    /// Attribute queries whose top-ranked image matches, of those asked: ranked by the pictures' CLIP embeddings
+    /// (as `search` ranks), and by the prior's embeddings.
     public var searchTopMatches = (0, 0)
+    public var searchByPriorTopMatches = (0, 0)
 
     public func percent(_ p: (Int, Int)) -> Double { p.1 == 0 ? 0 : 100 * Double(p.0) / Double(p.1) }
 }
@@ -51,19 +59,29 @@ public struct ShapesEvaluation {
                 if a[k] == v { acc.0 += 1 }
                 report.accuracy[k] = acc
             }
+            let picture = pipeline.decoder.imageEmbedder == nil ? nil : try pipeline.embed(image: g.image)
             report.samples.append(ShapesSample(prompt: prompt, seed: s, stated: stated, analysis: a, image: g.image,
-                                               imageEmbeds: g.imageEmbeds, priorScores: g.prior?.scores ?? []))
+                                               imageEmbeds: g.imageEmbeds, pictureEmbeds: picture, priorScores: g.prior?.scores ?? []))
             progress("generate", i + 1, prompts.count)
         }
 
         // Variations: the stored embedding decoded again with a new seed should keep colour and shape.
         let picks = report.samples.prefix(variations)
         for (i, sample) in picks.enumerated() {
-            let v = try pipeline.variation(imageEmbeds: sample.imageEmbeds, settings: decoder, seed: sample.seed &+ 7919)
-            let a = try ShapesChecker.analyze(pixels: v.image.pixels, width: v.image.width, height: v.image.height)
-            report.variationsKept.1 += 1
-            if a.colour == sample.analysis.colour && a.shape == sample.analysis.shape { report.variationsKept.0 += 1 }
-            if v.image.pixels != sample.image.pixels { report.variationsDiffer += 1 }
+            for fromPicture in [true, false] {
+                guard let embeds = fromPicture ? sample.pictureEmbeds : sample.imageEmbeds else { continue }
+                let v = try pipeline.variation(imageEmbeds: embeds, settings: decoder, seed: sample.seed &+ 7919)
+                let a = try ShapesChecker.analyze(pixels: v.image.pixels, width: v.image.width, height: v.image.height)
+                let kept = a.colour == sample.analysis.colour && a.shape == sample.analysis.shape
+                if fromPicture {
+                    report.variationsKept.1 += 1
+                    if kept { report.variationsKept.0 += 1 }
+                    if v.image.pixels != sample.image.pixels { report.variationsDiffer += 1 }
+                } else {
+                    report.variationsFromPriorKept.1 += 1
+                    if kept { report.variationsFromPriorKept.0 += 1 }
+                }
+            }
             progress("vary", i + 1, picks.count)
         }
 
@@ -75,13 +93,46 @@ public struct ShapesEvaluation {
                 // Only ask for what the gallery holds, as a user would.
                 guard report.samples.contains(where: { $0.analysis.colour == colour && $0.analysis.shape == shape }) else { continue }
                 let q = try priorPipe.encode("a \(colour) \(shape)").textEmbeds
-                let top = report.samples.max { cosine($0.imageEmbeds, q) < cosine($1.imageEmbeds, q) }!
-                report.searchTopMatches.1 += 1
-                if top.analysis.colour == colour && top.analysis.shape == shape { report.searchTopMatches.0 += 1 }
+                func matches(_ s: ShapesSample) -> Bool { s.analysis.colour == colour && s.analysis.shape == shape }
+                if report.samples.allSatisfy({ $0.pictureEmbeds != nil }) {
+                    let top = report.samples.max { cosine($0.pictureEmbeds!, q) < cosine($1.pictureEmbeds!, q) }!
+                    report.searchTopMatches.1 += 1
+                    if matches(top) { report.searchTopMatches.0 += 1 }
+                }
+                let byPrior = report.samples.max { cosine($0.imageEmbeds, q) < cosine($1.imageEmbeds, q) }!
+                report.searchByPriorTopMatches.1 += 1
+                if matches(byPrior) { report.searchByPriorTopMatches.0 += 1 }
                 progress("search", i + 1, queries.count)
             }
         }
         return report
+    }
+}
+
+extension ShapesEvaluation {
+    /// The ceiling the VAE sets: each prompt's attributes rendered exactly (the ones it omits filled in by
+    /// cycling through the world's values), encoded to the latent mean and decoded; what the checker reads
+    /// back, per stated attribute. No decoder drawing through this VAE can do better.
+    public func vaeCeiling(prompts: [String]) throws -> [String: (Int, Int)] {
+        let vae = pipeline.decoder.base.vae
+        var accuracy: [String: (Int, Int)] = [:]
+        for (i, prompt) in prompts.enumerated() {
+            let stated = try ShapesWorld.parse(prompt)
+            func pick(_ key: String, _ values: [String]) -> String { stated[key] ?? values[i % values.count] }
+            let px = ShapesWorld.render(shape: pick("shape", ShapesWorld.shapes), colour: pick("colour", ShapesWorld.colours.map(\.0)),
+                                        size: pick("size", ShapesWorld.sizes.map(\.0)), position: pick("position", ShapesWorld.positions.map(\.0)),
+                                        background: pick("background", ShapesWorld.backgrounds.map(\.0)), dx: i % 3 - 1, dy: (i / 3) % 3 - 1)
+            let image = try upscale(RGBImage(width: ShapesWorld.size, height: ShapesWorld.size, pixels: px), to: pipeline.decoder.defaultSize)
+            let back = try tensorToImage(try vae.decode(try vae.encodeMean(try pipeline.decoder.base.initTensor(image))))
+            let a = try ShapesChecker.analyze(pixels: back.pixels, width: back.width, height: back.height)
+            for (k, v) in stated {
+                var acc = accuracy[k] ?? (0, 0)
+                acc.1 += 1
+                if a[k] == v { acc.0 += 1 }
+                accuracy[k] = acc
+            }
+        }
+        return accuracy
     }
 }
 
@@ -142,8 +193,9 @@ extension ShapesEvaluation {
             var d = decoder
             d.strength = strength
             for (k, (image, source)) in sources.enumerated() {
-                let g = try pipeline.textToImage(prompt: "a \(colour) \(shape)", priorSettings: prior, settings: d,
-                                                 seed: seed + UInt64(k), initImage: image)
+                var stages = PipelineStages()
+                let g = try pipeline.imageToImage(prompt: "a \(colour) \(shape)", initImage: image, priorSettings: prior, settings: d,
+                                                  seed: seed + UInt64(k), stages: &stages)
                 let a = try ShapesChecker.analyze(pixels: g.image.pixels, width: g.image.width, height: g.image.height)
                 r.total += 1
                 if a.colour == colour && a.shape == shape { r.turned += 1 }

@@ -63,6 +63,51 @@ public final class StableUnCLIPPipeline {
         }
         try decoder.validate(settings)
         let generator = TorchGenerator(seed: seed)
+        let result = try runPrior(prior, prompt: prompt, priorSettings: priorSettings, generator: generator, stages: &stages,
+                                  progress: progress, onWarning: onWarning)
+        return try decode(embeds: result.chosen, prompt: prompt, settings: settings, generator: generator, seed: seed,
+                          prior: result, stages: &stages, initImage: initImage, progress: progress, preview: preview,
+                          onWarning: onWarning)
+    }
+
+    /// Image-to-image with Stable unCLIP: the picture is noised to `settings.strength` and denoised toward the
+    /// prompt. The decoder follows its image embedding even from a lightly noised start (in training the
+    /// embedding always describes the target exactly), so the embedding moves with the strength too: the
+    /// slerp from the picture's own CLIP embedding to the prior's embedding for the prompt, at t = strength.
+    /// 0 keeps the picture, 1 is text-to-image. Without an image encoder in the folder, the prompt's
+    /// embedding is used alone.
+    public func imageToImage(prompt: String, initImage: RGBImage, priorSettings: PriorSettings, settings: DecoderSettings,
+                             seed: UInt64, stages: inout PipelineStages, progress: ProgressHandler? = nil,
+                             preview: PreviewHandler? = nil, onWarning: (String) -> Void = { _ in }) throws -> Generation {
+        guard let prior else {
+            throw WeightError.missingFile(path: decoder.folder.appendingPathComponent("prior").path,
+                                          what: "prior (this model folder has none; pass --prior with a Karlo-style prior folder)")
+        }
+        guard let strength = settings.strength else { throw ModelError.invalidInput("image-to-image needs a strength (0–1)") }
+        try decoder.validate(settings)
+        let generator = TorchGenerator(seed: seed)
+        let result = try runPrior(prior, prompt: prompt, priorSettings: priorSettings, generator: generator, stages: &stages,
+                                  progress: progress, onWarning: onWarning)
+        var embeds = result.chosen
+        if let embedder = decoder.imageEmbedder {
+            let own = try embedder.embed(initImage)
+            switch SphericalInterpolation.slerp(own.scalars, result.chosen.scalars, t: Double(strength)) {
+            case let .success(v): embeds = Tensor(shape: [1, v.count], data: v)
+            case .failure:
+                onWarning("the picture's CLIP embedding cannot be interpolated with the prompt's (zero or opposite); using the prompt's")
+            }
+        } else {
+            onWarning("\(decoder.folder.path) has no image_encoder/: the decoder is conditioned on the prompt's embedding alone, so even a low strength changes the picture")
+        }
+        return try decode(embeds: embeds, prompt: prompt, settings: settings, generator: generator, seed: seed,
+                          prior: result, stages: &stages, initImage: initImage, progress: progress, preview: preview,
+                          onWarning: onWarning)
+    }
+
+    /// The prior's best-of-N embedding, from `stages` when cached (replaying its random draws so the decoder
+    /// sees the generator where a full run leaves it), else sampled and stored there.
+    private func runPrior(_ prior: PriorPipeline, prompt: String, priorSettings: PriorSettings, generator: TorchGenerator,
+                          stages: inout PipelineStages, progress: ProgressHandler?, onWarning: (String) -> Void) throws -> PriorResult {
         let result: PriorResult
         if let cached = stages.prior, let draws = stages.priorDraws {
             guard cached.candidates.count == priorSettings.candidates * decoder.embeddingDim else {
@@ -82,9 +127,7 @@ public final class StableUnCLIPPipeline {
             stages.prior = result
             stages.priorDraws = recorder.draws
         }
-        return try decode(embeds: result.chosen, prompt: prompt, settings: settings, generator: generator, seed: seed,
-                          prior: result, stages: &stages, initImage: initImage, progress: progress, preview: preview,
-                          onWarning: onWarning)
+        return result
     }
 
     /// A variation of a CLIP image embedding [1, D] (StableUnCLIPImg2ImgPipeline with `image_embeds`).

@@ -1,4 +1,5 @@
 import Foundation
+import UnCLIPTensor
 
 /// Vector operations on CLIP embeddings (whole vectors, in double precision, returned as float32).
 public enum EmbeddingMath {
@@ -28,29 +29,14 @@ public enum EmbeddingMath {
     /// t = 0 and t = 1 return `a` and `b` exactly. CLIP image embeddings are not unit vectors; carrying the
     /// length separately keeps every frame at a length the decoder has seen (for unit inputs this is plain slerp).
     public static func slerp(_ a: [Float], _ b: [Float], t: Double) throws -> [Float] {
-        guard a.count == b.count else {
-            throw StoreError.invalid("cannot interpolate embeddings of \(a.count) and \(b.count) values (different CLIP models)")
-        }
-        if t == 0 { return a }
-        if t == 1 { return b }
-        let na = norm(a), nb = norm(b)
-        guard na > 0, nb > 0 else { throw StoreError.invalid("cannot interpolate a zero embedding") }
-        let cosOmega = min(max(cosine(a, b), -1), 1)
-        let omega = acos(cosOmega)
-        guard Double.pi - omega > 1e-6 else {
+        switch SphericalInterpolation.slerp(a, b, t: t) {
+        case let .success(v): return v
+        case let .failure(.differentSizes(x, y)):
+            throw StoreError.invalid("cannot interpolate embeddings of \(x) and \(y) values (different CLIP models)")
+        case .failure(.zeroVector): throw StoreError.invalid("cannot interpolate a zero embedding")
+        case .failure(.opposite):
             throw StoreError.invalid("the embeddings point in opposite directions; the great circle between them is not defined")
         }
-        let length = (1 - t) * na + t * nb
-        var out = [Float](repeating: 0, count: a.count)
-        if omega < 1e-7 {
-            // Same direction: every great circle is a point.
-            for i in a.indices { out[i] = Float(Double(a[i]) / na * length) }
-            return out
-        }
-        let wa = sin((1 - t) * omega) / sin(omega) / na * length
-        let wb = sin(t * omega) / sin(omega) / nb * length
-        for i in a.indices { out[i] = Float(wa * Double(a[i]) + wb * Double(b[i])) }
-        return out
     }
 
     /// `a` scaled to unit length.

@@ -280,8 +280,11 @@ public final class Studio {
         var stages = PipelineStages()
         let key = try loadStages(&stages, prompt: prompt, negative: negative, priorSettings: priorSettings, seed: seed, model: model)
         let before = stages
-        let g = try pipeline.textToImage(prompt: prompt, priorSettings: priorSettings, settings: settings, seed: seed,
-                                         stages: &stages, initImage: initImage, progress: progress, preview: preview, onWarning: onWarning)
+        let g = try initImage.map {
+            try pipeline.imageToImage(prompt: prompt, initImage: $0, priorSettings: priorSettings, settings: settings, seed: seed,
+                                      stages: &stages, progress: progress, preview: preview, onWarning: onWarning)
+        } ?? pipeline.textToImage(prompt: prompt, priorSettings: priorSettings, settings: settings, seed: seed,
+                                  stages: &stages, progress: progress, preview: preview, onWarning: onWarning)
         let (text, runID) = try saveStages(before: before, after: stages, prompt: prompt, negative: negative, key: key, model: model)
         let prior: CacheUse = useCache ? (before.prior != nil ? .hit : .miss) : .off
         return (g, CacheReport(text: text, prior: prior), runID)
@@ -334,9 +337,9 @@ public final class Studio {
     }
 
     /// Image-to-image: `initImage` noised to `settings.strength` and denoised toward the prompt, recorded as an
-    /// `edit` (linked to the stored generation whose image it is, if any). With Stable unCLIP the prior's image
-    /// embedding for the prompt conditions the decoder and is recorded; with plain Stable Diffusion the finished
-    /// image's --clip embedding is, if there is one.
+    /// `edit` (linked to the stored generation whose image it is, if any). With Stable unCLIP the decoder's
+    /// embedding (the picture's own slerped toward the prompt's by the strength) is recorded; with plain Stable
+    /// Diffusion the finished image's --clip embedding is, if there is one.
     public func edit(prompt: String, initImage: URL, priorSettings: PriorSettings, settings: DecoderSettings, seed: UInt64) throws -> MadeImage {
         guard let strength = settings.strength else { throw StoreError.invalid("an edit needs a strength (0–1)") }
         let start = DispatchTime.now().uptimeNanoseconds

@@ -145,15 +145,19 @@ public func softmax(_ x: Tensor) -> Tensor {
 /// 2-D convolution: x [B, C, H, W], weight [O, C, kh, kw] → [B, O, oh, ow], as im2col + sgemm.
 /// The im2col buffer covers a band of output rows at a time (≈32 MB at most), so large images neither
 /// allocate gigabytes nor fall out of cache.
-public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)) -> Tensor {
-    conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: 8 << 20)
+/// With `packed` (the same weight as a `.rows` BF16Weight) the products run in bf16 with fp32 accumulation.
+public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
+                   packed: BF16Weight? = nil) -> Tensor {
+    conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: 8 << 20, packed: packed)
 }
 
 /// `conv2d` with the im2col band size as a parameter (tests use small bands).
-func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), padding: (Int, Int), bandFloats: Int) -> Tensor {
+func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), padding: (Int, Int), bandFloats: Int,
+            packed: BF16Weight? = nil) -> Tensor {
     let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
     precondition(weight.shape[1] == c, "conv2d: weight \(weight.shape) for input \(x.shape)")
+    if let packed { precondition(packed.outputs == o && packed.k == c * kh * kw, "conv2d: bf16 weight does not match \(weight.shape)") }
     let oh = (h + 2 * padding.0 - kh) / stride.0 + 1
     let ow = (w + 2 * padding.1 - kw) / stride.1 + 1
     let y = Tensor(uninitialized: [b, o, oh, ow])
@@ -166,7 +170,7 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), padd
         let src = x.pointer + bi * c * h * w
         let dst = y.pointer + bi * o * n
         var beta: Float = 0
-        if let bias {
+        if let bias, packed == nil {
             for oc in 0..<o { (dst + oc * n).initialize(repeating: bias.pointer[oc], count: n) }
             beta = 1
         }
@@ -183,8 +187,14 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), padd
                 }
                 colPointer = UnsafePointer(cp)
             }
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(o), Int32(cols), Int32(k),
-                        1, weight.pointer, Int32(k), colPointer, Int32(cols), beta, dst + r0 * ow, Int32(n))
+            if let packed {
+                // The bf16 kernel adds the bias itself when it first writes each output.
+                bf16RowsProduct(packed, b: colPointer, ldb: cols, n: cols, c: dst + r0 * ow, ldc: n,
+                                bias: bias.map { UnsafePointer($0.pointer) }, accumulate: false)
+            } else {
+                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(o), Int32(cols), Int32(k),
+                            1, weight.pointer, Int32(k), colPointer, Int32(cols), beta, dst + r0 * ow, Int32(n))
+            }
             r0 = r1
         }
     }

@@ -11,6 +11,9 @@ public final class WeightMap: @unchecked Sendable {
     /// Infix renames tried when a key is missing: (our name's part, the checkpoint's part),
     /// e.g. (".to_q.", ".query.") for VAE checkpoints saved with the legacy attention names.
     public var infixAliases: [(String, String)] = []
+    /// Precision of the products of Linear/Conv2d layers built from this map (bf16 packs their weights at load).
+    /// On a CPU without AVX512_BF16, bf16 falls back to fp32 (`ComputePrecision.resolve`).
+    public var gemmPrecision: GemmPrecision = .fp32
 
     public init(files: [SafeTensorsFile]) {
         self.files = files

@@ -1,125 +1,156 @@
-// Kernel and model benchmarks (not tests): GFLOP/s on Stable Diffusion–sized shapes, as a share of the
-// sgemm peak measured in the same run, and the CLIP ViT-L/14 text encoder with random weights.
-// Usage: swift run -c release unclip-bench [--threads N] [--quick]
+// unclip-bench: model benchmarks (issue 7) on the published Stable unCLIP architectures with seeded random
+// weights, next to notebooks-export/bench_peer.py (the same items in diffusers). Not a test.
+//
+//   /work/venv/bin/python notebooks-export/bench_peer.py prepare [--quick]     # weights + inputs + manifest
+//   swift build -c release --product unclip-bench
+//   .build/release/unclip-bench [--work DIR] [--quick] [--threads 1|2] [--items a,b] [--runs N] [--warmup N] [--json OUT]
+//   .build/release/unclip-bench --kernels [--threads N] [--quick]               # kernel micro-benchmarks
+//
+// Each item runs in its own child process (this executable with --child ITEM), so the peak RSS reported
+// is that item's alone (the child's VmHWM). With --threads N below the core count the child is pinned to
+// cores 0..N-1 with taskset (the Swift worker count follows the affinity mask) and OpenBLAS gets N threads.
+// GFLOP/s use the analytic FLOP count bench_peer.py wrote into the manifest (convolutions, linears,
+// attention products; see its docstring); the share of peak refers to the sgemm item of the same run.
 import CBLAS
 import Foundation
-import UnCLIPModels
-import UnCLIPTensor
-import UnCLIPWeights
 
-let args = CommandLine.arguments
-let quick = args.contains("--quick")
-if let i = args.firstIndex(of: "--threads"), i + 1 < args.count, let n = Int32(args[i + 1]) { openblas_set_num_threads(n) }
-let threads = openblas_get_num_threads()
+struct Options {
+    var work = "/tmp/unclip-bench"
+    var quick = false
+    var threads = 2
+    var items = allItems
+    var runs = 3
+    var warmup = 1
+    var json: String?
+    var child: String?
+    var kernels = false
 
-/// Median wall time of `body` over `runs` runs, after one warm-up.
-func time(runs: Int = quick ? 3 : 5, _ body: () throws -> Void) rethrows -> Double {
-    try body()
-    var t: [Double] = []
-    for _ in 0..<runs {
-        let s = DispatchTime.now().uptimeNanoseconds
-        try body()
-        t.append(Double(DispatchTime.now().uptimeNanoseconds - s) / 1e9)
+    static let usage = """
+    usage: unclip-bench [--work DIR] [--quick] [--threads N] [--items LIST] [--runs N] [--warmup N] [--json OUT]
+           unclip-bench --kernels [--threads N] [--quick]
+    items: \(allItems.joined(separator: ","))
+    """
+
+    init(_ args: [String]) throws {
+        var i = 0
+        func value(_ flag: String) throws -> String {
+            i += 1
+            guard i < args.count else { throw BenchError("\(flag) needs a value\n\(Options.usage)") }
+            return args[i]
+        }
+        func int(_ flag: String, min: Int) throws -> Int {
+            let s = try value(flag)
+            guard let v = Int(s), v >= min else { throw BenchError("\(flag) expects an integer ≥ \(min), got '\(s)'") }
+            return v
+        }
+        while i < args.count {
+            switch args[i] {
+            case "--work": work = try value("--work")
+            case "--quick": quick = true
+            case "--threads": threads = try int("--threads", min: 1)
+            case "--items":
+                items = try value("--items").split(separator: ",").map { String($0).trimmingCharacters(in: .whitespaces) }
+                if let bad = items.first(where: { !allItems.contains($0) }) {
+                    throw BenchError("unknown item '\(bad)'; known: \(allItems.joined(separator: ", "))")
+                }
+            case "--runs": runs = try int("--runs", min: 1)
+            case "--warmup": warmup = try int("--warmup", min: 0)
+            case "--json": json = try value("--json")
+            case "--child": child = try value("--child")
+            case "--kernels": kernels = true
+            case "-h", "--help": print(Options.usage); exit(0)
+            default: throw BenchError("unknown argument '\(args[i])'\n\(Options.usage)")
+            }
+            i += 1
+        }
     }
-    return t.sorted()[t.count / 2]
+
+    var base: URL { URL(fileURLWithPath: work).appendingPathComponent(quick ? "quick" : "full") }
 }
 
-var state: UInt64 = 0x9E3779B97F4A7C15
-func randomTensor(_ shape: [Int], scale: Float = 1) -> Tensor {
-    let t = Tensor(uninitialized: shape)
-    for i in 0..<t.count {
-        state ^= state << 13; state ^= state >> 7; state ^= state << 17
-        t.pointer[i] = (Float(state >> 40) / Float(1 << 24) * 2 - 1) * scale
+/// Runs one item in a child process (pinned with taskset when using fewer threads than cores); returns its JSON.
+func spawnChild(_ item: String, _ o: Options, runs: Int, warmup: Int) throws -> [String: Any] {
+    let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
+    var args = [exe, "--child", item, "--work", o.work, "--threads", "\(o.threads)", "--runs", "\(runs)", "--warmup", "\(warmup)"]
+    if o.quick { args.append("--quick") }
+    if o.threads < ProcessInfo.processInfo.processorCount { args = ["taskset", "-c", "0-\(o.threads - 1)"] + args }
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+    p.arguments = args
+    var env = ProcessInfo.processInfo.environment
+    env["OPENBLAS_NUM_THREADS"] = "\(o.threads)"
+    env["OMP_NUM_THREADS"] = "\(o.threads)"
+    p.environment = env
+    let pipe = Pipe()
+    p.standardOutput = pipe
+    try p.run()
+    let data = pipe.fileHandleForReading.readDataToEndOfFile()  // before waiting: a full pipe would block the child
+    p.waitUntilExit()
+    let lines = String(decoding: data, as: UTF8.self).split(separator: "\n")
+    guard p.terminationStatus == 0, let line = lines.last(where: { $0.hasPrefix("{") }),
+          let obj = try JSONSerialization.jsonObject(with: Data(line.utf8)) as? [String: Any] else {
+        throw BenchError("child for \(item) failed (status \(p.terminationStatus)); its error is printed above")
     }
-    return t
+    return obj
 }
 
-print("unclip-bench: OpenBLAS threads \(threads), cores \(ProcessInfo.processInfo.activeProcessorCount)")
-let n = 2048
-let pa = randomTensor([n, n]), pb = randomTensor([n, n])
-let peakT = time { _ = matmul(pa, pb) }
-let peak = 2 * Double(n * n * n) / peakT / 1e9
-print(String(format: "%-44@ %8.2f ms %8.1f GFLOP/s (reference peak)", "sgemm 2048³" as NSString, peakT * 1e3, peak))
+/// `s` left-aligned in `width` columns (Foundation's %-N@ does not pad on Linux).
+func padded(_ s: String, _ width: Int) -> String { s.count >= width ? s : s + String(repeating: " ", count: width - s.count) }
 
-func report(_ name: String, flops: Double, seconds: Double) {
-    let g = flops / seconds / 1e9
-    print(String(format: "%-44@ %8.2f ms %8.1f GFLOP/s %5.0f%% of peak", name as NSString, seconds * 1e3, g, 100 * g / peak))
+func runSuite(_ o: Options) throws {
+    let manifest = try loadManifest(base: o.base, quick: o.quick)
+    var items = o.items
+    if !items.contains("sgemm") { items.insert("sgemm", at: 0) }  // the share-of-peak column needs it
+    items.sort { allItems.firstIndex(of: $0)! < allItems.firstIndex(of: $1)! }
+    if let missing = items.first(where: { manifest[$0] == nil }) {
+        throw BenchError("item \(missing) is not prepared in \(o.base.path): run bench_peer.py prepare\(o.quick ? " --quick" : "") --items \(missing)")
+    }
+    print("unclip-bench: \(o.quick ? "QUICK (tiny architectures, not a benchmark)" : "full size"), threads \(o.threads), "
+          + "runs \(o.runs) (median), warm-up \(o.warmup), cores \(ProcessInfo.processInfo.processorCount), work \(o.base.path)")
+    var rows: [[String: Any]] = []
+    var peak: Double?
+    for name in items {
+        let isPeak = name == "sgemm"
+        var r: [String: Any]
+        do {
+            r = try spawnChild(name, o, runs: isPeak ? 3 : o.runs, warmup: isPeak ? 1 : o.warmup)
+        } catch {
+            FileHandle.standardError.write(Data("\(error)\n".utf8))
+            rows.append(["item": name, "side": "ours", "precision": "fp32", "threads": o.threads, "error": "\(error)"])
+            continue
+        }
+        let flops = manifest[name]!.flops, seconds = (r["seconds"] as? Double) ?? .nan
+        let gflops = flops / seconds / 1e9
+        r["flops"] = flops
+        r["gflops"] = gflops
+        if isPeak { peak = gflops } else if let peak { r["peak_share"] = gflops / peak }
+        rows.append(r)
+        let share = (r["peak_share"] as? Double).map { String(format: "%5.1f%% of sgemm", 100 * $0) } ?? ""
+        let rss = Double((r["peak_rss_bytes"] as? Int) ?? 0) / 1048576
+        print(padded(name, 13) + String(format: " %10.4f s %8.1f GFLOP/s ", seconds, gflops) + padded(share, 16)
+              + String(format: " peak RSS %7.0f MiB  (load %.1f s)", rss, (r["load_seconds"] as? Double) ?? 0))
+    }
+    if let path = o.json {
+        let out: [String: Any] = ["side": "ours", "mode": o.quick ? "quick" : "full", "threads": o.threads, "runs": o.runs,
+                                  "warmup": o.warmup, "peak_gflops": ["fp32": peak ?? 0], "rows": rows]
+        let url = URL(fileURLWithPath: path)
+        try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+        try JSONSerialization.data(withJSONObject: out, options: [.prettyPrinted, .sortedKeys]).write(to: url)
+        print("results: \(path)")
+    }
 }
 
-for (m, nn, k) in [(4096, 320, 320), (4096, 1280, 320), (4096, 320, 1280), (4096, 640, 640)] {
-    let x = randomTensor([m, k]), w = randomTensor([nn, k])
-    report("linear M=\(m) N=\(nn) K=\(k)", flops: 2 * Double(m * nn * k), seconds: time { _ = linear(x, weight: w) })
-}
 do {
-    let x = randomTensor([1, 320, 64, 64]), w = randomTensor([320, 320, 3, 3]), b = randomTensor([320])
-    report("conv2d 3x3 320→320 @ 64x64", flops: 2 * Double(320 * 320 * 9 * 64 * 64),
-           seconds: time { _ = conv2d(x, weight: w, bias: b, padding: (1, 1)) })
-}
-// The UNet's attention at 512² (SD 2.x, batch 2 for guidance): self-attention at the three resolutions and
-// cross-attention to the 77 text tokens; fused kernel against the sgemm + softmax path it replaced.
-// The machine may be shared, so each round times the sgemm peak right next to both paths and the
-// share of peak is the median over rounds of those adjacent ratios (slow load drift cancels).
-for (tq, tk, heads) in [(4096, 4096, 5), (1024, 1024, 10), (256, 256, 20), (4096, 77, 5)] {
-    let b = 2, d = 64
-    let q = randomTensor([b, tq, heads * d]), k = randomTensor([b, tk, heads * d]), v = randomTensor([b, tk, heads * d])
-    let flops = 4 * Double(b * heads * tq * tk * d)
-    let name = "attn \(b)×\(tq)×\(tk), \(heads)×\(d)"
-    let reps = max(1, Int(2e9 / flops)) // ≥ 2 GFLOP per timing
-    func once(_ f: () -> Void) -> Double {
-        let s = DispatchTime.now().uptimeNanoseconds
-        for _ in 0..<reps { f() }
-        return Double(DispatchTime.now().uptimeNanoseconds - s) / 1e9 / Double(reps)
+    let o = try Options(Array(CommandLine.arguments.dropFirst()))
+    if o.kernels {
+        openblas_set_num_threads(Int32(o.threads))
+        runKernelBenchmarks(quick: o.quick)
+    } else if let item = o.child {
+        try runChild(item, base: o.base, quick: o.quick, threads: o.threads, runs: o.runs, warmup: o.warmup)
+    } else {
+        try runSuite(o)
     }
-    _ = attention(query: q, key: k, value: v, heads: heads); _ = attentionUnfused(query: q, key: k, value: v, heads: heads)
-    var rows: [(peak: Double, sgemm: Double, fused: Double)] = []
-    for _ in 0..<(quick ? 3 : 5) {
-        let p = 2 * Double(n * n * n) / once { _ = matmul(pa, pb) } / 1e9
-        let u = flops / once { _ = attentionUnfused(query: q, key: k, value: v, heads: heads) } / 1e9
-        let f = flops / once { _ = attention(query: q, key: k, value: v, heads: heads) } / 1e9
-        rows.append((p, u, f))
-    }
-    func median(_ x: [Double]) -> Double { x.sorted()[x.count / 2] }
-    for (label, g, share) in [("sgemm", median(rows.map(\.sgemm)), median(rows.map { $0.sgemm / $0.peak })),
-                              ("fused", median(rows.map(\.fused)), median(rows.map { $0.fused / $0.peak }))] {
-        print(String(format: "%-44@ %8.1f GFLOP/s %5.0f%% of adjacent peak (median peak %.1f)",
-                     "\(name) \(label)" as NSString, g, 100 * share, median(rows.map(\.peak))))
-    }
-}
-do {
-    let x = randomTensor([2, 320, 64, 64])
-    let w = randomTensor([320]), b = randomTensor([320])
-    let s = time { _ = groupNorm(x, groups: 32, weight: w, bias: b, eps: 1e-5, fusedSiLU: true) }
-    print(String(format: "%-44@ %8.2f ms %8.1f GB/s", "groupnorm+silu [2,320,64,64]" as NSString, s * 1e3, Double(x.count * 8) / s / 1e9))
-}
-
-// CLIP ViT-L/14 text encoder (12 layers, width 768, 12 heads), random weights written to a temp file.
-do {
-    var c = CLIPTextConfig()
-    c.hiddenSize = 768; c.intermediateSize = 3072; c.numHiddenLayers = 12; c.numAttentionHeads = 12
-    c.projectionDim = 768; c.eosTokenId = 2; c.architectures = ["CLIPTextModelWithProjection"]
-    var entries: [(String, SafeTensorsWriter.Payload)] = []
-    func add(_ name: String, _ shape: [Int], scale: Float = 0.02) { entries.append((name, .float32(randomTensor(shape, scale: scale)))) }
-    add("text_model.embeddings.token_embedding.weight", [c.vocabSize, 768])
-    add("text_model.embeddings.position_embedding.weight", [77, 768])
-    for l in 0..<12 {
-        let p = "text_model.encoder.layers.\(l)"
-        for proj in ["q_proj", "k_proj", "v_proj", "out_proj"] { add("\(p).self_attn.\(proj).weight", [768, 768]); add("\(p).self_attn.\(proj).bias", [768]) }
-        for ln in ["layer_norm1", "layer_norm2"] { add("\(p).\(ln).weight", [768], scale: 1); add("\(p).\(ln).bias", [768]) }
-        add("\(p).mlp.fc1.weight", [3072, 768]); add("\(p).mlp.fc1.bias", [3072])
-        add("\(p).mlp.fc2.weight", [768, 3072]); add("\(p).mlp.fc2.bias", [768])
-    }
-    add("text_model.final_layer_norm.weight", [768], scale: 1); add("text_model.final_layer_norm.bias", [768])
-    add("text_projection.weight", [768, 768])
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("unclip-bench-clip-\(getpid()).safetensors")
-    try SafeTensorsWriter.write(entries, to: url)
-    defer { try? FileManager.default.removeItem(at: url) }
-    entries = []
-    let model = try CLIPTextModel(config: c, weights: WeightMap(paths: [url.path]))
-    // FLOPs per token per layer: 4 projections (8·D²) + MLP (16·D²) + attention (4·T·D).
-    let layerFlops = Double(24 * 768 * 768 * 77 + 4 * 77 * 77 * 768)
-    for batch in [1, 2] {
-        let ids = (0..<batch).map { _ in [49406] + (0..<75).map { 320 + $0 } + [49407] }
-        let s = try time { _ = try model(inputIds: ids) }
-        report("CLIP ViT-L/14 text, batch \(batch)", flops: Double(batch) * 12 * layerFlops, seconds: s)
-    }
+} catch {
+    FileHandle.standardError.write(Data("unclip-bench: \(error)\n".utf8))
+    exit(1)
 }

@@ -45,6 +45,9 @@ struct EvalShapes: ParsableCommand {
     @Option(help: "Also edit N rendered pictures toward \"a green triangle\" at strengths 0.2 and 0.8 (image-to-image check).")
     var edits = 0
 
+    @Flag(help: "Also score the VAE alone (exact renders of the prompts, encoded and decoded): the ceiling for any decoder.")
+    var vaeCeiling = false
+
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var priorOptions: PriorOptions
 
@@ -71,33 +74,46 @@ struct EvalShapes: ParsableCommand {
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let editReports = edits > 0 ? try eval.runEdit(strengths: [0.2, 0.8], count: edits) : []
+        let ceiling = vaeCeiling ? try eval.vaeCeiling(prompts: list) : [:]
         if let sheet {
             let items = report.samples.prefix(24).map { ($0.image, $0.prompt) }
             try PNG.write(try contactSheet(Array(items)), to: URL(fileURLWithPath: sheet))
         }
         var acc: [String: Any] = [:]
         for a in ShapesWorld.attributeNames { if let v = report.accuracy[a] { acc[a] = ["correct": v.0, "stated": v.1, "percent": report.percent(v)] } }
+        var vae: [String: Any] = [:]
+        for a in ShapesWorld.attributeNames { if let v = ceiling[a] { vae[a] = ["correct": v.0, "stated": v.1, "percent": report.percent(v)] } }
         if json {
             try printJSON(["prompts": list.count, "seconds": seconds, "accuracy": acc,
-                           "variations": ["kept": report.variationsKept.0, "tried": report.variationsKept.1, "pixels_differ": report.variationsDiffer],
-                           "search": ["top_matches": report.searchTopMatches.0, "queries": report.searchTopMatches.1],
+                           "variations": ["kept": report.variationsKept.0, "tried": report.variationsKept.1, "pixels_differ": report.variationsDiffer,
+                                          "from_prior_embedding_kept": report.variationsFromPriorKept.0],
+                           "search": ["top_matches": report.searchTopMatches.0, "queries": report.searchTopMatches.1,
+                                      "by_prior_embedding_top_matches": report.searchByPriorTopMatches.0,
+                                      "by_prior_embedding_queries": report.searchByPriorTopMatches.1],
+                           "vae_ceiling": vae,
                            "edits": editReports.map { ["strength": $0.strength, "turned": $0.turned, "kept": $0.kept, "total": $0.total] }])
         } else {
             print("shapes eval: \(list.count) prompts in \(String(format: "%.1f", seconds)) s (\(String(format: "%.2f", seconds / Double(max(list.count, 1)))) s/image)")
             for a in ShapesWorld.attributeNames {
                 if let v = report.accuracy[a] { print("  " + a.padding(toLength: 11, withPad: " ", startingAt: 0) + String(format: "%6.1f%%  (%d/%d)", report.percent(v), v.0, v.1)) }
             }
+            if !ceiling.isEmpty {
+                print("  VAE alone (exact renders encoded and decoded): " + ShapesWorld.attributeNames.compactMap { a in
+                    ceiling[a].map { String(format: "%@ %.1f%%", a, report.percent($0)) } }.joined(separator: ", "))
+            }
             if report.variationsKept.1 > 0 {
-                print(String(format: "  variations keep colour+shape %.1f%% (%d/%d), pixels differ in %d", report.percent(report.variationsKept),
-                             report.variationsKept.0, report.variationsKept.1, report.variationsDiffer))
+                print(String(format: "  variations keep colour+shape %.1f%% (%d/%d), pixels differ in %d  [from the prior's embedding instead of the picture's: %.1f%%]",
+                             report.percent(report.variationsKept), report.variationsKept.0, report.variationsKept.1, report.variationsDiffer,
+                             report.percent(report.variationsFromPriorKept)))
             }
             for e in editReports {
                 print(String(format: "  edit → \"a green triangle\" at strength %.1f: turned %d/%d, kept the source %d/%d",
                              e.strength, e.turned, e.total, e.kept, e.total))
             }
             if !noSearch {
-                print(String(format: "  search top-1 matches %.1f%% (%d/%d queries)", report.percent(report.searchTopMatches),
-                             report.searchTopMatches.0, report.searchTopMatches.1))
+                print(String(format: "  search top-1 matches %.1f%% (%d/%d queries)  [ranking the prior's embeddings instead: %.1f%%]",
+                             report.percent(report.searchTopMatches), report.searchTopMatches.0, report.searchTopMatches.1,
+                             report.percent(report.searchByPriorTopMatches)))
             }
         }
     }

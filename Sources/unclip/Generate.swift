@@ -58,8 +58,11 @@ struct Edit: ParsableCommand {
         abstract: "Image-to-image: turn a picture toward a prompt (works with Stable unCLIP and plain Stable Diffusion folders).",
         discussion: """
         The picture is encoded by the VAE, noised to --strength (0 keeps it, 1 ignores it), and denoised with the
-        prompt for the remaining steps, as diffusers' img2img pipelines do. With a Stable unCLIP model the prior's
-        image embedding for the prompt conditions the decoder too. The picture's sides must be multiples of 8.
+        prompt for the remaining steps, as diffusers' img2img pipelines do. With a Stable unCLIP model the decoder is
+        conditioned on an image embedding that moves with the strength too: the slerp from the picture's own CLIP
+        embedding to the prior's embedding for the prompt (the decoder follows its embedding even from a lightly
+        noised start, so the prompt's alone would repaint the picture at any strength). The picture's sides must
+        be multiples of 8.
         Each edit is recorded in the store with its init image (path and sha256) and strength, linked to the
         stored generation whose picture it started from, if any; `unclip regenerate ID` repeats it while the
         init image is unchanged.

@@ -16,8 +16,13 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Prefer this weight variant when a folder has several (e.g. fp16).")
     var variant: String?
 
-    /// The model folder; also reads its optional `unclip.json` defaults (see `ModelDefaults`).
+    @Option(help: "Precision of the UNet, prior and VAE weight products: fp32 (exact, default) or bf16 (faster, on CPUs with AVX512_BF16; others fall back to fp32 with a warning). CLIP encoders stay fp32.")
+    var precision: GemmPrecision = .fp32
+
+    /// The model folder; also reads its optional `unclip.json` defaults (see `ModelDefaults`) and sets the
+    /// process-wide GEMM precision, as every command resolves its model here before loading it.
     func modelURL() throws -> URL {
+        ComputePrecision.requested = precision
         let url = try resolvedModelURL()
         ModelDefaults.current = ModelDefaults.read(url)
         return url
@@ -41,6 +46,8 @@ struct ModelOptions: ParsableArguments {
         return try StableUnCLIPPipeline(model: url, prior: prior.map { URL(fileURLWithPath: $0) }, variant: variant)
     }
 }
+
+extension GemmPrecision: ExpressibleByArgument {}
 
 /// Decoder options shared by generate and vary; names are part of the CLI contract.
 struct DecoderOptions: ParsableArguments {

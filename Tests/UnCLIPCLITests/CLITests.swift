@@ -150,6 +150,20 @@ final class GenerateCLITests: CLITestCase {
 
     func decodePNG(_ path: String) throws -> [UInt8] { try PNG.read(URL(fileURLWithPath: path)).pixels }
 
+    /// --precision bf16 still draws diffusers' fp32 image within issue 7's bound (mean ≤ 3/255); on a CPU without
+    /// AVX512_BF16 it runs fp32 after a warning. An unknown precision is refused with the allowed values.
+    func testPrecisionOption() throws {
+        let out = tmp.appendingPathComponent("bf16.png").path
+        let r = try run(["generate", "a tiny robot watering a plant", "--model", bundle, "--seed", "42", "--steps", "4", "--precision", "bf16",
+                         "--prior-steps", "5", "--prior-candidates", "1", "--noise-level", "100", "--width", "32", "--height", "32", "--output", out])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        let ours = try decodePNG(out), want = try decodePNG(CLITestCase.fixtures.appendingPathComponent("bundles/tiny-unclip-images/t2i_s42_g10_nl100_0.png").path)
+        XCTAssertEqual(ours.count, want.count)
+        let diffs = zip(ours, want).map { abs(Int($0) - Int($1)) }
+        XCTAssertLessThanOrEqual(Double(diffs.reduce(0, +)) / Double(max(diffs.count, 1)), 3.0)
+        try assertFails(["generate", "a robot", "--model", bundle, "--precision", "fp16"], mentioning: ["precision", "fp16", "fp32", "bf16"])
+    }
+
     func testCountUsesConsecutiveSeeds() throws {
         let out = tmp.appendingPathComponent("c.png").path
         let r = try run(["generate", "a robot", "--model", bundle, "--seed", "7", "--count", "2", "--steps", "2", "--prior-steps", "2", "--output", out])

@@ -5,13 +5,19 @@ import UnCLIPWeights
 public struct Linear: Sendable {
     public let weight: Tensor
     public let bias: Tensor?
+    /// The weight packed for the bf16 kernel, when the weight map asks for bf16 products.
+    public let packed: BF16Weight?
 
     public init(_ w: WeightMap, _ prefix: String, in inF: Int, out outF: Int, bias hasBias: Bool = true) throws {
         weight = try w.tensor(prefix + ".weight", shape: [outF, inF])
         bias = hasBias ? try w.tensor(prefix + ".bias", shape: [outF]) : nil
+        packed = ComputePrecision.resolve(w.gemmPrecision) == .bf16 ? BF16Weight(weight, layout: .lanes) : nil
     }
 
-    public func callAsFunction(_ x: Tensor) -> Tensor { linear(x, weight: weight, bias: bias) }
+    public func callAsFunction(_ x: Tensor) -> Tensor {
+        if let packed { return linear(x, packed: packed, bias: bias) }
+        return linear(x, weight: weight, bias: bias)
+    }
 }
 
 /// torch.nn.LayerNorm over the last axis.
@@ -54,6 +60,8 @@ public struct Conv2d: Sendable {
     public let bias: Tensor?
     public let stride: Int
     public let padding: Int
+    /// The weight packed for the bf16 kernel, when the weight map asks for bf16 products.
+    public let packed: BF16Weight?
 
     public init(_ w: WeightMap, _ prefix: String, in inC: Int, out outC: Int, kernel: Int,
                 stride: Int = 1, padding: Int = 0, bias hasBias: Bool = true) throws {
@@ -61,10 +69,11 @@ public struct Conv2d: Sendable {
         bias = hasBias ? try w.tensor(prefix + ".bias", shape: [outC]) : nil
         self.stride = stride
         self.padding = padding
+        packed = ComputePrecision.resolve(w.gemmPrecision) == .bf16 ? BF16Weight(weight, layout: .rows) : nil
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        conv2d(x, weight: weight, bias: bias, stride: (stride, stride), padding: (padding, padding))
+        conv2d(x, weight: weight, bias: bias, stride: (stride, stride), padding: (padding, padding), packed: packed)
     }
 }
 

@@ -97,8 +97,11 @@ public struct PriorTransformer: Sendable {
     /// Statistics that map the prior's normalised output back to CLIP's scale.
     public let clipMean, clipStd: Tensor
 
-    public init(folder: ModelFolder, variant: String? = nil) throws {
-        try self.init(config: folder.config(PriorTransformerConfig.self), weights: folder.weights(variant: variant))
+    /// Loads a diffusers folder; Linear/Conv2d products run in `precision` (default: `ComputePrecision.requested`).
+    public init(folder: ModelFolder, variant: String? = nil, precision: GemmPrecision = ComputePrecision.requested) throws {
+        let weights = try folder.weights(variant: variant)
+        weights.gemmPrecision = precision
+        try self.init(config: folder.config(PriorTransformerConfig.self), weights: weights)
     }
 
     public init(config c: PriorTransformerConfig, weights w: WeightMap) throws {

@@ -213,8 +213,11 @@ public struct UNet2DConditionModel: Sendable {
     let upBlocks: [UpBlock]
     let convNormOut: GroupNorm
 
-    public init(folder: ModelFolder, variant: String? = nil) throws {
-        try self.init(config: folder.config(UNet2DConditionConfig.self), weights: folder.weights(variant: variant))
+    /// Loads a diffusers folder; Linear/Conv2d products run in `precision` (default: `ComputePrecision.requested`).
+    public init(folder: ModelFolder, variant: String? = nil, precision: GemmPrecision = ComputePrecision.requested) throws {
+        let weights = try folder.weights(variant: variant)
+        weights.gemmPrecision = precision
+        try self.init(config: folder.config(UNet2DConditionConfig.self), weights: weights)
     }
 
     public init(config c: UNet2DConditionConfig, weights w: WeightMap) throws {

@@ -118,8 +118,11 @@ public struct AutoencoderKL: Sendable {
     let decUp: [(resnets: [ResnetBlock2D], up: Upsample2D?)]
     let decNormOut: GroupNorm
 
-    public init(folder: ModelFolder, variant: String? = nil) throws {
-        try self.init(config: folder.config(AutoencoderKLConfig.self), weights: folder.weights(variant: variant))
+    /// Loads a diffusers folder; Linear/Conv2d products run in `precision` (default: `ComputePrecision.requested`).
+    public init(folder: ModelFolder, variant: String? = nil, precision: GemmPrecision = ComputePrecision.requested) throws {
+        let weights = try folder.weights(variant: variant)
+        weights.gemmPrecision = precision
+        try self.init(config: folder.config(AutoencoderKLConfig.self), weights: weights)
     }
 
     public init(config c: AutoencoderKLConfig, weights w: WeightMap) throws {

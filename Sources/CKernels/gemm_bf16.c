@@ -1,0 +1,222 @@
+// bf16 GEMM with fp32 accumulation on AVX512_BF16 (see gemm_bf16.h for the two weight layouts).
+//
+// Design: one register-blocked micro-kernel computes a 6×64 tile of C: 6 rows of the "broadcast"
+// operand (row-major bf16 pairs, one 32-bit pair broadcast per row and k-pair) times a 64-column
+// panel of the "lanes" operand (per k-pair, 64 columns × 2 bf16 = 4 ZMM loads), into 24 ZMM fp32
+// accumulators via `vdpbf16ps` (each lane adds a[2p]·b[2p] + a[2p+1]·b[2p+1]). 24 independent
+// accumulators cover the instruction's latency; per k-pair the kernel issues 4 loads, 6 broadcasts and
+// 24 dot products, so it is compute bound. K is cut into blocks of KC_PAIRS pairs so the packed
+// runtime operand stays in L2 while the micro-kernel walks it; the C tile is loaded/stored once per block.
+#include "gemm_bf16.h"
+#include <stdlib.h>
+#include <string.h>
+
+#if defined(__x86_64__) && defined(__clang__)
+#include <immintrin.h>
+#define UC_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512bf16")))
+#define UC_HAVE_KERNEL 1
+#endif
+
+#define MR 6                 // rows of the broadcast operand per micro-tile
+#define NV 4                 // ZMM vectors (16 columns each) per micro-tile
+#define NR (16 * NV)         // columns per micro-tile (= UC_BF16_PANEL)
+#define KC_PAIRS 128         // k-pairs per K block (256 k)
+#define MC 96                // rows of A packed at once (lanes driver), a multiple of MR
+#define NC 256               // columns of B packed at once (rows driver), a multiple of NR
+
+_Static_assert(NR == UC_BF16_PANEL, "panel width");
+
+uint16_t uc_f32_to_bf16(float x) {
+    uint32_t u;
+    memcpy(&u, &x, 4);
+    if ((u & 0x7fffffffu) > 0x7f800000u) return (uint16_t)((u >> 16) | 0x40);   // quiet NaN
+    return (uint16_t)((u + 0x7fffu + ((u >> 16) & 1u)) >> 16);
+}
+
+static inline uint32_t pair(const float *row, long k, long kk) {
+    uint32_t lo = kk < k ? uc_f32_to_bf16(row[kk]) : 0, hi = kk + 1 < k ? uc_f32_to_bf16(row[kk + 1]) : 0;
+    return lo | (hi << 16);
+}
+
+long uc_bf16_lanes_size(long n, long k) { return ((n + NR - 1) / NR) * ((k + 1) / 2) * NR * 2; }
+long uc_bf16_rows_size(long m, long k) { return m * ((k + 1) / 2) * 2; }
+
+// "lanes": panel j (columns 64j..64j+63) is [kp][64] pairs; pair p of column c is (W[c, 2p], W[c, 2p+1]).
+void uc_bf16_pack_lanes(const float *w, long n, long k, uint16_t *dst) {
+    long kp = (k + 1) / 2, panels = (n + NR - 1) / NR;
+    uint32_t *d = (uint32_t *)dst;
+    for (long j = 0; j < panels; j++)
+        for (long p = 0; p < kp; p++)
+            for (long c = 0; c < NR; c++) {
+                long col = j * NR + c;
+                *d++ = col < n ? pair(w + col * k, k, 2 * p) : 0;
+            }
+}
+
+// "rows": row i is kp pairs (W[i, 2p], W[i, 2p+1]), zero-padded when k is odd.
+void uc_bf16_pack_rows(const float *w, long m, long k, uint16_t *dst) {
+    long kp = (k + 1) / 2;
+    uint32_t *d = (uint32_t *)dst;
+    for (long i = 0; i < m; i++)
+        for (long p = 0; p < kp; p++) *d++ = pair(w + i * k, k, 2 * p);
+}
+
+#ifdef UC_HAVE_KERNEL
+
+int uc_has_bf16(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
+           __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq") &&
+           __builtin_cpu_supports("avx512bf16");
+}
+
+// The micro-kernel: C[0:mr, 0:nr] (+)= A[0:mr, pairs 0:kp] · B[pairs 0:kp, 0:64].
+// a: row-major pairs with row stride lda (rows ≥ mr alias row 0, their results are dropped);
+// b: [kp][64] pairs. first: this is the first K block (then C is overwritten unless accumulate, and
+// the bias is added). bias_col: per column (index 0 = this tile's first column); bias_row: per row.
+UC_TARGET static inline void micro_kernel(long kp, const uint32_t *a, long lda, int mr, const uint32_t *b,
+                                          float *c, long ldc, int nr, int first, int accumulate,
+                                          const float *bias_col, const float *bias_row) {
+    const uint32_t *ar[MR];
+    for (int r = 0; r < MR; r++) ar[r] = a + (r < mr ? r : 0) * lda;
+    __m512 acc[MR][NV];
+#pragma clang loop unroll(full)
+    for (int r = 0; r < MR; r++)
+#pragma clang loop unroll(full)
+        for (int v = 0; v < NV; v++) acc[r][v] = _mm512_setzero_ps();
+
+    for (long p = 0; p < kp; p++) {
+        __m512bh bv[NV];
+#pragma clang loop unroll(full)
+        for (int v = 0; v < NV; v++) bv[v] = (__m512bh)_mm512_loadu_si512((const void *)(b + p * NR + 16 * v));
+#pragma clang loop unroll(full)
+        for (int r = 0; r < MR; r++) {
+            __m512bh av = (__m512bh)_mm512_set1_epi32((int)ar[r][p]);
+#pragma clang loop unroll(full)
+            for (int v = 0; v < NV; v++) acc[r][v] = _mm512_dpbf16_ps(acc[r][v], av, bv[v]);
+        }
+    }
+
+    __mmask16 mask[NV];
+    for (int v = 0; v < NV; v++) {
+        int left = nr - 16 * v;
+        mask[v] = left >= 16 ? (__mmask16)0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+    }
+#pragma clang loop unroll(full)
+    for (int r = 0; r < MR; r++) {
+        if (r >= mr) continue;
+        float *cr = c + r * ldc;
+        __m512 rb = bias_row && first ? _mm512_set1_ps(bias_row[r]) : _mm512_setzero_ps();
+#pragma clang loop unroll(full)
+        for (int v = 0; v < NV; v++) {
+            __mmask16 m = mask[v];
+            if (!m) continue;
+            __m512 x = _mm512_add_ps(acc[r][v], rb);
+            if (first && bias_col) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, bias_col + 16 * v));
+            if (!first || accumulate) x = _mm512_add_ps(x, _mm512_maskz_loadu_ps(m, cr + 16 * v));
+            _mm512_mask_storeu_ps(cr + 16 * v, m, x);
+        }
+    }
+}
+
+// Converts `count` floats to bf16 (RNE) at dst, then zero-fills up to `padded` elements.
+UC_TARGET static void convert_row(const float *src, long count, uint16_t *dst, long padded) {
+    long i = 0;
+    for (; i + 32 <= count; i += 32) {
+        __m512bh h = _mm512_cvtne2ps_pbh(_mm512_loadu_ps(src + i + 16), _mm512_loadu_ps(src + i));
+        _mm512_storeu_si512((void *)(dst + i), (__m512i)h);
+    }
+    for (; i < padded; i += 32) {
+        long left = count - i;
+        __mmask16 m0 = left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+        __mmask16 m1 = left >= 32 ? 0xffff : left <= 16 ? 0 : (__mmask16)((1u << (left - 16)) - 1);
+        __m512bh h = _mm512_cvtne2ps_pbh(_mm512_maskz_loadu_ps(m1, src + i + 16), _mm512_maskz_loadu_ps(m0, src + i));
+        long room = padded - i;
+        __mmask32 ms = room >= 32 ? 0xffffffffu : (__mmask32)((1u << room) - 1);
+        _mm512_mask_storeu_epi16(dst + i, ms, (__m512i)h);
+    }
+}
+
+UC_TARGET void uc_bf16_gemm_lanes(long m, long n, long k, const float *a, long lda, const uint16_t *w,
+                        long n0, long n1, float *c, long ldc, const float *bias, int accumulate) {
+    (void)n;
+    if (m <= 0 || n1 <= n0) return;
+    long kp = (k + 1) / 2;
+    const uint32_t *w32 = (const uint32_t *)w;
+    uint32_t *abuf = aligned_alloc(64, (size_t)MC * KC_PAIRS * 4);
+    for (long ic = 0; ic < m; ic += MC) {
+        long mc = m - ic < MC ? m - ic : MC;
+        for (long pc = 0; pc < kp; pc += KC_PAIRS) {
+            long kcp = kp - pc < KC_PAIRS ? kp - pc : KC_PAIRS;
+            long kvals = k - 2 * pc < 2 * kcp ? k - 2 * pc : 2 * kcp;
+            for (long i = 0; i < mc; i++)
+                convert_row(a + (ic + i) * lda + 2 * pc, kvals, (uint16_t *)(abuf + i * kcp), 2 * kcp);
+            for (long j = n0 / NR; j * NR < n1; j++) {
+                const uint32_t *panel = w32 + (j * kp + pc) * NR;
+                long cols = n1 - j * NR < NR ? n1 - j * NR : NR;
+                for (long ir = 0; ir < mc; ir += MR)
+                    micro_kernel(kcp, abuf + ir * kcp, kcp, (int)(mc - ir < MR ? mc - ir : MR), panel,
+                                 c + (ic + ir) * ldc + j * NR, ldc, (int)cols, pc == 0, accumulate,
+                                 bias ? bias + j * NR : NULL, NULL);
+            }
+        }
+    }
+    free(abuf);
+}
+
+// Packs B[2·pc .., jc .. jc+nc] (kcp pairs of rows) into [panel][kcp][64] pairs, zero-padded.
+UC_TARGET static void pack_b(const float *b, long ldb, long k, long pc, long kcp, long nc, uint32_t *dst) {
+    // Interleaves two rows' 16 bf16 values each: [r0_0, r1_0, r0_1, r1_1, ...].
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                         23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    long panels = (nc + NR - 1) / NR;
+    for (long p = 0; p < kcp; p++) {
+        long k0 = 2 * (pc + p);
+        const float *r0 = b + k0 * ldb, *r1 = r0 + ldb;
+        int has1 = k0 + 1 < k;
+        for (long j = 0; j < panels; j++) {
+            uint32_t *d = dst + (j * kcp + p) * NR;
+            for (int v = 0; v < NV; v++) {
+                long col = j * NR + 16 * v, left = nc - col;
+                __mmask16 m = left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+                __m512 x0 = _mm512_maskz_loadu_ps(m, r0 + col);
+                __m512 x1 = has1 ? _mm512_maskz_loadu_ps(m, r1 + col) : _mm512_setzero_ps();
+                __m512i h = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
+                _mm512_storeu_si512((void *)(d + 16 * v), _mm512_permutexvar_epi16(idx, h));
+            }
+        }
+    }
+}
+
+UC_TARGET void uc_bf16_gemm_rows(long m, long n, long k, const uint16_t *w, const float *b, long ldb,
+                       float *c, long ldc, const float *bias, int accumulate) {
+    if (m <= 0 || n <= 0) return;
+    long kp = (k + 1) / 2;
+    const uint32_t *w32 = (const uint32_t *)w;
+    uint32_t *bbuf = aligned_alloc(64, (size_t)NC * KC_PAIRS * 4);
+    for (long jc = 0; jc < n; jc += NC) {
+        long nc = n - jc < NC ? n - jc : NC;
+        for (long pc = 0; pc < kp; pc += KC_PAIRS) {
+            long kcp = kp - pc < KC_PAIRS ? kp - pc : KC_PAIRS;
+            pack_b(b + jc, ldb, k, pc, kcp, nc, bbuf);
+            for (long ir = 0; ir < m; ir += MR)
+                for (long jr = 0; jr * NR < nc; jr++) {
+                    long cols = nc - jr * NR < NR ? nc - jr * NR : NR;
+                    micro_kernel(kcp, w32 + ir * kp + pc, kp, (int)(m - ir < MR ? m - ir : MR), bbuf + jr * kcp * NR,
+                                 c + ir * ldc + jc + jr * NR, ldc, (int)cols, pc == 0, accumulate,
+                                 NULL, bias ? bias + ir : NULL);
+                }
+        }
+    }
+    free(bbuf);
+}
+
+#else   // no AVX-512 compiler support: report unsupported; callers then stay on fp32.
+
+int uc_has_bf16(void) { return 0; }
+void uc_bf16_gemm_lanes(long m, long n, long k, const float *a, long lda, const uint16_t *w,
+                        long n0, long n1, float *c, long ldc, const float *bias, int accumulate) { abort(); }
+void uc_bf16_gemm_rows(long m, long n, long k, const uint16_t *w, const float *b, long ldb,
+                       float *c, long ldc, const float *bias, int accumulate) { abort(); }
+
+#endif

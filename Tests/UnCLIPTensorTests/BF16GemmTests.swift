@@ -1,0 +1,110 @@
+import XCTest
+@testable import UnCLIPTensor
+
+/// The bf16 kernels against their definition: inputs rounded to bf16 here (round-to-nearest-even, torch's rule),
+/// products summed in Double. Tolerance: |kernel − reference| ≤ 1e-5 · Σₖ|aₖ·bₖ| per output, i.e. 1e-5 relative
+/// to the magnitude of the terms the fp32 accumulator adds up (cancellation can make the output itself tiny).
+final class BF16GemmTests: XCTestCase {
+    override func setUpWithError() throws {
+        try XCTSkipUnless(ComputePrecision.bf16Supported, "this CPU has no AVX512_BF16")
+    }
+
+    /// Pseudo-random values in [-scale, scale) with full fp32 mantissas (so bf16 rounding matters).
+    func random(_ shape: [Int], seed: UInt64, scale: Float = 1) -> Tensor {
+        var s = seed &* 0x9E3779B97F4A7C15 | 1
+        let data = (0..<shape.reduce(1, *)).map { _ -> Float in
+            s ^= s << 13; s ^= s >> 7; s ^= s << 17
+            return (Float(s >> 40) / Float(1 << 24) * 2 - 1) * scale
+        }
+        return Tensor(shape: shape, data: data)
+    }
+
+    /// bf16 rounding by its definition on the bit pattern (round to nearest, ties to even), back as Double.
+    func bf16(_ x: Float) -> Double {
+        let u = x.bitPattern
+        let rounded = (u &+ 0x7FFF &+ ((u >> 16) & 1)) & 0xFFFF_0000
+        return Double(Float(bitPattern: rounded))
+    }
+
+    /// Checks each output against (reference, Σ|terms|); returns the worst error relative to max |reference|.
+    @discardableResult
+    func check(_ y: [Float], _ ref: [(value: Double, magnitude: Double)], file: StaticString = #filePath, line: UInt = #line) -> Double {
+        XCTAssertEqual(y.count, ref.count, file: file, line: line)
+        var bad = 0, worst = 0.0
+        let scale = ref.map { abs($0.value) }.max() ?? 1
+        for (v, r) in zip(y, ref) {
+            let err = abs(Double(v) - r.value)
+            if err > 1e-5 * r.magnitude + 1e-30 { bad += 1 }
+            worst = max(worst, err / scale)
+        }
+        XCTAssertEqual(bad, 0, "\(bad) of \(y.count) outputs outside 1e-5·Σ|a·b| (worst error / max|ref| \(worst))", file: file, line: line)
+        return worst
+    }
+
+    /// y = x · Wᵀ + b from the definition, inputs rounded to bf16 (the bias stays fp32, as in the kernel).
+    func linearReference(_ x: Tensor, _ w: Tensor, _ b: Tensor?) -> [(value: Double, magnitude: Double)] {
+        let k = w.shape[1], n = w.shape[0], rows = x.count / k
+        var out: [(value: Double, magnitude: Double)] = []
+        for r in 0..<rows {
+            for o in 0..<n {
+                var s = b.map { Double($0[flat: o]) } ?? 0, mag = abs(s)
+                for i in 0..<k {
+                    let t = bf16(x[flat: r * k + i]) * bf16(w[flat: o * k + i])
+                    s += t; mag += abs(t)
+                }
+                out.append((s, mag))
+            }
+        }
+        return out
+    }
+
+    /// Shapes covering partial micro-tiles (rows not a multiple of 6, columns not of 64), odd K, several
+    /// K blocks (K > 256), and both ways of splitting the work across cores (by rows, by column panels).
+    func testLinearMatchesDefinition() {
+        for (rows, n, k, seed) in [(1, 1, 1, 1), (13, 70, 37, 2), (100, 130, 301, 3), (5, 512, 600, 4), (300, 200, 520, 5)] as [(Int, Int, Int, UInt64)] {
+            let x = random([rows, k], seed: seed), w = random([n, k], seed: seed + 100, scale: 0.5)
+            let b = random([n], seed: seed + 200)
+            let packed = BF16Weight(w, layout: .lanes)
+            check(linear(x, packed: packed, bias: b).scalars, linearReference(x, w, b))
+            check(linear(x, packed: packed).scalars, linearReference(x, w, nil))
+        }
+    }
+
+    /// The reference really is the bf16 one: the fp32 product differs from the kernel by far more than the tolerance.
+    func testKernelRoundsInputsToBF16() {
+        let x = random([12, 256], seed: 7), w = random([64, 256], seed: 8)
+        let y = linear(x, packed: BF16Weight(w, layout: .lanes)).scalars
+        let exact = linear(x, weight: w).scalars
+        let worst = zip(y, exact).map { abs($0 - $1) }.max() ?? 0
+        XCTAssertGreaterThan(worst, 1e-3, "bf16 product indistinguishable from fp32: are inputs rounded?")
+    }
+
+    func testConv2dMatchesDefinition() {
+        // (channels in, out, size, kernel, stride, padding, im2col band)
+        let cases: [(Int, Int, Int, Int, Int, Int, Int)] = [
+            (5, 7, 9, 3, 1, 1, 8 << 20), (5, 7, 9, 3, 2, 0, 8 << 20), (3, 13, 11, 3, 1, 1, 27 * 11 * 2),
+            (33, 40, 24, 3, 1, 1, 8 << 20), (64, 70, 20, 1, 1, 0, 8 << 20), (40, 50, 12, 3, 1, 1, 8 << 20),
+        ]
+        for (i, (c, o, size, kk, stride, pad, band)) in cases.enumerated() {
+            let x = random([2, c, size, size + 1], seed: UInt64(10 + i)), w = random([o, c, kk, kk], seed: UInt64(20 + i), scale: 0.3)
+            let b = random([o], seed: UInt64(30 + i))
+            let (h, wd) = (size, size + 1)
+            let oh = (h + 2 * pad - kk) / stride + 1, ow = (wd + 2 * pad - kk) / stride + 1
+            var ref: [(value: Double, magnitude: Double)] = []
+            for bi in 0..<2 { for oc in 0..<o { for oy in 0..<oh { for ox in 0..<ow {
+                var s = Double(b[flat: oc]), mag = abs(s)
+                for ic in 0..<c { for ky in 0..<kk { for kx in 0..<kk {
+                    let iy = oy * stride - pad + ky, ix = ox * stride - pad + kx
+                    guard iy >= 0, iy < h, ix >= 0, ix < wd else { continue }
+                    let t = bf16(x[flat: ((bi * c + ic) * h + iy) * wd + ix]) * bf16(w[flat: ((oc * c + ic) * kk + ky) * kk + kx])
+                    s += t; mag += abs(t)
+                } } }
+                ref.append((s, mag))
+            } } } }
+            let packed = BF16Weight(w, layout: .rows)
+            let y = conv2d(x, weight: w, bias: b, stride: (stride, stride), padding: (pad, pad), bandFloats: band, packed: packed)
+            XCTAssertEqual(y.shape, [2, o, oh, ow])
+            check(y.scalars, ref)
+        }
+    }
+}
