@@ -703,7 +703,7 @@ def stage_export():
     pipe.to(torch.float16)
     if os.path.exists(OUT_DIR):
         for name in os.listdir(OUT_DIR):
-            if name != "README.md":
+            if name not in ("README.md", "unclip.json"):  # the model card and recommended settings are hand-written
                 p = os.path.join(OUT_DIR, name)
                 shutil.rmtree(p) if os.path.isdir(p) else os.remove(p)
     pipe.save_pretrained(OUT_DIR, safe_serialization=True)

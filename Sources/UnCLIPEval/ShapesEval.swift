@@ -22,12 +22,12 @@ public struct ShapesReport: Sendable {
     public var samples: [ShapesSample] = []
     /// attribute → (correct, stated) over the prompts that state it.
     public var accuracy: [String: (Int, Int)] = [:]
-    /// Variations (noise level 0, new seed) of the picture's own CLIP embedding, as `vary ID` makes them (DALL·E 2's
-    /// variations), that keep colour and shape, of those tried; and how many differ in pixels.
+    /// Variations (noise level 0, new seed) of the embedding the picture was drawn from, as `vary ID` makes them,
+    /// that keep colour and shape, of those tried; and how many differ in pixels.
     public var variationsKept = (0, 0)
     public var variationsDiffer = 0
-    /// The same from the prior's embedding the picture was drawn from (what the store recorded before schema v2).
-    public var variationsFromPriorKept = (0, 0)
+    /// The same from the picture's own CLIP embedding (DALL·E 2's variations of an outside image, `vary --image`).
+    public var variationsFromPictureKept = (0, 0)
     /// Attribute queries whose top-ranked image matches, of those asked: ranked by the pictures' CLIP embeddings
     /// (as `search` ranks), and by the prior's embeddings.
     public var searchTopMatches = (0, 0)
@@ -68,18 +68,18 @@ public struct ShapesEvaluation {
         // Variations: the stored embedding decoded again with a new seed should keep colour and shape.
         let picks = report.samples.prefix(variations)
         for (i, sample) in picks.enumerated() {
-            for fromPicture in [true, false] {
+            for fromPicture in [false, true] {
                 guard let embeds = fromPicture ? sample.pictureEmbeds : sample.imageEmbeds else { continue }
                 let v = try pipeline.variation(imageEmbeds: embeds, settings: decoder, seed: sample.seed &+ 7919)
                 let a = try ShapesChecker.analyze(pixels: v.image.pixels, width: v.image.width, height: v.image.height)
                 let kept = a.colour == sample.analysis.colour && a.shape == sample.analysis.shape
                 if fromPicture {
+                    report.variationsFromPictureKept.1 += 1
+                    if kept { report.variationsFromPictureKept.0 += 1 }
+                } else {
                     report.variationsKept.1 += 1
                     if kept { report.variationsKept.0 += 1 }
                     if v.image.pixels != sample.image.pixels { report.variationsDiffer += 1 }
-                } else {
-                    report.variationsFromPriorKept.1 += 1
-                    if kept { report.variationsFromPriorKept.0 += 1 }
                 }
             }
             progress("vary", i + 1, picks.count)

@@ -93,6 +93,8 @@ public struct NewGeneration: Sendable {
     /// The image embedding the decoder drew (the prior's choice, the slerp, the imported image's embedding),
     /// or the CLIP embedding of the finished image; nil when there is none (plain Stable Diffusion without --clip).
     public var embedding: [Float]?
+    /// The CLIP embedding of the finished picture, when an image encoder was at hand (what search ranks).
+    public var pictureEmbedding: [Float]?
     public var parents: [ParentLink]
     public var width: Int
     public var height: Int
@@ -100,9 +102,10 @@ public struct NewGeneration: Sendable {
     public var seconds: Double
 
     public init(kind: GenerationKind, modelID: Int64?, prompt: String?, settings: RecordedSettings, seed: UInt64?,
-                priorRunID: Int64? = nil, embedding: [Float]?, parents: [ParentLink] = [], width: Int, height: Int, seconds: Double) {
+                priorRunID: Int64? = nil, embedding: [Float]?, pictureEmbedding: [Float]? = nil, parents: [ParentLink] = [],
+                width: Int, height: Int, seconds: Double) {
         self.kind = kind; self.modelID = modelID; self.prompt = prompt; self.settings = settings; self.seed = seed
-        self.priorRunID = priorRunID; self.embedding = embedding; self.parents = parents
+        self.priorRunID = priorRunID; self.embedding = embedding; self.pictureEmbedding = pictureEmbedding; self.parents = parents
         self.width = width; self.height = height; self.seconds = seconds
     }
 }
@@ -119,7 +122,7 @@ public struct StoredGeneration: Sendable {
     public let seed: UInt64?
     public let priorRunID: Int64?
     public let noiseLevel: Int?
-    /// nil for generations without an image embedding (plain Stable Diffusion without --clip).
+    /// The image embedding the decoder drew; nil for plain Stable Diffusion.
     public let embedding: [Float]?
     /// The store's own copy of the image.
     public let imageURL: URL
@@ -129,12 +132,17 @@ public struct StoredGeneration: Sendable {
     public let fileBytes: Int
     public let seconds: Double?
     public internal(set) var parents: [ParentLink]
+    /// The CLIP embedding of the finished picture, nil when no image encoder was at hand.
+    public var pictureEmbedding: [Float]? = nil
     /// The embedding's width, nil without one.
     public var dim: Int? { embedding?.count }
+    /// What search ranks: the picture's own CLIP embedding, else the decoder's.
+    public var searchEmbedding: [Float]? { pictureEmbedding ?? embedding }
 
-    /// The embedding, or an error saying why this generation has none and what to do instead.
+    /// The embedding variations, interpolations and text diffs start from: the decoder's, else the picture's
+    /// (plain Stable Diffusion with --clip); an error saying why there is none and what to do instead.
     public func requireEmbedding() throws -> [Float] {
-        guard let embedding else {
+        guard let embedding = embedding ?? pictureEmbedding else {
             throw StoreError.invalid("generation \(id) has no image embedding (it was made by a plain Stable Diffusion model without --clip); make variations of its picture with `unclip vary --image \(imageURL.path)`")
         }
         return embedding

@@ -95,8 +95,8 @@ enum Schema {
             file TEXT PRIMARY KEY
         );
         """),
-        // v2: generations without an image embedding (plain Stable Diffusion, image-to-image without a CLIP
-        // vision encoder) and the 'edit' kind. The AUTOINCREMENT sequence is carried over so no id is reused.
+        // v2: generations without a decoder embedding (plain Stable Diffusion), the CLIP embedding of each finished
+        // picture, and the 'edit' kind. The AUTOINCREMENT sequence is carried over so no id is reused.
         Migration(version: 2, sql: """
         CREATE TABLE generations_v2(
             id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -117,9 +117,12 @@ enum Schema {
             width INTEGER NOT NULL,
             height INTEGER NOT NULL,
             file_bytes INTEGER NOT NULL,
-            seconds REAL
+            seconds REAL,
+            -- CLIP embedding of the finished picture (the model's image encoder, or --clip); what search ranks.
+            picture_dim INTEGER CHECK(picture_dim IS NULL OR picture_dim > 0),
+            picture_embedding BLOB CHECK(coalesce(length(picture_embedding) = 4 * picture_dim, picture_dim IS NULL AND picture_embedding IS NULL))
         );
-        INSERT INTO generations_v2 SELECT * FROM generations;
+        INSERT INTO generations_v2 SELECT *, NULL, NULL FROM generations;
         DELETE FROM sqlite_sequence WHERE name = 'generations_v2';
         INSERT INTO sqlite_sequence(name, seq) SELECT 'generations_v2', seq FROM sqlite_sequence WHERE name = 'generations';
         DROP TABLE generations;

@@ -32,9 +32,10 @@ public final class SearchIndex {
     /// Loads the embeddings of the generations that match `filter` (its `dim` is required).
     public static func load(from store: Store, filter: GenerationFilter) throws -> SearchIndex {
         guard let dim = filter.dim, dim > 0 else { throw StoreError.invalid("a search index needs the embedding width") }
-        // "+dim": keep SQLite off the (dim, kind) index. A search reads most rows, and one pass over the table
-        // in rowid order is several times faster than an index walk with a table lookup per row.
-        var conditions = ["+dim = ?"], values: [SQLValue] = [.int(Int64(dim))]
+        // Each picture is ranked by its own CLIP embedding when it has one, else by the decoder's embedding.
+        // (An expression, so SQLite reads the table in rowid order: a search reads most rows, and one pass is
+        // several times faster than an index walk with a table lookup per row.)
+        var conditions = ["coalesce(picture_dim, dim) = ?"], values: [SQLValue] = [.int(Int64(dim))]
         if let kinds = filter.kinds, !kinds.isEmpty {
             conditions.append("kind IN (\(kinds.map { _ in "?" }.joined(separator: ", ")))")
             values += kinds.map { .text($0.rawValue) }
@@ -53,7 +54,7 @@ public final class SearchIndex {
             var ids = [Int64]()
             ids.reserveCapacity(n)
             do {
-                let s = try store.db.prepare("SELECT id, embedding FROM generations WHERE \(clause) ORDER BY id")
+                let s = try store.db.prepare("SELECT id, coalesce(picture_embedding, embedding) FROM generations WHERE \(clause) ORDER BY id")
                 try s.bind(values)
                 while try s.step(), ids.count < n {
                     let bytes = s.blob(1)
@@ -132,7 +133,7 @@ public final class SearchIndex {
 
     /// A generation's float32 embedding, nil if it is no longer stored.
     private func storedEmbedding(_ id: Int64) throws -> [Float]? {
-        if lookup == nil { lookup = try store.db.prepare("SELECT embedding FROM generations WHERE id = ?") }
+        if lookup == nil { lookup = try store.db.prepare("SELECT coalesce(picture_embedding, embedding) FROM generations WHERE id = ?") }
         let s = lookup!
         try s.bind([.int(id)])
         guard try s.step() else { return nil }

@@ -366,7 +366,9 @@ public final class Store {
     /// the file to `<id>.png` and commits, in that order, inside one write transaction.
     public func record(_ g: NewGeneration, temporaryImage: URL) throws -> StoredGeneration {
         guard isWritable else { throw StoreError.readOnly(path: url.path, detail: "opened for reading only") }
-        if let e = g.embedding, e.isEmpty { throw StoreError.invalid("an image embedding cannot be empty (record none instead)") }
+        if g.embedding?.isEmpty == true || g.pictureEmbedding?.isEmpty == true {
+            throw StoreError.invalid("an image embedding cannot be empty (record none instead)")
+        }
         let data: Data
         do { data = try Data(contentsOf: temporaryImage) } catch {
             throw StoreError.imageFile(path: temporaryImage.path, reason: "cannot read the new image (\(Self.reason(error)))")
@@ -383,14 +385,16 @@ public final class Store {
                 let pid = try g.prompt.map { try promptID($0) }
                 try db.run("""
                     INSERT INTO generations(id, created_at, kind, model_id, prompt_id, negative_prompt, settings, seed,
-                        prior_run_id, noise_level, dim, embedding, image_file, sha256, width, height, file_bytes, seconds)
-                    VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        prior_run_id, noise_level, dim, embedding, image_file, sha256, width, height, file_bytes, seconds,
+                        picture_dim, picture_embedding)
+                    VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                     """, [.int(id), .text(Self.now()), .text(g.kind.rawValue), g.modelID.map { .int($0) } ?? .null,
                           pid.map { .int($0) } ?? .null, g.settings.negativePrompt.map { .text($0) } ?? .null,
                           .text(try g.settings.json()), g.seed.map { .int(Int64(bitPattern: $0)) } ?? .null,
                           g.priorRunID.map { .int($0) } ?? .null, g.settings.noiseLevel.map { .int(Int64($0)) } ?? .null,
                           g.embedding.map { .int(Int64($0.count)) } ?? .null, g.embedding.map { .floats($0) } ?? .null, .text(file), .text(digest),
-                          .int(Int64(g.width)), .int(Int64(g.height)), .int(Int64(data.count)), .double(g.seconds)])
+                          .int(Int64(g.width)), .int(Int64(g.height)), .int(Int64(data.count)), .double(g.seconds),
+                          g.pictureEmbedding.map { .int(Int64($0.count)) } ?? .null, g.pictureEmbedding.map { .floats($0) } ?? .null])
                 for p in g.parents {
                     try db.run("INSERT INTO generation_parents(child_id, role, parent_id, parent_ref) VALUES(?, ?, ?, ?)",
                                [.int(id), .text(p.role), .int(p.id), .int(p.id)])
@@ -422,7 +426,7 @@ public final class Store {
 
     private static let generationColumns = """
         g.id, g.created_at, g.kind, g.model_id, p.text, g.settings, g.seed, g.prior_run_id, g.noise_level, g.dim,
-        g.embedding, g.image_file, g.sha256, g.width, g.height, g.file_bytes, g.seconds
+        g.embedding, g.image_file, g.sha256, g.width, g.height, g.file_bytes, g.seconds, g.picture_dim, g.picture_embedding
         """
 
     /// One generation, with its parents.
@@ -474,7 +478,8 @@ public final class Store {
             throw StoreError.badEmbedding(path: url.path, what: "generation \(id)", reason: "unknown kind '\(s.text(2) ?? "")'")
         }
         let dim = s.isNull(9) ? nil : Int(s.int(9))
-        return StoredGeneration(
+        let pictureDim = s.isNull(17) ? nil : Int(s.int(17))
+        var g = StoredGeneration(
             id: id, createdAt: s.text(1) ?? "", kind: kind, modelID: s.isNull(3) ? nil : s.int(3), prompt: s.text(4),
             settings: try RecordedSettings.decode(s.text(5) ?? "", path: url.path, id: id),
             seed: s.isNull(6) ? nil : UInt64(bitPattern: s.int(6)), priorRunID: s.isNull(7) ? nil : s.int(7),
@@ -483,6 +488,8 @@ public final class Store {
             imageURL: imagesURL.appendingPathComponent(s.text(11) ?? ""), sha256: s.text(12) ?? "",
             width: Int(s.int(13)), height: Int(s.int(14)), fileBytes: Int(s.int(15)), seconds: s.isNull(16) ? nil : s.double(16),
             parents: parents)
+        g.pictureEmbedding = try pictureDim.map { try s.floats(18, count: $0, what: "the picture embedding of generation \(id)") }
+        return g
     }
 
     private func whereClause(_ f: GenerationFilter) -> (String, [SQLValue]) {

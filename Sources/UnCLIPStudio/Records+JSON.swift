@@ -9,7 +9,7 @@ public enum GenerationRecords {
     public static func describe(_ g: StoredGeneration, store: Store, detailed: Bool) throws -> [String: Any] {
         var out: [String: Any] = [
             "id": g.id, "created_at": g.createdAt, "kind": g.kind.rawValue, "prompt": g.prompt ?? NSNull(),
-            "image": g.imageURL.path, "sha256": g.sha256, "width": g.width, "height": g.height, "dim": g.dim ?? NSNull(),
+            "image": g.imageURL.path, "sha256": g.sha256, "width": g.width, "height": g.height, "dim": g.dim ?? NSNull(), "picture_dim": g.pictureEmbedding.map { $0.count as Any } ?? NSNull(),
             "parents": g.parents.map { ["role": $0.role, "id": $0.id, "exists": $0.exists] as [String: Any] },
         ]
         if let seed = g.seed { out["seed"] = seed }
@@ -50,6 +50,7 @@ public enum GenerationRecords {
         try AtomicFile.write(png, to: pngURL)
         var entries: [(String, SafeTensorsWriter.Payload)] = []
         if let e = g.embedding { entries.append(("image_embeds", .float32(Tensor(shape: [1, e.count], data: e)))) }
+        if let e = g.pictureEmbedding { entries.append(("picture_embeds", .float32(Tensor(shape: [1, e.count], data: e)))) }
         if let runID = g.priorRunID, let run = try store.priorRun(id: runID) {
             entries.append(("prior_candidates", .float32(Tensor(shape: [run.count, run.dim], data: run.candidates))))
             entries.append(("prior_scores", .float32(Tensor(shape: [run.count], data: run.scores))))

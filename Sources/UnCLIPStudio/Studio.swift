@@ -187,9 +187,13 @@ public final class Studio {
         try pipeline.embed(image: PNG.read(png)).scalars
     }
 
-    /// The embedding a finished image of a plain Stable Diffusion model is recorded with (nil without --clip).
-    private func clipEmbedding(_ image: RGBImage) throws -> [Float]? {
-        try clip?.embed(image).scalars
+    /// The CLIP embedding of a finished picture, which search ranks: through the model's own image encoder, or
+    /// --clip for plain Stable Diffusion; nil without either.
+    private func pictureEmbedding(_ image: RGBImage) throws -> [Float]? {
+        switch engine {
+        case let .unclip(p): return try p.decoder.imageEmbedder?.embed(image).scalars
+        case .stableDiffusion: return try clip?.embed(image).scalars
+        }
     }
 
     // MARK: - Stages through the cache
@@ -255,7 +259,7 @@ public final class Studio {
         if case .stableDiffusion = engine {
             let g = try renderPlain(prompt: prompt, settings: settings, seed: seed, initImage: nil)
             let new = NewGeneration(kind: .textToImage, modelID: model.id, prompt: prompt, settings: try plainSettings(settings), seed: seed,
-                                    embedding: try clipEmbedding(g.image), width: g.image.width, height: g.image.height,
+                                    embedding: nil, pictureEmbedding: try pictureEmbedding(g.image), width: g.image.width, height: g.image.height,
                                     seconds: seconds(since: start))
             return MadeImage(generation: try record(new, image: g.image), cache: nil, priorScores: [], priorChoice: 0, latents: g.latents)
         }
@@ -266,7 +270,8 @@ public final class Studio {
         recorded.priorGuidance = priorSettings.guidanceScale
         recorded.priorCandidates = priorSettings.candidates
         let new = NewGeneration(kind: .textToImage, modelID: model.id, prompt: prompt, settings: recorded, seed: seed,
-                                priorRunID: runID, embedding: g.imageEmbeds.scalars, width: g.image.width, height: g.image.height,
+                                priorRunID: runID, embedding: g.imageEmbeds.scalars, pictureEmbedding: try pictureEmbedding(g.image),
+                                width: g.image.width, height: g.image.height,
                                 seconds: seconds(since: start))
         let stored = try record(new, image: g.image)
         return MadeImage(generation: stored, cache: report, priorScores: g.prior?.scores ?? [], priorChoice: g.prior?.chosenIndex ?? 0,
@@ -315,7 +320,8 @@ public final class Studio {
         var recorded = try recordedSettings(settings)
         extra(&recorded)
         let new = NewGeneration(kind: kind, modelID: model.id, prompt: prompt, settings: recorded, seed: seed,
-                                embedding: embedding, parents: parents, width: g.image.width, height: g.image.height,
+                                embedding: embedding, pictureEmbedding: try pictureEmbedding(g.image), parents: parents,
+                                width: g.image.width, height: g.image.height,
                                 seconds: seconds(since: start))
         return MadeImage(generation: try record(new, image: g.image), cache: nil, priorScores: [], priorChoice: 0, latents: g.latents)
     }
@@ -338,8 +344,8 @@ public final class Studio {
 
     /// Image-to-image: `initImage` noised to `settings.strength` and denoised toward the prompt, recorded as an
     /// `edit` (linked to the stored generation whose image it is, if any). With Stable unCLIP the decoder's
-    /// embedding (the picture's own slerped toward the prompt's by the strength) is recorded; with plain Stable
-    /// Diffusion the finished image's --clip embedding is, if there is one.
+    /// embedding (the picture's own slerped toward the prompt's by the strength) is recorded; plain Stable
+    /// Diffusion has none. The finished picture's CLIP embedding is recorded when an image encoder is at hand.
     public func edit(prompt: String, initImage: URL, priorSettings: PriorSettings, settings: DecoderSettings, seed: UInt64) throws -> MadeImage {
         guard let strength = settings.strength else { throw StoreError.invalid("an edit needs a strength (0–1)") }
         let start = DispatchTime.now().uptimeNanoseconds
@@ -361,7 +367,8 @@ public final class Studio {
         recorded.height = picture.height
         let parents = try store.generationID(sha256: digest).map { [ParentLink(role: "init", id: $0)] } ?? []
         let new = NewGeneration(kind: .edit, modelID: model.id, prompt: prompt, settings: recorded, seed: seed, priorRunID: runID,
-                                embedding: embedding, parents: parents, width: g.image.width, height: g.image.height,
+                                embedding: embedding, pictureEmbedding: try pictureEmbedding(g.image), parents: parents,
+                                width: g.image.width, height: g.image.height,
                                 seconds: seconds(since: start))
         return MadeImage(generation: try record(new, image: g.image), cache: report, priorScores: g.prior?.scores ?? [],
                          priorChoice: g.prior?.chosenIndex ?? 0, latents: g.latents)
@@ -376,7 +383,7 @@ public final class Studio {
             return (g, report, runID, g.imageEmbeds.scalars)
         case .stableDiffusion:
             let g = try renderPlain(prompt: prompt, settings: settings, seed: seed, initImage: picture)
-            return (g, nil, nil, try clipEmbedding(g.image))
+            return (g, nil, nil, nil)
         }
     }
 

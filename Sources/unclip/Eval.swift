@@ -86,7 +86,7 @@ struct EvalShapes: ParsableCommand {
         if json {
             try printJSON(["prompts": list.count, "seconds": seconds, "accuracy": acc,
                            "variations": ["kept": report.variationsKept.0, "tried": report.variationsKept.1, "pixels_differ": report.variationsDiffer,
-                                          "from_prior_embedding_kept": report.variationsFromPriorKept.0],
+                                          "from_picture_embedding_kept": report.variationsFromPictureKept.0],
                            "search": ["top_matches": report.searchTopMatches.0, "queries": report.searchTopMatches.1,
                                       "by_prior_embedding_top_matches": report.searchByPriorTopMatches.0,
                                       "by_prior_embedding_queries": report.searchByPriorTopMatches.1],
@@ -102,9 +102,9 @@ struct EvalShapes: ParsableCommand {
                     ceiling[a].map { String(format: "%@ %.1f%%", a, report.percent($0)) } }.joined(separator: ", "))
             }
             if report.variationsKept.1 > 0 {
-                print(String(format: "  variations keep colour+shape %.1f%% (%d/%d), pixels differ in %d  [from the prior's embedding instead of the picture's: %.1f%%]",
+                print(String(format: "  variations keep colour+shape %.1f%% (%d/%d), pixels differ in %d  [from the picture's own CLIP embedding instead: %.1f%%]",
                              report.percent(report.variationsKept), report.variationsKept.0, report.variationsKept.1, report.variationsDiffer,
-                             report.percent(report.variationsFromPriorKept)))
+                             report.percent(report.variationsFromPictureKept)))
             }
             for e in editReports {
                 print(String(format: "  edit → \"a green triangle\" at strength %.1f: turned %d/%d, kept the source %d/%d",

@@ -170,7 +170,8 @@ struct Search: ParsableCommand {
         let store = try storeOptions.open(.read)
         let query: [Float]
         if let like {
-            query = try store.generation(generationID(like)).requireEmbedding()
+            let g = try store.generation(generationID(like))
+            query = try g.searchEmbedding ?? g.requireEmbedding()
         } else {
             let studio = try modelOptions.studio(store: store)
             query = try text.map { try studio.textEmbedding($0) } ?? studio.imageEmbedding(png: URL(fileURLWithPath: image!))
@@ -231,10 +232,14 @@ struct Show: ParsableCommand {
         if let seed = g.seed { print("seed: \(seed)") }
         print("image: \(g.imageURL.path) (\(g.width)x\(g.height), \(g.fileBytes) bytes, sha256 \(g.sha256))\((record["image_present"] as? Bool) == false ? " — MISSING" : "")")
         if let dim = g.dim {
-            print(String(format: "embedding: %d values, norm %.4f%@", dim, record["embedding_norm"] as? Double ?? 0,
-                         g.settings.clipModel.map { " (the finished image, embedded by \($0))" } ?? ""))
+            print(String(format: "embedding: %d values, norm %.4f (what the decoder drew)", dim, record["embedding_norm"] as? Double ?? 0))
         } else {
-            print("embedding: none (plain Stable Diffusion without --clip; search does not see it)")
+            print("embedding: none (plain Stable Diffusion has no image-embedding path)")
+        }
+        if let p = g.pictureEmbedding {
+            print("picture embedding: \(p.count) values, the finished picture through \(g.settings.clipModel ?? "the model's image encoder") (search ranks it)")
+        } else if g.dim == nil {
+            print("picture embedding: none (no CLIP image encoder; pass --clip DIR when generating), so search does not see it")
         }
         if let strength = g.settings.strength {
             print("edit: init image \(g.settings.initImage ?? "?") (sha256 \(g.settings.initSHA256?.prefix(16) ?? "?")), strength \(strength)")

@@ -99,10 +99,21 @@ final class StoreOpenTests: StoreTestCase {
         XCTAssertNil(plain.embedding)
         XCTAssertNil(plain.dim)
         XCTAssertThrowsError(try plain.requireEmbedding()) { XCTAssertTrue("\($0)".contains("no image embedding")) }
+        // A picture embedding alone (plain Stable Diffusion with --clip) is what variations and search use.
+        let temp = try store.temporaryImageURL()
+        try Data("clip".utf8).write(to: temp)
+        let clipped = try store.record(NewGeneration(kind: .textToImage, modelID: nil, prompt: "q", settings: RecordedSettings(), seed: 1,
+                                                     embedding: nil, pictureEmbedding: [2, -1], width: 8, height: 8, seconds: 0),
+                                       temporaryImage: temp)
+        XCTAssertEqual(try store.generation(clipped.id).pictureEmbedding, [2, -1])
+        XCTAssertEqual(try clipped.requireEmbedding(), [2, -1])
+        XCTAssertEqual(clipped.searchEmbedding, [2, -1])
         let edit = try add(store, kind: .edit, embedding: [0.5, 0.5], parents: [ParentLink(role: "init", id: 2)])
         XCTAssertEqual(try store.generation(edit.id).kind, .edit)
         // Search sees only generations with an embedding of the asked width.
-        XCTAssertEqual(try SearchIndex.load(from: store, filter: GenerationFilter(dim: 2)).count, 3)
+        XCTAssertEqual(try SearchIndex.load(from: store, filter: GenerationFilter(dim: 2)).count, 4)
+        XCTAssertEqual(try SearchIndex.load(from: store, filter: GenerationFilter(dim: 2)).search([2, -1], limit: 1).first?.id, clipped.id,
+                       "the picture embedding is what search ranks")
         // Removing a parent still sets links to NULL (the foreign key actions survived the rebuild).
         _ = try store.remove(1)
         XCTAssertEqual(try store.generation(2).parents, [ParentLink(role: "source", id: 1, exists: false)])
