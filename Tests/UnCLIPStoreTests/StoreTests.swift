@@ -79,12 +79,20 @@ final class StoreOpenTests: StoreTestCase {
     func testVersion1StoreUpgradesKeepingRowsLinksAndIDs() throws {
         let v1 = Array(Schema.migrations.prefix(1))
         do {
+            // Rows as a version-1 build wrote them (this build's INSERT names version-2 columns).
             let store = try Store(url: storeURL, access: .readWrite, migrations: v1)
-            let a = try add(store, embedding: [1, 0])
-            try add(store, kind: .variation, embedding: [0, 1], parents: [ParentLink(role: "source", id: a.id)])
-            let c = try add(store, embedding: [1, 1])
-            _ = try store.remove(c.id)  // the sequence (3) is now above max(id) (2)
-            XCTAssertThrowsError(try add(store, embedding: nil), "version 1 requires an embedding")
+            func insert(_ id: Int64, _ embedding: [Float]?) throws {
+                try store.db.run("""
+                    INSERT INTO generations(id, created_at, kind, settings, seed, dim, embedding, image_file, sha256, width, height, file_bytes)
+                    VALUES(?, 't', 'text-to-image', '{}', 7, ?, ?, ?, 's', 8, 8, 1)
+                    """, [.int(id), embedding.map { .int(Int64($0.count)) } ?? .null, embedding.map { .floats($0) } ?? .null, .text("\(id).png")])
+            }
+            try insert(1, [1, 0])
+            try insert(2, [0, 1])
+            try store.db.run("INSERT INTO generation_parents(child_id, role, parent_id, parent_ref) VALUES(2, 'source', 1, 1)")
+            try insert(3, [1, 1])
+            try store.db.run("DELETE FROM generations WHERE id = 3")  // the sequence (3) is now above max(id) (2)
+            XCTAssertThrowsError(try insert(4, nil), "version 1 requires an embedding")
         }
         let store = try Store(url: storeURL)
         XCTAssertEqual(try store.storedSchemaVersion(), 2)

@@ -112,9 +112,14 @@ final class StudioTests: StoreTestCase {
         XCTAssertEqual(try s.importImage(png: png).id, source.id, "importing the same file again reuses it")
         XCTAssertThrowsError(try s.regenerate(source.id)) { XCTAssertTrue("\($0)".contains("imported")) }
 
+        // The generation's own picture embedding is the same picture's: both rank first, with cosine 1.
+        XCTAssertEqual(g.pictureEmbedding, source.embedding)
         let index = try SearchIndex.load(from: store, filter: GenerationFilter(dim: 16))
-        XCTAssertEqual(try index.search(source.embedding!, limit: 1).first?.id, source.id)
-        XCTAssertEqual(try index.search(s.imageEmbedding(png: png), limit: 1).first?.id, source.id)
+        for query in [source.embedding!, try s.imageEmbedding(png: png)] {
+            let hits = try index.search(query, limit: 2)
+            XCTAssertEqual(Set(hits.map(\.id)), [g.id, source.id])
+            for h in hits { XCTAssertEqual(h.score, 1, accuracy: 1e-5) }
+        }
         // Text queries go through the prior's text encoder projection, and are cached like prompts.
         let text = try s.textEmbedding("a red lighthouse")
         XCTAssertEqual(text.count, 16)
