@@ -140,8 +140,9 @@ func makeForward(_ name: String, _ item: ManifestItem) throws -> () throws -> Vo
 }
 
 /// Child process: time one item and print its JSON line.
-func runChild(_ name: String, base: URL, quick: Bool, threads: Int, runs: Int, warmup: Int) throws {
+func runChild(_ name: String, base: URL, quick: Bool, threads: Int, runs: Int, warmup: Int, precision: String) throws {
     openblas_set_num_threads(Int32(threads))
+    ComputePrecision.requested = GemmPrecision(rawValue: precision) ?? .fp32
     let manifest = try loadManifest(base: base, quick: quick)
     guard let item = manifest[name] else {
         throw BenchError("item \(name) is not prepared in \(base.path): run bench_peer.py prepare\(quick ? " --quick" : "") --items \(name)")
@@ -157,7 +158,7 @@ func runChild(_ name: String, base: URL, quick: Bool, threads: Int, runs: Int, w
         times.append(Double(DispatchTime.now().uptimeNanoseconds - s) / 1e9)
     }
     let result: [String: Any] = [
-        "item": name, "side": "ours", "precision": "fp32", "threads": threads, "mode": quick ? "quick" : "full",
+        "item": name, "side": "ours", "precision": ComputePrecision.effective.rawValue, "threads": threads, "mode": quick ? "quick" : "full",
         "openblas_threads": Int(openblas_get_num_threads()), "swift_workers": ProcessInfo.processInfo.activeProcessorCount,
         "load_seconds": load, "times": times,
         // sgemm reports the best run (the machine's peak); everything else the median.

@@ -24,9 +24,11 @@ struct Options {
     var json: String?
     var child: String?
     var kernels = false
+    /// fp32 or bf16 (the UNet, prior and VAE GEMMs; CLIP and attention stay fp32, as with `unclip --precision`).
+    var precision = "fp32"
 
     static let usage = """
-    usage: unclip-bench [--work DIR] [--quick] [--threads N] [--items LIST] [--runs N] [--warmup N] [--json OUT]
+    usage: unclip-bench [--work DIR] [--quick] [--threads N] [--precision fp32|bf16] [--items LIST] [--runs N] [--warmup N] [--json OUT]
            unclip-bench --kernels [--threads N] [--quick]
     items: \(allItems.joined(separator: ","))
     """
@@ -58,6 +60,9 @@ struct Options {
             case "--json": json = try value("--json")
             case "--child": child = try value("--child")
             case "--kernels": kernels = true
+            case "--precision":
+                precision = try value("--precision")
+                guard ["fp32", "bf16"].contains(precision) else { throw BenchError("--precision is fp32 or bf16, got '\(precision)'") }
             case "-h", "--help": print(Options.usage); exit(0)
             default: throw BenchError("unknown argument '\(args[i])'\n\(Options.usage)")
             }
@@ -71,7 +76,8 @@ struct Options {
 /// Runs one item in a child process (pinned with taskset when using fewer threads than cores); returns its JSON.
 func spawnChild(_ item: String, _ o: Options, runs: Int, warmup: Int) throws -> [String: Any] {
     let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
-    var args = [exe, "--child", item, "--work", o.work, "--threads", "\(o.threads)", "--runs", "\(runs)", "--warmup", "\(warmup)"]
+    var args = [exe, "--child", item, "--work", o.work, "--threads", "\(o.threads)", "--runs", "\(runs)", "--warmup", "\(warmup)",
+                "--precision", o.precision]
     if o.quick { args.append("--quick") }
     if o.threads < ProcessInfo.processInfo.processorCount { args = ["taskset", "-c", "0-\(o.threads - 1)"] + args }
     let p = Process()
@@ -116,7 +122,7 @@ func runSuite(_ o: Options) throws {
             r = try spawnChild(name, o, runs: isPeak ? 3 : o.runs, warmup: isPeak ? 1 : o.warmup)
         } catch {
             FileHandle.standardError.write(Data("\(error)\n".utf8))
-            rows.append(["item": name, "side": "ours", "precision": "fp32", "threads": o.threads, "error": "\(error)"])
+            rows.append(["item": name, "side": "ours", "precision": o.precision, "threads": o.threads, "error": "\(error)"])
             continue
         }
         let flops = manifest[name]!.flops, seconds = (r["seconds"] as? Double) ?? .nan
@@ -146,7 +152,7 @@ do {
         openblas_set_num_threads(Int32(o.threads))
         runKernelBenchmarks(quick: o.quick)
     } else if let item = o.child {
-        try runChild(item, base: o.base, quick: o.quick, threads: o.threads, runs: o.runs, warmup: o.warmup)
+        try runChild(item, base: o.base, quick: o.quick, threads: o.threads, runs: o.runs, warmup: o.warmup, precision: o.precision)
     } else {
         try runSuite(o)
     }

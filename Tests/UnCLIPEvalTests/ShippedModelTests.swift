@@ -4,11 +4,11 @@ import XCTest
 import UnCLIPPipelines
 
 /// A slice of the shapes evaluation on the shipped model (weights/shapes), with its recommended settings
-/// (decoder guidance 3, from weights/shapes/unclip.json): a regression in any stage (tokenizer, CLIP, prior,
-/// decoder, VAE, schedulers) shows up as lost accuracy. The model does not reach issue 6's targets yet
-/// (position is near chance), so these floors are regression guards set well below what it measures
-/// (360 prompts: background 97%, size 95%, colour 84%) and far above chance (25%, 50%, 17%).
-/// Prompts and seeds are fixed, so the run is deterministic.
+/// (decoder guidance 2, from weights/shapes/unclip.json): a regression in any stage (tokenizer, CLIP, prior,
+/// decoder, VAE, schedulers, store-style search) shows up as lost accuracy. Floors sit a little below issue 6's
+/// targets (colour 90, shape 75, position 85, size 85, background 90, variations 85, search 90), lowered further
+/// where 30 prompts make one image a large step. Prompts and seeds are fixed, so the run is deterministic
+/// on one machine; other CPUs (AVX2 vs AVX-512 kernels) round differently, hence the margins.
 final class ShippedModelTests: XCTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
@@ -21,19 +21,26 @@ final class ShippedModelTests: XCTestCase {
         let prompts = stride(from: 0, to: all.count, by: 12).map { all[$0] }
         XCTAssertEqual(prompts.count, 30)
         var eval = ShapesEvaluation(pipeline: pipe)
-        eval.decoder.guidanceScale = 3
+        eval.decoder.guidanceScale = 2
         let report = try eval.run(prompts: prompts, variations: 10, searchQueries: true)
         print("shipped model, 30 prompts:", report.accuracy, "variations", report.variationsKept, "search", report.searchTopMatches)
-        // This slice measured colour 20/22, size 19/21, background 22/22, shape 11/30 (shape and position are
-        // near chance on it, so they get no floor).
-        let floors = ["colour": 65.0, "size": 70.0, "background": 85.0]
+        let floors = ["colour": 85.0, "shape": 65.0, "position": 85.0, "size": 85.0, "background": 90.0]
         for (attribute, floor) in floors {
             let acc = report.accuracy[attribute] ?? (0, 0)
             XCTAssertGreaterThan(acc.1, 0, attribute)
             XCTAssertGreaterThanOrEqual(report.percent(acc), floor, "\(attribute): \(acc.0)/\(acc.1)")
         }
-        XCTAssertGreaterThanOrEqual(report.percent(report.variationsKept), 50, "variations keep colour and shape")
+        XCTAssertGreaterThanOrEqual(report.percent(report.variationsKept), 70, "variations keep colour and shape")
         XCTAssertEqual(report.variationsDiffer, report.variationsKept.1, "variations must differ in pixels")
         XCTAssertGreaterThan(report.searchTopMatches.1, 0)
+        XCTAssertGreaterThanOrEqual(report.percent(report.searchTopMatches), 60, "search top-1: \(report.searchTopMatches)")
+
+        // Image-to-image: a light edit keeps the picture, a strong one turns it toward the prompt.
+        let edits = try eval.runEdit(strengths: [0.2, 0.8], count: 6)
+        print("edits:", edits.map { ($0.strength, $0.kept, $0.turned, $0.total) })
+        XCTAssertGreaterThanOrEqual(edits[0].kept, 3, "strength 0.2 keeps the source")
+        XCTAssertLessThanOrEqual(edits[0].turned, 1, "strength 0.2 does not turn it into the prompt")
+        XCTAssertGreaterThanOrEqual(edits[1].turned, 2, "strength 0.8 turns it toward the prompt")
+        XCTAssertLessThanOrEqual(edits[1].kept, 1, "strength 0.8 does not keep the source")
     }
 }
