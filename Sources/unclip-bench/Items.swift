@@ -59,7 +59,9 @@ func median(_ xs: [Double]) -> Double {
 func peakRSSBytes() -> Int {
     guard let status = try? String(contentsOfFile: "/proc/self/status", encoding: .utf8) else { return 0 }
     for line in status.split(separator: "\n") where line.hasPrefix("VmHWM:") {
-        return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
+        // "VmHWM:\t  123456 kB": a tab, then padding that vanishes for 8-digit values.
+        let fields = line.split(whereSeparator: { $0 == " " || $0 == "\t" })
+        return (fields.count > 1 ? Int(fields[1]) ?? 0 : 0) * 1024
     }
     return 0
 }
