@@ -110,7 +110,7 @@ public func attentionUnfused(query: Tensor, key: Tensor, value: Tensor, heads: I
     let pairs = b * heads
     if tq * tk <= 256 * 256 && pairs > 1 {
         // Small products: BLAS runs them on one thread, so spread the heads over cores instead.
-        let workers = min(pairs, ProcessInfo.processInfo.activeProcessorCount)
+        let workers = min(pairs, availableCores)
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * tk)
             defer { scores.deallocate() }

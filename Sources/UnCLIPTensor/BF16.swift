@@ -94,7 +94,7 @@ public func linear(_ x: Tensor, packed w: BF16Weight, bias: Tensor? = nil) -> Te
     let rows = x.count / max(w.k, 1), n = w.outputs, k = w.k
     let y = Tensor(uninitialized: Array(x.shape.dropLast()) + [n])
     let px = x.pointer, py = y.pointer, pw = w.pointer, pb = bias?.pointer
-    let workers = rows * n * k < parallelThreshold ? 1 : ProcessInfo.processInfo.activeProcessorCount
+    let workers = rows * n * k < parallelThreshold ? 1 : availableCores
     // Many rows: each core takes a band of rows (and packs only its own activations); few rows: column panels.
     if rows >= workers * 4 * tileRows || n < 2 * panelColumns {
         let parts = splits(rows, quantum: tileRows, workers: workers)
@@ -119,7 +119,7 @@ func bf16RowsProduct(_ w: BF16Weight, b: UnsafePointer<Float>, ldb: Int, n: Int,
     precondition(w.layout == .rows, "conv2d: bf16 weight packed for Linear")
     let m = w.outputs, k = w.k, pw = w.pointer, acc: Int32 = accumulate ? 1 : 0
     let rowStride = (k + 1) / 2 * 2
-    let workers = m * n * k < parallelThreshold ? 1 : ProcessInfo.processInfo.activeProcessorCount
+    let workers = m * n * k < parallelThreshold ? 1 : availableCores
     // Wide bands: split the columns (each core packs its own); narrow ones (deep UNet levels): split the channels.
     if n >= workers * 2 * panelColumns || m < 2 * tileRows {
         let parts = splits(n, quantum: panelColumns, workers: workers)

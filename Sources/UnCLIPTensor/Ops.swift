@@ -165,7 +165,7 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), padd
     let direct = kh == 1 && kw == 1 && stride == (1, 1) && padding == (0, 0)
     let bandRows = direct ? oh : max(1, min(oh, bandFloats / max(k * ow, 1)))
     let col = direct ? nil : Tensor(uninitialized: [k, bandRows * ow])
-    let workers = ProcessInfo.processInfo.activeProcessorCount
+    let workers = availableCores
     for bi in 0..<b {
         let src = x.pointer + bi * c * h * w
         let dst = y.pointer + bi * o * n

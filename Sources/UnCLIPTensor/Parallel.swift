@@ -1,9 +1,12 @@
 import Foundation
 
+/// Cores this process may use, read once: Foundation re-reads it from /proc and cgroups on every call.
+public let availableCores: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+
 /// Splits `count` items into contiguous chunks run on all cores; small jobs stay on the caller's thread.
 @inline(__always)
 public func parallelChunks(_ count: Int, minimumPerChunk: Int = 1 << 15, _ body: (Range<Int>) -> Void) {
-    let workers = ProcessInfo.processInfo.activeProcessorCount
+    let workers = availableCores
     let chunks = min(workers, max(1, count / max(minimumPerChunk, 1)))
     if chunks <= 1 { body(0..<count); return }
     let per = (count + chunks - 1) / chunks

@@ -33,7 +33,14 @@ public struct CLIPTokenizer: Sendable {
     /// Loads `vocab.json` + `merges.txt` (with `tokenizer_config.json` / `special_tokens_map.json` when present),
     /// or `tokenizer.json` when the folder has no vocab.json / merges.txt.
     public init(directory: URL) throws {
-        let files = try TokenizerFiles(directory: directory)
+        // unCLIP folders hold the same tokenizer twice (prior_tokenizer, tokenizer): build it once per process.
+        let key = TokenizerCache.key(directory)
+        if let key, let cached = TokenizerCache.lookup(key) { self = cached; return }
+        try self.init(files: try TokenizerFiles(directory: directory))
+        if let key { TokenizerCache.insert(key, self) }
+    }
+
+    private init(files: TokenizerFiles) throws {
         bpe = try ByteLevelBPE(vocab: files.vocab, merges: files.merges, source: files.modelSource)
         bosTokenId = files.bosId
         eosTokenId = files.eosId
@@ -115,5 +122,36 @@ private func appendUTF8(_ scalar: Unicode.Scalar, to bytes: inout [UInt8]) {
         bytes.append(UInt8(0x80 | ((v >> 12) & 0x3F)))
         bytes.append(UInt8(0x80 | ((v >> 6) & 0x3F)))
         bytes.append(UInt8(0x80 | (v & 0x3F)))
+    }
+}
+
+/// Tokenizers already built in this process, keyed by the bytes of the files they were built from.
+private enum TokenizerCache {
+    nonisolated(unsafe) static var entries: [(Data, CLIPTokenizer)] = []
+    static let lock = NSLock()
+    static let fileNames = ["vocab.json", "merges.txt", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"]
+
+    /// All tokenizer files' bytes with their names, or nil when one cannot be read (the full load reports it).
+    static func key(_ directory: URL) -> Data? {
+        var key = Data()
+        for name in fileNames {
+            let url = directory.appendingPathComponent(name)
+            guard FileManager.default.fileExists(atPath: url.path) else { continue }
+            guard let data = try? Data(contentsOf: url) else { return nil }
+            key.append(contentsOf: Array("\(name):\(data.count):".utf8))
+            key.append(data)
+        }
+        return key
+    }
+
+    static func lookup(_ key: Data) -> CLIPTokenizer? {
+        lock.lock(); defer { lock.unlock() }
+        return entries.first { $0.0 == key }?.1
+    }
+
+    static func insert(_ key: Data, _ tokenizer: CLIPTokenizer) {
+        lock.lock(); defer { lock.unlock() }
+        if entries.count >= 4 { entries.removeFirst() }
+        entries.append((key, tokenizer))
     }
 }
