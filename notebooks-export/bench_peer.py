@@ -26,6 +26,10 @@ Items (batch 2 = [uncond, cond], one classifier-free-guided step, as the pipelin
     unet-512/-768  stable-diffusion-2-1-unclip-small's UNet, one call, batch 2, latents 64^2 / 96^2
     vae-512/-768   SD 2 AutoencoderKL decode, batch 1, latents 64^2 / 96^2
     pipeline-512   StableUnCLIPPipeline text-to-image at 512^2: prior 2 steps + decoder 2 steps
+    pipeline-768   the same at 768^2 (the peak-RSS comparison of issue 7)
+
+`prepare-fp16` writes fp16 copies of the pipeline's weights beside the fp32 ones (`*.fp16.safetensors`, as
+diffusers' variant="fp16"), for `unclip-bench --variant fp16`.
                    (prior guidance 4, decoder guidance 10, one image; load time not included)
 
 FLOPs (analytic, see the *_flops functions): 2 per multiply-add of every convolution
@@ -52,7 +56,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, HERE)
 DEFAULT_WORK = "/tmp/unclip-bench"
 ALL_ITEMS = ["sgemm", "clip-vitl", "clip-h", "prior-step", "prior-25", "unet-512", "unet-768",
-             "vae-512", "vae-768", "pipeline-512"]
+             "vae-512", "vae-768", "pipeline-512", "pipeline-768"]
 PRIOR_STEPS = 25
 PIPELINE_STEPS = (2, 2)  # prior, decoder
 SEQ = 77
@@ -251,7 +255,8 @@ def item_flops(name, cfgs, mode):
 NEEDS = {"sgemm": [], "clip-vitl": ["clip-vitl"], "clip-h": ["clip-h"], "prior-step": ["prior"],
          "prior-25": ["prior", "prior_scheduler"], "unet-512": ["unet"], "unet-768": ["unet"],
          "vae-512": ["vae"], "vae-768": ["vae"],
-         "pipeline-512": ["clip-vitl", "clip-h", "prior", "prior_scheduler", "unet", "vae", "pipeline"]}
+         "pipeline-512": ["clip-vitl", "clip-h", "prior", "prior_scheduler", "unet", "vae", "pipeline"],
+         "pipeline-768": ["clip-vitl", "clip-h", "prior", "prior_scheduler", "unet", "vae", "pipeline"]}
 
 
 def _build_component(comp, cfgs, base):
@@ -357,7 +362,7 @@ def _inputs(name, cfgs, mode):
     """Input tensors of an item (seeded), as saved in inputs/<name>.safetensors; None if it has none."""
     import torch
 
-    if name in ("sgemm", "pipeline-512"):
+    if name == "sgemm" or name.startswith("pipeline"):
         return None  # the pipeline makes its own inputs from the prompt and seed
     g = torch.Generator().manual_seed(9300 + ALL_ITEMS.index(name))
     if name in ("clip-vitl", "clip-h"):
@@ -412,7 +417,7 @@ def prepare(args):
             entry["size"] = SIZES[mode][name.rsplit("-", 1)[1]]
         if name == "prior-25":
             entry["steps"] = PRIOR_STEPS
-        if name == "pipeline-512":
+        if name.startswith("pipeline"):
             entry["prior_steps"], entry["decoder_steps"] = PIPELINE_STEPS
         entry["folders"] = {c: os.path.join(base, c) for c in NEEDS[name]}
         manifest["items"][name] = entry
@@ -434,7 +439,7 @@ def check_flops(args):
     cfgs = QUICK if args.quick else FULL
     bad = 0
     for name in _items(args.items):
-        if name in ("sgemm", "pipeline-512"):
+        if name == "sgemm" or name.startswith("pipeline"):
             continue  # the pipeline is the sum of the components checked here
         model, fwd = _model_and_forward(name, cfgs, mode, meta=True)
         counter = FlopCounterMode(display=False)
@@ -563,12 +568,12 @@ def _child(args):
             if args.precision == "bf16":
                 a, b = a.bfloat16(), b.bfloat16()
             fwd = lambda: torch.mm(a, b)  # noqa: E731
-        elif name == "pipeline-512":
+        elif name.startswith("pipeline"):
             from diffusers import StableUnCLIPPipeline
 
             pipe = StableUnCLIPPipeline.from_pretrained(os.path.join(base, "pipeline"))
             pipe.set_progress_bar_config(disable=True)
-            size = SIZES[mode]["512"]
+            size = SIZES[mode][name.rsplit("-", 1)[1]]
 
             def fwd():
                 return pipe("a photo of an astronaut riding a horse on mars", height=size, width=size,
@@ -681,10 +686,32 @@ def _items(spec, sgemm_first=False):
     return names
 
 
+def prepare_fp16(args):
+    """fp16 copies of every weight file the pipeline uses, named as diffusers' fp16 variant."""
+    import torch
+    from safetensors.torch import load_file, save_file
+
+    base = os.path.join(args.work, "quick" if args.quick else "full")
+    for comp in ("clip-vitl/text_encoder", "clip-h/text_encoder", "prior", "unet", "vae", "pipeline/image_normalizer"):
+        folder = os.path.join(base, comp)
+        for fname in sorted(os.listdir(folder)):
+            if not fname.endswith(".safetensors") or ".fp16." in fname:
+                continue
+            out = os.path.join(folder, fname.replace(".safetensors", ".fp16.safetensors"))
+            if os.path.exists(out):
+                continue
+            tensors = {k: (v.half() if v.is_floating_point() else v) for k, v in load_file(os.path.join(folder, fname)).items()}
+            save_file(tensors, out + ".tmp", metadata={"format": "pt"})
+            os.replace(out + ".tmp", out)
+            del tensors
+            gc.collect()
+            print(f"wrote {out}", file=sys.stderr)
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     sub = ap.add_subparsers(dest="cmd", required=True)
-    for name in ("prepare", "run", "check-flops", "child"):
+    for name in ("prepare", "prepare-fp16", "run", "check-flops", "child"):
         p = sub.add_parser(name)
         p.add_argument("--work", default=DEFAULT_WORK, help=f"weights and inputs folder (default {DEFAULT_WORK})")
         p.add_argument("--quick", action="store_true", help="tiny architectures and sizes (smoke test)")
@@ -700,7 +727,7 @@ def main():
             p.add_argument("--name", required=True)
             p.add_argument("--precision", default="fp32", choices=("fp32", "bf16"))
     args = ap.parse_args()
-    {"prepare": prepare, "run": run, "check-flops": check_flops, "child": _child}[args.cmd](args)
+    {"prepare": prepare, "prepare-fp16": prepare_fp16, "run": run, "check-flops": check_flops, "child": _child}[args.cmd](args)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ import json
 import sys
 
 ORDER = ["sgemm", "clip-vitl", "clip-h", "prior-step", "prior-25", "unet-512", "unet-768", "vae-512", "vae-768",
-         "pipeline-512"]
+         "pipeline-512", "pipeline-768"]
 
 
 def load(paths, side):

@@ -239,3 +239,10 @@ void uc_mul(const float *a, const float *b, float *y, long n) { for (long i = 0;
 void uc_add_row_bias(float *y, const float *bias, long rows, long cols) {
     for (long r = 0; r < rows; r++) { float *yr = y + r * cols; for (long c = 0; c < cols; c++) yr[c] += bias[c]; }
 }
+
+#if defined(__GLIBC__)
+#include <malloc.h>
+void uc_trim_heap(void) { malloc_trim(0); }
+#else
+void uc_trim_heap(void) {}
+#endif

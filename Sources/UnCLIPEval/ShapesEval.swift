@@ -114,7 +114,7 @@ extension ShapesEvaluation {
     /// cycling through the world's values), encoded to the latent mean and decoded; what the checker reads
     /// back, per stated attribute. No decoder drawing through this VAE can do better.
     public func vaeCeiling(prompts: [String]) throws -> [String: (Int, Int)] {
-        let vae = pipeline.decoder.base.vae
+        let vae = try pipeline.decoder.base.vae.get()
         var accuracy: [String: (Int, Int)] = [:]
         for (i, prompt) in prompts.enumerated() {
             let stated = try ShapesWorld.parse(prompt)

@@ -9,7 +9,7 @@ import UnCLIPWeights
 /// Stable Diffusion, `--clip DIR` names one so that finished images get an embedding the store can search.
 public final class CLIPImageEmbedder {
     public let processor: CLIPImageProcessor
-    public let encoder: CLIPVisionModel
+    public let encoder: ModelSlot<CLIPVisionModel>
     /// The vision encoder's folder.
     public let folder: URL
 
@@ -32,7 +32,7 @@ public final class CLIPImageEmbedder {
             throw WeightError.missingFile(path: ie.path, what: "CLIP image encoder: a folder with image_encoder/ and feature_extractor/, or a CLIPVisionModelWithProjection folder with preprocessor_config.json")
         }
         processor = try CLIPImageProcessor(contentsOf: processorURL)
-        encoder = try CLIPVisionModel(folder: ModelFolder(encoderFolder), variant: variant)
+        encoder = try ModelSlot { try CLIPVisionModel(folder: ModelFolder(encoderFolder), variant: variant) }
         self.folder = encoderFolder
     }
 
@@ -46,7 +46,8 @@ public final class CLIPImageEmbedder {
     /// The projected image embedding [1, D].
     public func embed(_ image: RGBImage) throws -> Tensor {
         let px = processor.preprocess(image)
-        let out = try encoder(pixelValues: Tensor(shape: [1, px.channels, px.height, px.width], data: px.data))
+        defer { encoder.release() }
+        let out = try encoder.get()(pixelValues: Tensor(shape: [1, px.channels, px.height, px.width], data: px.data))
         guard let e = out.imageEmbeds else {
             throw ModelError.invalidInput("\(folder.path): this vision encoder has no visual projection, so it gives no CLIP image embedding")
         }

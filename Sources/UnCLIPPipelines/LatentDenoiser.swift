@@ -15,17 +15,29 @@ public typealias PreviewHandler = (Int, RGBImage) -> Void
 public final class LatentDenoiser {
     public let folder: URL
     public let tokenizer: CLIPTokenizer
-    public let textEncoder: CLIPTextModel
-    public let unet: UNet2DConditionModel
-    public let vae: AutoencoderKL
+    public let textEncoder: ModelSlot<CLIPTextModel>
+    public let unet: ModelSlot<UNet2DConditionModel>
+    public let vae: ModelSlot<AutoencoderKL>
+    /// The models' configs, read up front (sizes and checks need them while the models themselves may be unloaded).
+    public let textEncoderConfig: CLIPTextConfig
+    public let unetConfig: UNet2DConditionConfig
+    public let vaeConfig: AutoencoderKLConfig
     let schedulerConfig: URL
 
     public init(folder: URL, variant: String?) throws {
         self.folder = folder
         tokenizer = try CLIPTokenizer(directory: try Self.component(folder, "tokenizer"))
-        textEncoder = try CLIPTextModel(folder: ModelFolder(try Self.component(folder, "text_encoder")), variant: variant)
-        unet = try UNet2DConditionModel(folder: ModelFolder(try Self.component(folder, "unet")), variant: variant)
-        vae = try AutoencoderKL(folder: ModelFolder(try Self.component(folder, "vae")), variant: variant)
+        let te = try ModelFolder(try Self.component(folder, "text_encoder"))
+        let un = try ModelFolder(try Self.component(folder, "unet"))
+        let va = try ModelFolder(try Self.component(folder, "vae"))
+        textEncoderConfig = try te.config(CLIPTextConfig.self)
+        unetConfig = try un.config(UNet2DConditionConfig.self)
+        vaeConfig = try va.config(AutoencoderKLConfig.self)
+        // The precision is fixed when the pipeline is made, even if a model loads later.
+        let precision = ComputePrecision.requested
+        textEncoder = try ModelSlot { try CLIPTextModel(folder: te, variant: variant) }
+        unet = try ModelSlot { try UNet2DConditionModel(folder: un, variant: variant, precision: precision) }
+        vae = try ModelSlot { try AutoencoderKL(folder: va, variant: variant, precision: precision) }
         schedulerConfig = try Self.component(folder, "scheduler").appendingPathComponent("scheduler_config.json")
     }
 
@@ -39,8 +51,8 @@ public final class LatentDenoiser {
     }
 
     /// Pixels per latent cell: 2^(VAE blocks − 1).
-    public var vaeScaleFactor: Int { 1 << (vae.config.blockOutChannels.count - 1) }
-    public var defaultSize: Int { (unet.config.sampleSize ?? 64) * vaeScaleFactor }
+    public var vaeScaleFactor: Int { 1 << (vaeConfig.blockOutChannels.count - 1) }
+    public var defaultSize: Int { (unetConfig.sampleSize ?? 64) * vaeScaleFactor }
     /// The scheduler's class name as the folder configures it.
     public var schedulerName: String {
         ((try? JSONSerialization.jsonObject(with: Data(contentsOf: schedulerConfig))) as? [String: Any])?["_class_name"] as? String ?? "?"
@@ -48,11 +60,16 @@ public final class LatentDenoiser {
 
     /// The text encoder's last hidden state for a prompt [1, 77, D] (no attention mask, as diffusers).
     public func encodePrompt(_ prompt: String, onWarning: (String) -> Void = { _ in }) throws -> Tensor {
-        let t = tokenizer(prompt, maxLength: textEncoder.config.maxPositionEmbeddings)
+        let t = tokenizer(prompt, maxLength: textEncoderConfig.maxPositionEmbeddings)
         if t.droppedTokens > 0 {
             onWarning("the prompt is \(t.tokenCount) tokens; CLIP reads \(t.ids.count), so the last \(t.droppedTokens) were dropped")
         }
-        return try textEncoder(inputIds: [t.ids]).lastHiddenState
+        return try textEncoder.get()(inputIds: [t.ids]).lastHiddenState
+    }
+
+    /// Drops what on-demand (low-memory) loading brought in; a no-op when the models stay resident.
+    public func releaseModels() {
+        textEncoder.release(); unet.release(); vae.release()
     }
 
     /// Checks settings that do not depend on the pipeline kind.
@@ -93,8 +110,10 @@ public final class LatentDenoiser {
         var scheduler = try SchedulerChoice.make(configURL: schedulerConfig, name: s.scheduler)
         try scheduler.setTimesteps(s.steps)
         var timesteps = scheduler.timesteps
-        let c = unet.config.inChannels
+        let c = unetConfig.inChannels
         var latents: Tensor
+        // Low memory: the text encoder's work is done by now (the caller encoded the prompts).
+        textEncoder.release()
 
         if let initImage {
             // diffusers' get_timesteps: keep the last int(steps · strength) steps of the schedule.
@@ -104,15 +123,18 @@ public final class LatentDenoiser {
             let start = max(s.steps - keep, 0) * max(order, 1)
             timesteps = Array(timesteps.dropFirst(start))
             let x = try initTensor(initImage)
-            let (mean, logvar) = try vae.encodeDistribution(x)
+            let (mean, logvar) = try vae.get().encodeDistribution(x)
             let eps = try generator.randn(count: mean.count)
             let sample = Tensor(uninitialized: mean.shape)
             for i in 0..<mean.count { sample.pointer[i] = mean.pointer[i] + Float(exp(0.5 * Double(logvar.pointer[i]))) * eps[i] }
-            let initLatents = scale(sample, vae.config.scalingFactor)
+            let initLatents = scale(sample, vaeConfig.scalingFactor)
             guard let first = timesteps.first else {
                 // Strength 0: nothing to denoise; decode the encoding as it is.
-                return (try vae.decode(scale(initLatents, 1 / vae.config.scalingFactor)), initLatents)
+                defer { vae.release() }
+                return (try vae.get().decode(scale(initLatents, 1 / vaeConfig.scalingFactor)), initLatents)
             }
+            // Previews need the VAE during the loop; otherwise it can go until the final decode.
+            if s.previewEvery == nil { vae.release() }
             let noise = Tensor(shape: initLatents.shape, data: try generator.randn(count: initLatents.count))
             latents = try scheduler.addNoise(original: initLatents, noise: noise, timesteps: [first])
         } else {
@@ -125,21 +147,26 @@ public final class LatentDenoiser {
         let ctx = guided ? concat([negativeContext, context], axis: 0) : context
         // The unconditional branch sees zero class labels (Stable unCLIP's image embedding), as diffusers does.
         let labels = classLabels.map { guided ? concat([Tensor(zeros: $0.shape), $0], axis: 0) : $0 }
-        for (i, t) in timesteps.enumerated() {
-            let input = try scheduler.scaleModelInput(guided ? concat([latents, latents], axis: 0) : latents, timestep: t)
-            var noise = try unet(sample: input, timestep: t, encoderHiddenStates: ctx, classLabels: labels)
-            if guided {
-                noise = guide(uncond: slice(noise, axis: 0, 0..<1), cond: slice(noise, axis: 0, 1..<2), scale: s.guidanceScale)
+        do {  // the UNet stays referenced only inside this block, so release() below frees it
+            let unet = try self.unet.get()
+            for (i, t) in timesteps.enumerated() {
+                let input = try scheduler.scaleModelInput(guided ? concat([latents, latents], axis: 0) : latents, timestep: t)
+                var noise = try unet(sample: input, timestep: t, encoderHiddenStates: ctx, classLabels: labels)
+                if guided {
+                    noise = guide(uncond: slice(noise, axis: 0, 0..<1), cond: slice(noise, axis: 0, 1..<2), scale: s.guidanceScale)
+                }
+                let out = try scheduler.step(modelOutput: noise, timestep: t, sample: latents, generator: generator)
+                latents = out.prevSample
+                if let every = s.previewEvery, every > 0, let preview, (i + 1) % every == 0,
+                   let x0 = out.predOriginalSample {
+                    preview(i, try tensorToImage(try vae.get().decode(scale(x0, 1 / vaeConfig.scalingFactor))))
+                }
+                progress?("denoise", i + 1, timesteps.count)
             }
-            let out = try scheduler.step(modelOutput: noise, timestep: t, sample: latents, generator: generator)
-            latents = out.prevSample
-            if let every = s.previewEvery, every > 0, let preview, (i + 1) % every == 0,
-               let x0 = out.predOriginalSample {
-                preview(i, try tensorToImage(try vae.decode(scale(x0, 1 / vae.config.scalingFactor))))
-            }
-            progress?("denoise", i + 1, timesteps.count)
         }
-        return (try vae.decode(scale(latents, 1 / vae.config.scalingFactor)), latents)
+        self.unet.release()
+        defer { vae.release() }
+        return (try vae.get().decode(scale(latents, 1 / vaeConfig.scalingFactor)), latents)
     }
 }
 

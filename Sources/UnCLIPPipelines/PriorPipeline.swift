@@ -47,14 +47,17 @@ public struct PriorResult: Sendable {
 /// text → CLIP text embedding and hidden states → guided denoising of an image embedding.
 public final class PriorPipeline {
     public let tokenizer: CLIPTokenizer
-    public let textEncoder: CLIPTextModel
-    public let prior: PriorTransformer
+    public let textEncoder: ModelSlot<CLIPTextModel>
+    public let prior: ModelSlot<PriorTransformer>
+    /// The models' configs, read up front (the models may be unloaded between uses).
+    public let textEncoderConfig: CLIPTextConfig
+    public let priorConfig: PriorTransformerConfig
     /// The prior scheduler's scheduler_config.json.
     public let schedulerConfig: URL
 
     /// Loads from a folder: a Stable unCLIP bundle (prior_tokenizer, prior_text_encoder, prior, prior_scheduler)
     /// or a Karlo-style prior folder (tokenizer, text_encoder, prior, prior_scheduler).
-    public init(folder: URL) throws {
+    public init(folder: URL, variant: String? = nil) throws {
         let fm = FileManager.default
         let bundle = fm.fileExists(atPath: folder.appendingPathComponent("prior_text_encoder").path)
         let tok = folder.appendingPathComponent(bundle ? "prior_tokenizer" : "tokenizer")
@@ -64,24 +67,36 @@ public final class PriorPipeline {
             throw WeightError.missingFile(path: url.path, what: "\(what) component of \(folder.path)")
         }
         tokenizer = try CLIPTokenizer(directory: tok)
-        textEncoder = try CLIPTextModel(folder: ModelFolder(enc))
-        prior = try PriorTransformer(folder: ModelFolder(folder.appendingPathComponent("prior")))
+        let encFolder = try ModelFolder(enc), priorFolder = try ModelFolder(folder.appendingPathComponent("prior"))
+        let textConfig = try encFolder.config(CLIPTextConfig.self)
+        let priorConfig = try priorFolder.config(PriorTransformerConfig.self)
+        textEncoderConfig = textConfig
+        self.priorConfig = priorConfig
         schedulerConfig = folder.appendingPathComponent("prior_scheduler/scheduler_config.json")
-        guard textEncoder.hasProjection else {
-            throw WeightError.badConfig(path: enc.path, reason: "the prior needs a CLIPTextModelWithProjection (text_embeds)")
+        guard textConfig.projectionDim == priorConfig.projDim, textConfig.hiddenSize == priorConfig.embeddingDim else {
+            throw WeightError.badConfig(path: folder.path, reason: "prior expects text embeddings of \(priorConfig.projDim) and hidden states of \(priorConfig.embeddingDim); the text encoder gives \(textConfig.projectionDim) and \(textConfig.hiddenSize)")
         }
-        guard textEncoder.config.projectionDim == prior.config.projDim, textEncoder.config.hiddenSize == prior.config.embeddingDim else {
-            throw WeightError.badConfig(path: folder.path, reason: "prior expects text embeddings of \(prior.config.projDim) and hidden states of \(prior.config.embeddingDim); the text encoder gives \(textEncoder.config.projectionDim) and \(textEncoder.config.hiddenSize)")
+        let precision = ComputePrecision.requested
+        textEncoder = try ModelSlot {
+            let model = try CLIPTextModel(folder: encFolder, variant: variant)
+            guard model.hasProjection else {
+                throw WeightError.badConfig(path: enc.path, reason: "the prior needs a CLIPTextModelWithProjection (text_embeds)")
+            }
+            return model
         }
+        prior = try ModelSlot { try PriorTransformer(folder: priorFolder, variant: variant, precision: precision) }
     }
+
+    /// Drops what on-demand (low-memory) loading brought in; a no-op when the models stay resident.
+    public func releaseModels() { textEncoder.release(); prior.release() }
 
     /// Tokenizes (warning via `onWarning` when truncated) and encodes one prompt, without the mask as diffusers does.
     public func encode(_ prompt: String, onWarning: (String) -> Void = { _ in }) throws -> PriorTextEncoding {
-        let t = tokenizer(prompt, maxLength: textEncoder.config.maxPositionEmbeddings)
+        let t = tokenizer(prompt, maxLength: textEncoderConfig.maxPositionEmbeddings)
         if t.droppedTokens > 0 {
             onWarning("the prompt is \(t.tokenCount) tokens; CLIP reads \(t.ids.count), so the last \(t.droppedTokens) were dropped")
         }
-        let out = try textEncoder(inputIds: [t.ids])
+        let out = try textEncoder.get()(inputIds: [t.ids])
         return PriorTextEncoding(textEmbeds: out.textEmbeds!, hiddenStates: out.lastHiddenState, mask: t.attentionMask)
     }
 
@@ -92,7 +107,11 @@ public final class PriorPipeline {
                        generator: RandomSource, progress: (Int, Int) -> Void = { _, _ in }) throws -> PriorResult {
         guard settings.candidates >= 1 else { throw ModelError.invalidInput("prior candidates must be at least 1 (got \(settings.candidates))") }
         guard settings.steps >= 1 else { throw ModelError.invalidInput("prior steps must be at least 1 (got \(settings.steps))") }
-        let n = settings.candidates, d = prior.config.embeddingDim
+        let n = settings.candidates, d = priorConfig.embeddingDim
+        // Low memory: the prompts are encoded by now, so the text encoder can go before the prior loads.
+        textEncoder.release()
+        defer { prior.release() }
+        let prior = try self.prior.get()
         let guided = settings.guidanceScale > 1
         var scheduler = try makeScheduler(configURL: schedulerConfig)
         try scheduler.setTimesteps(settings.steps)

@@ -11,7 +11,7 @@ public final class StableDiffusionPipeline {
 
     public init(model: URL, variant: String? = nil) throws {
         base = try LatentDenoiser(folder: model, variant: variant)
-        guard base.unet.config.classEmbedType == nil else {
+        guard base.unetConfig.classEmbedType == nil else {
             throw ModelError.invalidInput("\(model.path) has a class-conditioned UNet but no image_normalizer; it is neither plain Stable Diffusion nor a complete Stable unCLIP folder")
         }
     }

@@ -29,14 +29,14 @@ public final class StableUnCLIPPipeline {
         decoder = try UnCLIPDecoder(folder: model, variant: variant)
         let bundled = FileManager.default.fileExists(atPath: model.appendingPathComponent("prior").path)
         if let priorFolder {
-            prior = try PriorPipeline(folder: priorFolder)
+            prior = try PriorPipeline(folder: priorFolder, variant: variant)
         } else if bundled {
-            prior = try PriorPipeline(folder: model)
+            prior = try PriorPipeline(folder: model, variant: variant)
         } else {
             prior = nil
         }
-        if let prior, prior.prior.config.clipDim != decoder.embeddingDim {
-            throw WeightError.badConfig(path: model.path, reason: "the prior makes \(prior.prior.config.clipDim)-d image embeddings but the decoder expects \(decoder.embeddingDim)-d")
+        if let prior, prior.priorConfig.clipDim != decoder.embeddingDim {
+            throw WeightError.badConfig(path: model.path, reason: "the prior makes \(prior.priorConfig.clipDim)-d image embeddings but the decoder expects \(decoder.embeddingDim)-d")
         }
     }
 

@@ -58,8 +58,8 @@ public final class UnCLIPDecoder {
         }
         noisingTrainSteps = try loadJSONConfig(TrainSteps.self, from: noising).numTrainTimesteps
         imageEmbedder = CLIPImageEmbedder.isPresent(in: folder) ? try CLIPImageEmbedder(folder: folder, variant: variant) : nil
-        let unet = base.unet
-        guard unet.config.classEmbedType == "projection", let classDim = unet.config.projectionClassEmbeddingsInputDim,
+        let unet = base.unetConfig
+        guard unet.classEmbedType == "projection", let classDim = unet.projectionClassEmbeddingsInputDim,
               classDim == 2 * imageNormalizer.config.embeddingDim else {
             throw WeightError.badConfig(path: folder.appendingPathComponent("unet/config.json").path,
                                         reason: "not a Stable unCLIP decoder: needs class_embed_type 'projection' with projection_class_embeddings_input_dim = 2 × the image embedding size (\(2 * imageNormalizer.config.embeddingDim))")

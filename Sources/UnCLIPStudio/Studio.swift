@@ -223,7 +223,7 @@ public final class Studio {
 
     /// The text encoders warn when CLIP's window cuts a prompt; a cached encoding must warn the same way.
     private func warnIfTruncated(_ prompt: String) {
-        let t = base.tokenizer(prompt, maxLength: base.textEncoder.config.maxPositionEmbeddings)
+        let t = base.tokenizer(prompt, maxLength: base.textEncoderConfig.maxPositionEmbeddings)
         if t.droppedTokens > 0 {
             onWarning("the prompt is \(t.tokenCount) tokens; CLIP reads \(t.ids.count), so the last \(t.droppedTokens) were dropped")
         }

@@ -154,10 +154,27 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: (In
 /// `conv2d` with the im2col band size as a parameter (tests use small bands).
 func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), padding: (Int, Int), bandFloats: Int,
             packed: BF16Weight? = nil) -> Tensor {
+    precondition(weight.shape[1] == x.shape[1], "conv2d: weight \(weight.shape) for input \(x.shape)")
+    return conv2d(x, weight: weight.pointer, packed: packed, outputs: weight.shape[0], kernel: (weight.shape[2], weight.shape[3]),
+                  bias: bias, stride: stride, padding: padding, bandFloats: bandFloats)
+}
+
+/// conv2d with only the bf16-packed weight (no fp32 copy kept): [O, C, kh, kw] given by `outputs` and `kernel`.
+public func conv2d(_ x: Tensor, packed: BF16Weight, outputs: Int, kernel: (Int, Int), bias: Tensor? = nil,
+                   stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)) -> Tensor {
+    conv2d(x, weight: nil, packed: packed, outputs: outputs, kernel: kernel, bias: bias, stride: stride, padding: padding,
+           bandFloats: 8 << 20)
+}
+
+/// The convolution itself: fp32 `weight` through sgemm, or `packed` through the bf16 kernel (one of them is given).
+private func conv2d(_ x: Tensor, weight: UnsafeMutablePointer<Float>?, packed: BF16Weight?, outputs o: Int, kernel: (Int, Int),
+                    bias: Tensor?, stride: (Int, Int), padding: (Int, Int), bandFloats: Int) -> Tensor {
     let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
-    let (o, kh, kw) = (weight.shape[0], weight.shape[2], weight.shape[3])
-    precondition(weight.shape[1] == c, "conv2d: weight \(weight.shape) for input \(x.shape)")
-    if let packed { precondition(packed.outputs == o && packed.k == c * kh * kw, "conv2d: bf16 weight does not match \(weight.shape)") }
+    let (kh, kw) = kernel
+    if let packed {
+        precondition(packed.outputs == o && packed.k == c * kh * kw, "conv2d: bf16 weight does not match [\(o), \(c), \(kh), \(kw)]")
+    }
+    precondition(packed != nil || weight != nil, "conv2d: no weight")
     let oh = (h + 2 * padding.0 - kh) / stride.0 + 1
     let ow = (w + 2 * padding.1 - kw) / stride.1 + 1
     let y = Tensor(uninitialized: [b, o, oh, ow])
@@ -193,7 +210,7 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), padd
                                 bias: bias.map { UnsafePointer($0.pointer) }, accumulate: false)
             } else {
                 cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(o), Int32(cols), Int32(k),
-                            1, weight.pointer, Int32(k), colPointer, Int32(cols), beta, dst + r0 * ow, Int32(n))
+                            1, weight, Int32(k), colPointer, Int32(cols), beta, dst + r0 * ow, Int32(n))
             }
             r0 = r1
         }

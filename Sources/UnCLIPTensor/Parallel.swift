@@ -1,4 +1,8 @@
 import Foundation
+import CKernels
+
+/// Hands freed heap memory back to the system (glibc keeps freed mid-sized blocks in its arenas otherwise).
+public func returnFreedMemory() { uc_trim_heap() }
 
 /// Cores this process may use, read once: Foundation re-reads it from /proc and cgroups on every call.
 public let availableCores: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)

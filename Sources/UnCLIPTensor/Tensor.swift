@@ -24,6 +24,16 @@ public final class TensorStorage: @unchecked Sendable {
     }
 
     deinit { if owner == nil { free(pointer) } }
+
+    /// For memory borrowed from a read-only file mapping: drops its resident pages from this process (they are
+    /// read back from the file if touched again), so weights converted once stop counting twice. No-op otherwise.
+    public func releaseResidentPages() {
+        guard owner != nil, count > 0 else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = (Int(bitPattern: pointer) + page - 1) / page * page
+        let end = (Int(bitPattern: pointer) + count * MemoryLayout<Float>.stride) / page * page
+        if end > start { madvise(UnsafeMutableRawPointer(bitPattern: start), end - start, MADV_DONTNEED) }
+    }
 }
 
 /// A dense, row-major Float32 tensor. Operations return new tensors; storage is shared by reshapes.
@@ -68,6 +78,9 @@ public struct Tensor: @unchecked Sendable, CustomStringConvertible {
 
     /// The elements as a Swift array (a copy).
     public var scalars: [Float] { Array(UnsafeBufferPointer(start: pointer, count: count)) }
+
+    /// See `TensorStorage.releaseResidentPages`.
+    public func releaseResidentPages() { storage.releaseResidentPages() }
 
     public func dim(_ axis: Int) -> Int { shape[axis < 0 ? shape.count + axis : axis] }
 

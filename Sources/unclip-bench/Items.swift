@@ -11,7 +11,7 @@ import UnCLIPWeights
 
 /// Every item, in run order (`sgemm` first: the other items' share of peak refers to it).
 let allItems = ["sgemm", "clip-vitl", "clip-h", "prior-step", "prior-25", "unet-512", "unet-768",
-                "vae-512", "vae-768", "pipeline-512"]
+                "vae-512", "vae-768", "pipeline-512", "pipeline-768"]
 
 struct BenchError: Error, CustomStringConvertible {
     let description: String
@@ -67,7 +67,7 @@ func peakRSSBytes() -> Int {
 }
 
 /// Builds the item's model from its folder and returns the closure to time.
-func makeForward(_ name: String, _ item: ManifestItem) throws -> () throws -> Void {
+func makeForward(_ name: String, _ item: ManifestItem, variant: String?) throws -> () throws -> Void {
     func folder(_ key: String) throws -> URL {
         guard let path = item.folders[key] else { throw BenchError("manifest item \(name) has no '\(key)' folder") }
         return URL(fileURLWithPath: path)
@@ -126,8 +126,8 @@ func makeForward(_ name: String, _ item: ManifestItem) throws -> () throws -> Vo
         let vae = try AutoencoderKL(folder: ModelFolder(try folder("vae")))
         let z = try inputs().tensor("latents")
         return { _ = try vae.decode(z) }
-    case "pipeline-512":
-        let pipe = try StableUnCLIPPipeline(model: try folder("pipeline"))
+    case "pipeline-512", "pipeline-768":
+        let pipe = try StableUnCLIPPipeline(model: try folder("pipeline"), variant: variant)
         guard let size = item.size else { throw BenchError("manifest item \(name) has no 'size'") }
         let priorSettings = PriorSettings(steps: item.priorSteps ?? 2, guidanceScale: 4, candidates: 1)
         var settings = DecoderSettings()
@@ -142,15 +142,17 @@ func makeForward(_ name: String, _ item: ManifestItem) throws -> () throws -> Vo
 }
 
 /// Child process: time one item and print its JSON line.
-func runChild(_ name: String, base: URL, quick: Bool, threads: Int, runs: Int, warmup: Int, precision: String) throws {
+func runChild(_ name: String, base: URL, quick: Bool, threads: Int, runs: Int, warmup: Int, precision: String,
+              lowMemory: Bool, variant: String?) throws {
     openblas_set_num_threads(Int32(threads))
     ComputePrecision.requested = GemmPrecision(rawValue: precision) ?? .fp32
+    ModelResidency.lowMemory = lowMemory
     let manifest = try loadManifest(base: base, quick: quick)
     guard let item = manifest[name] else {
         throw BenchError("item \(name) is not prepared in \(base.path): run bench_peer.py prepare\(quick ? " --quick" : "") --items \(name)")
     }
     let loadStart = DispatchTime.now().uptimeNanoseconds
-    let forward = try makeForward(name, item)
+    let forward = try makeForward(name, item, variant: variant)
     let load = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9
     for _ in 0..<warmup { try forward() }
     var times: [Double] = []
@@ -162,7 +164,7 @@ func runChild(_ name: String, base: URL, quick: Bool, threads: Int, runs: Int, w
     let result: [String: Any] = [
         "item": name, "side": "ours", "precision": ComputePrecision.effective.rawValue, "threads": threads, "mode": quick ? "quick" : "full",
         "openblas_threads": Int(openblas_get_num_threads()), "swift_workers": ProcessInfo.processInfo.activeProcessorCount,
-        "load_seconds": load, "times": times,
+        "low_memory": lowMemory, "variant": variant ?? "", "load_seconds": load, "times": times,
         // sgemm reports the best run (the machine's peak); everything else the median.
         "seconds": name == "sgemm" ? times.min()! : median(times),
         "peak_rss_bytes": peakRSSBytes(),

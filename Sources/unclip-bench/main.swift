@@ -26,9 +26,13 @@ struct Options {
     var kernels = false
     /// fp32 or bf16 (the UNet, prior and VAE GEMMs; CLIP and attention stay fp32, as with `unclip --precision`).
     var precision = "fp32"
+    /// Pipeline items: load each model per stage and free it after (`unclip --low-memory`).
+    var lowMemory = false
+    /// Pipeline items: weight variant to prefer (fp16 copies from `bench_peer.py prepare-fp16`).
+    var variant: String?
 
     static let usage = """
-    usage: unclip-bench [--work DIR] [--quick] [--threads N] [--precision fp32|bf16] [--items LIST] [--runs N] [--warmup N] [--json OUT]
+    usage: unclip-bench [--work DIR] [--quick] [--threads N] [--precision fp32|bf16] [--low-memory] [--variant fp16] [--items LIST] [--runs N] [--warmup N] [--json OUT]
            unclip-bench --kernels [--threads N] [--quick]
     items: \(allItems.joined(separator: ","))
     """
@@ -60,6 +64,8 @@ struct Options {
             case "--json": json = try value("--json")
             case "--child": child = try value("--child")
             case "--kernels": kernels = true
+            case "--low-memory": lowMemory = true
+            case "--variant": variant = try value("--variant")
             case "--precision":
                 precision = try value("--precision")
                 guard ["fp32", "bf16"].contains(precision) else { throw BenchError("--precision is fp32 or bf16, got '\(precision)'") }
@@ -78,6 +84,8 @@ func spawnChild(_ item: String, _ o: Options, runs: Int, warmup: Int) throws -> 
     let exe = URL(fileURLWithPath: "/proc/self/exe").resolvingSymlinksInPath().path
     var args = [exe, "--child", item, "--work", o.work, "--threads", "\(o.threads)", "--runs", "\(runs)", "--warmup", "\(warmup)",
                 "--precision", o.precision]
+    if o.lowMemory { args.append("--low-memory") }
+    if let v = o.variant { args += ["--variant", v] }
     if o.quick { args.append("--quick") }
     if o.threads < ProcessInfo.processInfo.processorCount { args = ["taskset", "-c", "0-\(o.threads - 1)"] + args }
     let p = Process()
@@ -152,7 +160,8 @@ do {
         openblas_set_num_threads(Int32(o.threads))
         runKernelBenchmarks(quick: o.quick)
     } else if let item = o.child {
-        try runChild(item, base: o.base, quick: o.quick, threads: o.threads, runs: o.runs, warmup: o.warmup, precision: o.precision)
+        try runChild(item, base: o.base, quick: o.quick, threads: o.threads, runs: o.runs, warmup: o.warmup, precision: o.precision,
+                     lowMemory: o.lowMemory, variant: o.variant)
     } else {
         try runSuite(o)
     }

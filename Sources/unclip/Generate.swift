@@ -197,7 +197,7 @@ struct Prior: ParsableCommand {
 
     func run() throws {
         let url = try modelOptions.modelURL()
-        let pipe = try PriorPipeline(folder: modelOptions.prior.map { URL(fileURLWithPath: $0) } ?? url)
+        let pipe = try PriorPipeline(folder: modelOptions.prior.map { URL(fileURLWithPath: $0) } ?? url, variant: modelOptions.variant)
         let seed = self.seed ?? UInt64.random(in: 0...UInt64(UInt32.max))
         let text = try pipe.encode(prompt, onWarning: { warn("warning: \($0)") })
         let progress = Progress()

@@ -19,10 +19,14 @@ struct ModelOptions: ParsableArguments {
     @Option(help: "Precision of the UNet, prior and VAE weight products: fp32 (exact, default) or bf16 (faster, on CPUs with AVX512_BF16; others fall back to fp32 with a warning). CLIP encoders stay fp32.")
     var precision: GemmPrecision = .fp32
 
+    @Flag(help: "Load each model when its stage starts and free it when the stage ends (text encoders, prior, UNet, VAE), so peak memory is the largest model rather than all of them. Costs the load time of each stage on every image.")
+    var lowMemory = false
+
     /// The model folder; also reads its optional `unclip.json` defaults (see `ModelDefaults`) and sets the
     /// process-wide GEMM precision, as every command resolves its model here before loading it.
     func modelURL() throws -> URL {
         ComputePrecision.requested = precision
+        ModelResidency.lowMemory = lowMemory
         let url = try resolvedModelURL()
         ModelDefaults.current = ModelDefaults.read(url)
         return url

@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import UnCLIPPipelines
 import UnCLIPImage
+@testable import UnCLIPModels
 import UnCLIPTensor
 
 /// Whole images with `--precision bf16` (UNet, prior and VAE products in bf16) against diffusers' fp32 images on
@@ -37,6 +38,10 @@ final class BF16PipelineTests: XCTestCase {
         let bundle = Fixture.url("bundles/tiny-unclip")
         let fp32 = try StableUnCLIPPipeline(model: bundle)
         let bf16 = try loading(.bf16) { try StableUnCLIPPipeline(model: bundle) }
+        // bf16 layers keep only the packed weight (no fp32 copy beside it); fp32 layers keep only fp32.
+        let unet16 = try bf16.decoder.base.unet.get(), unet32 = try fp32.decoder.base.unet.get()
+        XCTAssertTrue(unet16.convIn.weight == nil && unet16.convIn.packed != nil)
+        XCTAssertTrue(unet32.convIn.weight != nil && unet32.convIn.packed == nil)
         let ref = try Fixture.file("bundles/tiny-unclip.expected.safetensors")
         var checked = 0
         for c in try Fixture.cases("bundles/tiny-unclip.expected.json") where c["pipeline"] as? String == "StableUnCLIPPipeline" {

@@ -60,7 +60,7 @@ final class StableDiffusionTests: XCTestCase {
                 let samples = try ref.tensor("\(name).step.sample"), outs = try ref.tensor("\(name).step.model_output")
                 for (i, t) in (try ref.tensor("\(name).timesteps").scalars).enumerated() {
                     let x = samples.item(i)
-                    let o = try base.unet(sample: concat([x, x], axis: 0), timestep: t, encoderHiddenStates: ctx)
+                    let o = try base.unet.get()(sample: concat([x, x], axis: 0), timestep: t, encoderHiddenStates: ctx)
                     assertClose(guide(uncond: slice(o, axis: 0, 0..<1), cond: slice(o, axis: 0, 1..<2), scale: d.guidanceScale),
                                 outs.item(i), tol: 1e-4, "\(name) step \(i) guided UNet output")
                 }

@@ -37,7 +37,29 @@ final class StableUnCLIPPipelineTests: XCTestCase {
     }
 
     func testTextToImageMatchesDiffusers() throws {
+        try checkTextToImage(try StableUnCLIPPipeline(model: Self.bundle))
+    }
+
+    /// --low-memory: nothing is loaded until a stage needs it, every model is gone after each image, and the
+    /// images are diffusers' all the same.
+    func testLowMemoryLoadsPerStageAndMatchesDiffusers() throws {
+        ModelResidency.lowMemory = true
+        defer { ModelResidency.lowMemory = false }
         let pipe = try StableUnCLIPPipeline(model: Self.bundle)
+        let prior = try XCTUnwrap(pipe.prior)
+        func loaded() -> [Bool] {
+            [prior.textEncoder.isLoaded, prior.prior.isLoaded, pipe.decoder.base.textEncoder.isLoaded,
+             pipe.decoder.base.unet.isLoaded, pipe.decoder.base.vae.isLoaded]
+        }
+        XCTAssertEqual(loaded(), [false, false, false, false, false])
+        try checkTextToImage(pipe) { XCTAssertEqual(loaded(), [false, false, false, false, false], "after an image") }
+        // Resident (the default) loads everything up front.
+        ModelResidency.lowMemory = false
+        let resident = try StableUnCLIPPipeline(model: Self.bundle)
+        XCTAssertTrue(resident.decoder.base.unet.isLoaded && resident.prior!.prior.isLoaded)
+    }
+
+    func checkTextToImage(_ pipe: StableUnCLIPPipeline, after: () -> Void = {}) throws {
         let ref = try Fixture.file("bundles/tiny-unclip.expected.safetensors")
         var checked = 0
         for c in try Fixture.cases("bundles/tiny-unclip.expected.json") where c["pipeline"] as? String == "StableUnCLIPPipeline" {
@@ -49,6 +71,7 @@ final class StableUnCLIPPipelineTests: XCTestCase {
                                          seed: UInt64(c["seed"] as! Int))
             assertClose(g.latents, try ref.tensor("\(name).latents_final"), tol: 1e-4, "\(name) final latents")
             try assertImage(g.image, ref, name)
+            after()
             checked += 1
         }
         XCTAssertGreaterThanOrEqual(checked, 8)

@@ -27,3 +27,6 @@ void uc_bf16_to_f32(const uint16_t *src, float *dst, long n);
 void uc_add(const float *a, const float *b, float *y, long n);
 void uc_mul(const float *a, const float *b, float *y, long n);
 void uc_add_row_bias(float *y, const float *bias, long rows, long cols);
+
+/// Returns freed heap memory to the system (glibc's malloc_trim); no-op elsewhere.
+void uc_trim_heap(void);

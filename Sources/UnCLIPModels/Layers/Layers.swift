@@ -3,20 +3,29 @@ import UnCLIPWeights
 
 /// torch.nn.Linear: weight [out, in], optional bias.
 public struct Linear: Sendable {
-    public let weight: Tensor
+    /// The fp32 weight; nil when only the bf16-packed copy is kept.
+    public let weight: Tensor?
     public let bias: Tensor?
     /// The weight packed for the bf16 kernel, when the weight map asks for bf16 products.
     public let packed: BF16Weight?
 
     public init(_ w: WeightMap, _ prefix: String, in inF: Int, out outF: Int, bias hasBias: Bool = true) throws {
-        weight = try w.tensor(prefix + ".weight", shape: [outF, inF])
+        let full = try w.tensor(prefix + ".weight", shape: [outF, inF])
         bias = hasBias ? try w.tensor(prefix + ".bias", shape: [outF]) : nil
-        packed = ComputePrecision.resolve(w.gemmPrecision) == .bf16 ? BF16Weight(weight, layout: .lanes) : nil
+        if ComputePrecision.resolve(w.gemmPrecision) == .bf16 {
+            // Only the packed copy stays: holding both would cost 1.5× the memory of fp32 alone.
+            packed = BF16Weight(full, layout: .lanes)
+            weight = nil
+            full.releaseResidentPages()
+        } else {
+            packed = nil
+            weight = full
+        }
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
         if let packed { return linear(x, packed: packed, bias: bias) }
-        return linear(x, weight: weight, bias: bias)
+        return linear(x, weight: weight!, bias: bias)  // one of the two is always set (init)
     }
 }
 
@@ -56,8 +65,11 @@ public struct GroupNorm: Sendable {
 
 /// torch.nn.Conv2d with square kernel, stride and padding.
 public struct Conv2d: Sendable {
-    public let weight: Tensor
+    /// The fp32 weight [out, in, k, k]; nil when only the bf16-packed copy is kept.
+    public let weight: Tensor?
     public let bias: Tensor?
+    public let outChannels: Int
+    public let kernel: Int
     public let stride: Int
     public let padding: Int
     /// The weight packed for the bf16 kernel, when the weight map asks for bf16 products.
@@ -65,15 +77,28 @@ public struct Conv2d: Sendable {
 
     public init(_ w: WeightMap, _ prefix: String, in inC: Int, out outC: Int, kernel: Int,
                 stride: Int = 1, padding: Int = 0, bias hasBias: Bool = true) throws {
-        weight = try w.tensor(prefix + ".weight", shape: [outC, inC, kernel, kernel])
+        let full = try w.tensor(prefix + ".weight", shape: [outC, inC, kernel, kernel])
         bias = hasBias ? try w.tensor(prefix + ".bias", shape: [outC]) : nil
+        outChannels = outC
+        self.kernel = kernel
         self.stride = stride
         self.padding = padding
-        packed = ComputePrecision.resolve(w.gemmPrecision) == .bf16 ? BF16Weight(weight, layout: .rows) : nil
+        if ComputePrecision.resolve(w.gemmPrecision) == .bf16 {
+            packed = BF16Weight(full, layout: .rows)
+            weight = nil
+            full.releaseResidentPages()
+        } else {
+            packed = nil
+            weight = full
+        }
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
-        conv2d(x, weight: weight, bias: bias, stride: (stride, stride), padding: (padding, padding), packed: packed)
+        if let packed {
+            return conv2d(x, packed: packed, outputs: outChannels, kernel: (kernel, kernel), bias: bias,
+                          stride: (stride, stride), padding: (padding, padding))
+        }
+        return conv2d(x, weight: weight!, bias: bias, stride: (stride, stride), padding: (padding, padding))
     }
 }
 
