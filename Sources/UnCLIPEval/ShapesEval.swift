@@ -28,9 +28,11 @@ public struct ShapesReport: Sendable {
     public var variationsDiffer = 0
     /// The same from the picture's own CLIP embedding (DALL·E 2's variations of an outside image, `vary --image`).
     public var variationsFromPictureKept = (0, 0)
-    /// Attribute queries whose top-ranked image matches, of those asked: ranked by the pictures' CLIP embeddings
-    /// (as `search` ranks), and by the prior's embeddings.
+    /// Attribute queries whose top-ranked image matches, of those asked: ranked as `search` ranks
+    /// (`SearchRanking.pictureAndDecoder`, as for text queries), by the pictures' CLIP embeddings alone, and by the
+    /// prior's embeddings alone.
     public var searchTopMatches = (0, 0)
+    public var searchByPictureTopMatches = (0, 0)
     public var searchByPriorTopMatches = (0, 0)
 
     public func percent(_ p: (Int, Int)) -> Double { p.1 == 0 ? 0 : 100 * Double(p.0) / Double(p.1) }
@@ -94,10 +96,19 @@ public struct ShapesEvaluation {
                 guard report.samples.contains(where: { $0.analysis.colour == colour && $0.analysis.shape == shape }) else { continue }
                 let q = try priorPipe.encode("a \(colour) \(shape)").textEmbeds
                 func matches(_ s: ShapesSample) -> Bool { s.analysis.colour == colour && s.analysis.shape == shape }
+                let unitQuery = SearchRanking.picture.vector(picture: q.scalars, decoder: nil)!
+                func score(_ s: ShapesSample) -> Double {
+                    let v = SearchRanking.pictureAndDecoder.vector(picture: s.pictureEmbeds?.scalars, decoder: s.imageEmbeds.scalars) ?? []
+                    return zip(v, unitQuery).reduce(0) { $0 + Double($1.0) * Double($1.1) }
+                }
+                let scores = report.samples.map(score)
+                let top = report.samples[scores.indices.max { scores[$0] < scores[$1] }!]
+                report.searchTopMatches.1 += 1
+                if matches(top) { report.searchTopMatches.0 += 1 }
                 if report.samples.allSatisfy({ $0.pictureEmbeds != nil }) {
                     let top = report.samples.max { cosine($0.pictureEmbeds!, q) < cosine($1.pictureEmbeds!, q) }!
-                    report.searchTopMatches.1 += 1
-                    if matches(top) { report.searchTopMatches.0 += 1 }
+                    report.searchByPictureTopMatches.1 += 1
+                    if matches(top) { report.searchByPictureTopMatches.0 += 1 }
                 }
                 let byPrior = report.samples.max { cosine($0.imageEmbeds, q) < cosine($1.imageEmbeds, q) }!
                 report.searchByPriorTopMatches.1 += 1

@@ -1,4 +1,5 @@
 import Foundation
+import UnCLIPTensor
 
 /// How a generation came about.
 public enum GenerationKind: String, CaseIterable, Codable, Sendable {
@@ -136,7 +137,7 @@ public struct StoredGeneration: Sendable {
     public var pictureEmbedding: [Float]? = nil
     /// The embedding's width, nil without one.
     public var dim: Int? { embedding?.count }
-    /// What search ranks: the picture's own CLIP embedding, else the decoder's.
+    /// What an image query from this generation compares (`search --like`): its picture's CLIP embedding, else the decoder's.
     public var searchEmbedding: [Float]? { pictureEmbedding ?? embedding }
 
     /// The embedding variations, interpolations and text diffs start from: the decoder's, else the picture's

@@ -1,7 +1,10 @@
 import CStoreKernels
 import Foundation
+import UnCLIPTensor
 
-/// Brute-force cosine search over every stored embedding of one width.
+/// Brute-force search over every stored generation of one embedding width, ranked by the dot product of the
+/// unit query with each generation's `SearchRanking` vector (its picture's CLIP embedding, for text queries with
+/// the decoder's embedding at half weight).
 ///
 /// A query streams the whole matrix, so its speed is set by memory bandwidth: the matrix is kept as
 /// unit-length rows in IEEE half precision (half the bytes of float32), scored in one pass, and the few rows
@@ -11,10 +14,12 @@ public final class SearchIndex {
     /// Generation ids, one per matrix row.
     public let ids: [Int64]
     public let dim: Int
-    /// [count, dim] half floats; each row of unit length (zero rows stay zero).
+    /// [count, dim] half floats; each row a `SearchRanking` vector (length at most 1; zero rows stay zero).
     let matrix: UnsafeMutablePointer<UInt16>
     /// Where the exact float32 embeddings are re-read from.
     let store: Store
+    /// How each row is made from a generation's embeddings.
+    public let ranking: SearchRanking
 
     public var count: Int { ids.count }
 
@@ -23,16 +28,17 @@ public final class SearchIndex {
     /// products adds at most dim·2⁻²⁴; both are weighted by Σ|qᵢxᵢ| ≤ 1. Doubled for margin.
     var halfErrorBound: Float { 2 * (1.0 / 2048 + Float(dim) / 16_777_216 + Float(dim) / 33_554_432) }
 
-    init(ids: [Int64], dim: Int, matrix: UnsafeMutablePointer<UInt16>, store: Store) {
-        self.ids = ids; self.dim = dim; self.matrix = matrix; self.store = store
+    init(ids: [Int64], dim: Int, matrix: UnsafeMutablePointer<UInt16>, store: Store, ranking: SearchRanking) {
+        self.ids = ids; self.dim = dim; self.matrix = matrix; self.store = store; self.ranking = ranking
     }
 
     deinit { matrix.deallocate() }
 
-    /// Loads the embeddings of the generations that match `filter` (its `dim` is required).
-    public static func load(from store: Store, filter: GenerationFilter) throws -> SearchIndex {
+    /// Loads the embeddings of the generations that match `filter` (its `dim` is required), combined as
+    /// `ranking` says: `.picture` for image queries, `.pictureAndDecoder` for text queries.
+    public static func load(from store: Store, filter: GenerationFilter, ranking: SearchRanking = .picture) throws -> SearchIndex {
         guard let dim = filter.dim, dim > 0 else { throw StoreError.invalid("a search index needs the embedding width") }
-        // Each picture is ranked by its own CLIP embedding when it has one, else by the decoder's embedding.
+        // Rows whose picture or decoder embedding has the query's width (`SearchRanking` combines what is there).
         // (An expression, so SQLite reads the table in rowid order: a search reads most rows, and one pass is
         // several times faster than an index walk with a table lookup per row.)
         var conditions = ["coalesce(picture_dim, dim) = ?"], values: [SQLValue] = [.int(Int64(dim))]
@@ -54,20 +60,14 @@ public final class SearchIndex {
             var ids = [Int64]()
             ids.reserveCapacity(n)
             do {
-                let s = try store.db.prepare("SELECT id, coalesce(picture_embedding, embedding) FROM generations WHERE \(clause) ORDER BY id")
+                let s = try store.db.prepare("SELECT id, \(searchColumns) FROM generations WHERE \(clause) ORDER BY id")
                 try s.bind(values)
                 while try s.step(), ids.count < n {
-                    let bytes = s.blob(1)
-                    guard bytes.count == dim * 4 else {
-                        throw StoreError.badEmbedding(path: store.url.path, what: "the image embedding of generation \(s.int(0))",
-                                                      reason: "the blob has \(bytes.count) bytes; \(dim) float32 values need \(dim * 4)")
-                    }
-                    copyLittleEndianFloats(bytes, into: row, count: dim)
-                    var sum: Float = 0
-                    for i in 0..<dim { sum += row[i] * row[i] }
-                    if sum > 0 {
-                        let scale = 1 / sum.squareRoot()
-                        for i in 0..<dim { row[i] *= scale }
+                    let v = try searchVector(s, id: s.int(0), ranking: ranking)
+                    if let v {
+                        v.withUnsafeBufferPointer { row.update(from: $0.baseAddress!, count: dim) }
+                    } else {
+                        row.update(repeating: 0, count: dim)
                     }
                     us_f32_to_f16(row, matrix + ids.count * dim, dim)
                     ids.append(s.int(0))
@@ -76,7 +76,7 @@ public final class SearchIndex {
                 matrix.deallocate()
                 throw error
             }
-            return SearchIndex(ids: ids, dim: dim, matrix: matrix, store: store)
+            return SearchIndex(ids: ids, dim: dim, matrix: matrix, store: store, ranking: ranking)
         }
     }
 
@@ -106,7 +106,9 @@ public final class SearchIndex {
         }
         var exact = try candidates.compactMap { r -> Hit? in
             guard let e = try storedEmbedding(ids[r]) else { return nil }  // removed since the index was loaded
-            return Hit(id: ids[r], score: Float(EmbeddingMath.cosine(e, q)))
+            var dot = 0.0
+            for i in 0..<dim { dot += Double(e[i]) * Double(q[i]) }
+            return Hit(id: ids[r], score: Float(dot))
         }
         exact.sort { $0.score > $1.score || ($0.score == $1.score && $0.id < $1.id) }
         return Array(exact.prefix(limit))
@@ -131,13 +133,25 @@ public final class SearchIndex {
 
     private var lookup: Statement?
 
-    /// A generation's float32 embedding, nil if it is no longer stored.
+    /// A generation's search vector from its float32 embeddings, nil if it is no longer stored.
     private func storedEmbedding(_ id: Int64) throws -> [Float]? {
-        if lookup == nil { lookup = try store.db.prepare("SELECT coalesce(picture_embedding, embedding) FROM generations WHERE id = ?") }
+        if lookup == nil { lookup = try store.db.prepare("SELECT id, \(Self.searchColumns) FROM generations WHERE id = ?") }
         let s = lookup!
         try s.bind([.int(id)])
         guard try s.step() else { return nil }
-        return try s.floats(0, count: dim, what: "the image embedding of generation \(id)")
+        return try Self.searchVector(s, id: id, ranking: ranking) ?? [Float](repeating: 0, count: dim)
+    }
+
+    /// Columns 1–4 of the statements `searchVector` reads.
+    static let searchColumns = "picture_dim, picture_embedding, dim, embedding"
+
+    /// The `SearchVector` of the row `s` stands on (columns as `searchColumns`, after the id).
+    static func searchVector(_ s: Statement, id: Int64, ranking: SearchRanking) throws -> [Float]? {
+        func read(_ dimColumn: Int32, _ blobColumn: Int32, _ what: String) throws -> [Float]? {
+            guard s.isNull(dimColumn) == false else { return nil }
+            return try s.floats(blobColumn, count: Int(s.int(dimColumn)), what: "the \(what) of generation \(id)")
+        }
+        return ranking.vector(picture: try read(1, 2, "picture embedding"), decoder: try read(3, 4, "image embedding"))
     }
 
     /// Partial selection: keeps the best k in a small sorted buffer, so a pass costs O(N) comparisons

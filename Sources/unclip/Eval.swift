@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import UnCLIPEval
 import UnCLIPImage
+import UnCLIPPipelines
+import UnCLIPRandom
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -42,6 +44,9 @@ struct EvalShapes: ParsableCommand {
     @Flag(help: "Print the report as JSON.")
     var json = false
 
+    @Option(help: "Write every sample (prompt, seed, what the checker read, decoder and picture embeddings) and the CLIP text embeddings of the search queries to this JSON file, for analysis outside the tool.")
+    var samplesJson: String?
+
     @Option(help: "Also edit N rendered pictures toward \"a green triangle\" at strengths 0.2 and 0.8 (image-to-image check).")
     var edits = 0
 
@@ -75,6 +80,7 @@ struct EvalShapes: ParsableCommand {
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let editReports = edits > 0 ? try eval.runEdit(strengths: [0.2, 0.8], count: edits) : []
         let ceiling = vaeCeiling ? try eval.vaeCeiling(prompts: list) : [:]
+        if let samplesJson { try writeSamples(report, pipeline: eval.pipeline, to: URL(fileURLWithPath: samplesJson)) }
         if let sheet {
             let items = report.samples.prefix(24).map { ($0.image, $0.prompt) }
             try PNG.write(try contactSheet(Array(items)), to: URL(fileURLWithPath: sheet))
@@ -88,6 +94,8 @@ struct EvalShapes: ParsableCommand {
                            "variations": ["kept": report.variationsKept.0, "tried": report.variationsKept.1, "pixels_differ": report.variationsDiffer,
                                           "from_picture_embedding_kept": report.variationsFromPictureKept.0],
                            "search": ["top_matches": report.searchTopMatches.0, "queries": report.searchTopMatches.1,
+                                      "by_picture_embedding_top_matches": report.searchByPictureTopMatches.0,
+                                      "by_picture_embedding_queries": report.searchByPictureTopMatches.1,
                                       "by_prior_embedding_top_matches": report.searchByPriorTopMatches.0,
                                       "by_prior_embedding_queries": report.searchByPriorTopMatches.1],
                            "vae_ceiling": vae,
@@ -111,10 +119,35 @@ struct EvalShapes: ParsableCommand {
                              e.strength, e.turned, e.total, e.kept, e.total))
             }
             if !noSearch {
-                print(String(format: "  search top-1 matches %.1f%% (%d/%d queries)  [ranking the prior's embeddings instead: %.1f%%]",
+                print(String(format: "  search top-1 matches %.1f%% (%d/%d queries)  [picture embeddings alone: %.1f%%, the prior's alone: %.1f%%]",
                              report.percent(report.searchTopMatches), report.searchTopMatches.0, report.searchTopMatches.1,
-                             report.percent(report.searchByPriorTopMatches)))
+                             report.percent(report.searchByPictureTopMatches), report.percent(report.searchByPriorTopMatches)))
             }
         }
+    }
+
+    /// The per-sample dump behind `--samples-json`.
+    func writeSamples(_ report: ShapesReport, pipeline: StableUnCLIPPipeline, to url: URL) throws {
+        let samples: [[String: Any]] = report.samples.map { s in
+            var e: [String: Any] = ["prompt": s.prompt, "seed": s.seed, "stated": s.stated,
+                                    "read": Dictionary(uniqueKeysWithValues: ShapesWorld.attributeNames.map { ($0, s.analysis[$0]) }),
+                                    "decoder_embedding": s.imageEmbeds.scalars.map(Double.init)]
+            if let p = s.pictureEmbeds { e["picture_embedding"] = p.scalars.map(Double.init) }
+            return e
+        }
+        var queries: [String: Any] = [:], queryPriors: [String: Any] = [:]
+        if let prior = pipeline.prior {
+            let empty = try prior.encode("")
+            for (c, _) in ShapesWorld.colours { for shape in ShapesWorld.shapes {
+                let q = "a \(c) \(shape)"
+                let text = try prior.encode(q)
+                queries[q] = text.textEmbeds.scalars.map(Double.init)
+                let r = try prior.sample(text: text, unconditional: empty, settings: priorOptions.settings, generator: TorchGenerator(seed: 0))
+                queryPriors[q] = r.chosen.scalars.map(Double.init)
+            } }
+        }
+        let data = try JSONSerialization.data(withJSONObject: ["samples": samples, "queries": queries, "query_prior_embeddings": queryPriors],
+                                              options: [.sortedKeys])
+        try data.write(to: url, options: .atomic)
     }
 }

@@ -131,11 +131,14 @@ struct FilterOptions: ParsableArguments {
 
 struct Search: ParsableCommand {
     static let configuration = CommandConfiguration(
-        abstract: "Find stored generations by meaning: rank them by the cosine similarity of their CLIP image embeddings.",
+        abstract: "Find stored generations by meaning: rank them by similarity in CLIP image-embedding space.",
         discussion: """
         The query is a text (its CLIP text embedding from the prior's text encoder), an image (--image, through
-        the CLIP vision encoder) or a stored generation (--like ID, its own embedding). Only embeddings of the
-        query's width are compared (other CLIP models live in other spaces).
+        the CLIP vision encoder) or a stored generation (--like ID, its own embedding). Image queries compare the
+        CLIP embeddings of the finished pictures. Text queries score each generation by its picture's embedding
+        (what was drawn) plus, at half weight, the embedding the decoder was given (what was meant); a score is
+        the cosine when only one of them is stored. Only embeddings of the query's width are compared (other
+        CLIP models live in other spaces).
         Examples:
           unclip search "a red lighthouse"
           unclip search --image photo.png --limit 5
@@ -176,7 +179,9 @@ struct Search: ParsableCommand {
             let studio = try modelOptions.studio(store: store)
             query = try text.map { try studio.textEmbedding($0) } ?? studio.imageEmbedding(png: URL(fileURLWithPath: image!))
         }
-        let index = try SearchIndex.load(from: store, filter: filterOptions.filter(dim: query.count))
+        // Text queries also weigh what each generation was meant to be (see SearchRanking).
+        let index = try SearchIndex.load(from: store, filter: filterOptions.filter(dim: query.count),
+                                         ranking: text != nil ? .pictureAndDecoder : .picture)
         let hits = try index.search(query, limit: limit)
         var rows: [[String: Any]] = []
         for hit in hits {

@@ -130,6 +130,25 @@ final class SearchIndexTests: StoreTestCase {
         assertStoreError(try index.search([1, 2], limit: 3), mentioning: ["2 values", "32"])
     }
 
+    /// Text queries (.pictureAndDecoder) score (p̂ + ½·d̂)/1.5 · q̂; image queries (.picture) the picture's cosine.
+    func testTextRankingAddsTheDecoderEmbeddingAtHalfWeight() throws {
+        let store = try Store(url: storeURL)
+        try add(store, embedding: [0, 1], picture: [1, 0])    // drew "x", meant "y"
+        try add(store, embedding: [1, 0], picture: [3, 4])    // drew mostly "y", meant "x"
+        try add(store, embedding: nil, picture: [0, 2])       // plain SD with --clip: picture only
+        let text = try SearchIndex.load(from: store, filter: GenerationFilter(dim: 2), ranking: .pictureAndDecoder)
+        let hits = try text.search([1, 0], limit: 3)
+        // Scores with q = x: row 1 (1 + 0)/1.5, row 2 (0.6 + 0.5)/1.5, row 3 0.
+        XCTAssertEqual(hits.map(\.id), [2, 1, 3])
+        XCTAssertEqual(hits[0].score, 1.1 / 1.5, accuracy: 1e-6)
+        XCTAssertEqual(hits[1].score, 1 / 1.5, accuracy: 1e-6)
+        XCTAssertEqual(hits[2].score, 0, accuracy: 1e-6)
+        let image = try SearchIndex.load(from: store, filter: GenerationFilter(dim: 2))
+        let byPicture = try image.search([1, 0], limit: 3)
+        XCTAssertEqual(byPicture.map(\.id), [1, 2, 3])
+        for (hit, want) in zip(byPicture, [Float(1), 0.6, 0]) { XCTAssertEqual(hit.score, want, accuracy: 1e-6) }
+    }
+
     func testTiesGoToTheLowerIdAndFiltersApply() throws {
         let store = try Store(url: storeURL)
         try add(store, embedding: [1, 0])

@@ -17,13 +17,14 @@ class StoreTestCase: XCTestCase {
     /// Records a generation with a small fake PNG payload (the store does not decode images).
     @discardableResult
     func add(_ store: Store, kind: GenerationKind = .textToImage, prompt: String? = "p", embedding: [Float]?,
-             parents: [ParentLink] = [], bytes: String = UUID().uuidString) throws -> StoredGeneration {
+             picture: [Float]? = nil, parents: [ParentLink] = [], bytes: String = UUID().uuidString) throws -> StoredGeneration {
         let temp = try store.temporaryImageURL()
         try Data(bytes.utf8).write(to: temp)
         var s = RecordedSettings()
         s.steps = 2
         return try store.record(NewGeneration(kind: kind, modelID: nil, prompt: prompt, settings: s, seed: 7, embedding: embedding,
-                                              parents: parents, width: 8, height: 8, seconds: 0.5), temporaryImage: temp)
+                                              pictureEmbedding: picture, parents: parents, width: 8, height: 8, seconds: 0.5),
+                                temporaryImage: temp)
     }
 
     func assertStoreError(_ body: @autoclosure () throws -> Any, mentioning needles: [String],
