@@ -8,9 +8,13 @@ import Foundation
 /// copies). Uses the fused C kernel (online softmax, no Tq×Tk scores) when the head size suits it
 /// (a multiple of 8), else the sgemm path `attentionUnfused`.
 /// - keyMask: optional [B·Tk] with 0 for keys to ignore (padding); causal hides keys after the query.
+/// - precision: .bf16 takes the bf16-product kernel (head sizes that are multiples of 16, AVX512_BF16 CPUs).
 public func attention(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool = false,
-                      keyMask: [Int]? = nil, scale: Float? = nil) -> Tensor {
+                      keyMask: [Int]? = nil, scale: Float? = nil, precision: GemmPrecision = .fp32) -> Tensor {
     checkAttentionShapes(query: query, key: key, value: value, heads: heads, keyMask: keyMask)
+    if precision == .bf16, uc_attention_bf16_supported(query.shape[2] / heads) != 0 {
+        return fusedAttentionBF16(query: query, key: key, value: value, heads: heads, causal: causal, keyMask: keyMask, scale: scale)
+    }
     let isa = uc_attention_best_isa(query.shape[2] / heads)
     if isa == 0 {
         return attentionUnfused(query: query, key: key, value: value, heads: heads, causal: causal, keyMask: keyMask, scale: scale)
@@ -62,6 +66,41 @@ func fusedAttention(query: Tensor, key: Tensor, value: Tensor, heads: Int, causa
             uc_attention_rows(isa, q + bi * tq * width + h * d, width, packed + bh * packedCount,
                               v + bi * tk * width + h * d, width, keyBias, tk, d, row0,
                               min(fusedAttentionRows, tq - row0), causal ? 1 : 0, o + bi * tq * width + h * d, width)
+        }
+    }
+    return out
+}
+
+/// The fused kernel with bf16 products (`--precision bf16`): keys and values are rounded and packed once per
+/// head, queries and each block's probabilities in the kernel; softmax and accumulation stay fp32.
+func fusedAttentionBF16(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool, keyMask: [Int]?,
+                        scale: Float?) -> Tensor {
+    let (b, tq, width) = (query.shape[0], query.shape[1], query.shape[2])
+    let tk = key.shape[1], d = width / heads
+    let alpha = scale ?? 1 / Float(d).squareRoot()
+    let out = Tensor(uninitialized: [b, tq, width])
+    if tq == 0 || b == 0 { return out }
+    let q = query.pointer, k = key.pointer, v = value.pointer, o = out.pointer
+    let pairs = b * heads
+    let keysCount = uc_attention_bf16_keys_count(tk, d), valuesCount = uc_attention_bf16_values_count(tk, d)
+    let packedKeys = UnsafeMutablePointer<UInt16>.allocate(capacity: max(1, pairs * keysCount))
+    let packedValues = UnsafeMutablePointer<UInt16>.allocate(capacity: max(1, pairs * valuesCount))
+    defer { packedKeys.deallocate(); packedValues.deallocate() }
+    let bias = keyMask.map { $0.map { $0 == 0 ? -Float.infinity : 0 } } ?? []
+    DispatchQueue.concurrentPerform(iterations: pairs) { bh in
+        let bi = bh / heads, h = bh % heads
+        uc_attention_bf16_pack_keys(k + bi * tk * width + h * d, width, tk, d, alpha, packedKeys + bh * keysCount)
+        uc_attention_bf16_pack_values(v + bi * tk * width + h * d, width, tk, d, packedValues + bh * valuesCount)
+    }
+    let blocks = (tq + fusedAttentionRows - 1) / fusedAttentionRows
+    bias.withUnsafeBufferPointer { biasBuffer in
+        DispatchQueue.concurrentPerform(iterations: pairs * blocks) { task in
+            let bh = task / blocks, row0 = (task % blocks) * fusedAttentionRows
+            let bi = bh / heads, h = bh % heads
+            let keyBias = keyMask == nil ? nil : biasBuffer.baseAddress.map { $0 + bi * tk }
+            uc_attention_bf16_rows(q + bi * tq * width + h * d, width, packedKeys + bh * keysCount, packedValues + bh * valuesCount,
+                                   keyBias, tk, d, row0, min(fusedAttentionRows, tq - row0), causal ? 1 : 0,
+                                   o + bi * tq * width + h * d, width)
         }
     }
     return out

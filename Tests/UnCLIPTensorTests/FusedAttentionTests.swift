@@ -5,7 +5,7 @@ import XCTest
 /// The fused attention kernel (both instruction sets) against softmax(q·kᵀ·scale)·v evaluated in double
 /// precision straight from the definition, on shapes that leave partial key blocks and row tiles.
 final class FusedAttentionTests: XCTestCase {
-    func random(_ shape: [Int], seed: UInt64) -> Tensor {
+    static func random(_ shape: [Int], seed: UInt64) -> Tensor {
         var s = seed &* 6364136223846793005 &+ 1442695040888963407
         let data = (0..<shape.reduce(1, *)).map { _ -> Float in
             s = s &* 6364136223846793005 &+ 1442695040888963407
@@ -51,7 +51,7 @@ final class FusedAttentionTests: XCTestCase {
 
     func check(_ c: Case, seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
         let w = c.heads * c.d
-        let q = random([c.b, c.tq, w], seed: seed), k = random([c.b, c.tk, w], seed: seed + 1), v = random([c.b, c.tk, w], seed: seed + 2)
+        let q = Self.random([c.b, c.tq, w], seed: seed), k = Self.random([c.b, c.tk, w], seed: seed + 1), v = Self.random([c.b, c.tk, w], seed: seed + 2)
         if c.magnitude != 1 { for i in 0..<q.count { q.pointer[i] *= c.magnitude } }
         let scale = c.scale ?? 1 / Float(c.d).squareRoot()
         let expected = reference(q, k, v, heads: c.heads, causal: c.causal, mask: c.mask, scale: Double(scale))
@@ -110,17 +110,85 @@ final class FusedAttentionTests: XCTestCase {
         // Our documented choice (torch gives NaN): a query with no visible key returns zeros.
         let mask = [0, 0, 0, 0, 1, 1, 1, 1]
         check(Case(b: 2, tq: 3, tk: 4, heads: 2, d: 16, mask: mask), seed: 160)
-        let q = random([2, 3, 32], seed: 170), k = random([2, 4, 32], seed: 171), v = random([2, 4, 32], seed: 172)
+        let q = Self.random([2, 3, 32], seed: 170), k = Self.random([2, 4, 32], seed: 171), v = Self.random([2, 4, 32], seed: 172)
         let out = attention(query: q, key: k, value: v, heads: 2, keyMask: mask).scalars
         XCTAssertEqual(Array(out[0..<96]), [Float](repeating: 0, count: 96))
     }
 
     func testPublicEntryMatchesUnfusedPath() {
         // The public function (fused) against the sgemm path it replaced, on a UNet-like shape.
-        let q = random([2, 300, 320], seed: 180), k = random([2, 300, 320], seed: 181), v = random([2, 300, 320], seed: 182)
+        let q = Self.random([2, 300, 320], seed: 180), k = Self.random([2, 300, 320], seed: 181), v = Self.random([2, 300, 320], seed: 182)
         let fused = attention(query: q, key: k, value: v, heads: 5).scalars
         let unfused = attentionUnfused(query: q, key: k, value: v, heads: 5).scalars
         let worst = zip(fused, unfused).map { abs($0 - $1) }.max() ?? 0
         XCTAssertLessThanOrEqual(worst, 1e-5, "max abs diff \(worst)")
+    }
+}
+
+/// The bf16-product kernel against the definition evaluated in double on its bf16-rounded operands: q, the
+/// keys times scale·log2(e) (the kernel works in base 2), and v. The kernel also rounds each probability to
+/// bf16 (relative error ≤ 2⁻⁹) before the product with v, so |error| ≤ 2⁻⁹·max|v| plus fp32 rounding.
+final class FusedAttentionBF16Tests: XCTestCase {
+    override func setUpWithError() throws {
+        try XCTSkipUnless(uc_attention_bf16_supported(16) != 0, "this CPU has no AVX512_BF16")
+    }
+
+    func bf16(_ x: Float) -> Double { Double(Float(bitPattern: UInt32(uc_f32_to_bf16(x)) << 16)) }
+
+    func reference(_ q: Tensor, _ k: Tensor, _ v: Tensor, heads: Int, causal: Bool, mask: [Int]?, scale: Float) -> [Float] {
+        let (b, tq, w) = (q.shape[0], q.shape[1], q.shape[2]), tk = k.shape[1], d = w / heads
+        let s2 = scale * 1.44269504088896341
+        let qs = q.scalars.map(bf16), ks = k.scalars.map { bf16($0 * s2) }, vs = v.scalars.map(bf16)
+        var out = [Float](repeating: 0, count: b * tq * w)
+        for bi in 0..<b { for h in 0..<heads { for i in 0..<tq {
+            var scores = [Double](repeating: -.infinity, count: tk)
+            for j in 0..<tk where !(causal && j > i) && (mask?[bi * tk + j] ?? 1) != 0 {
+                var s = 0.0
+                for e in 0..<d { s += qs[(bi * tq + i) * w + h * d + e] * ks[(bi * tk + j) * w + h * d + e] }
+                scores[j] = s
+            }
+            let m = scores.max()!
+            if m == -.infinity { continue }
+            let ex = scores.map { exp2($0 - m) }, z = ex.reduce(0, +)
+            for e in 0..<d {
+                var s = 0.0
+                for j in 0..<tk { s += ex[j] / z * vs[(bi * tk + j) * w + h * d + e] }
+                out[(bi * tq + i) * w + h * d + e] = Float(s)
+            }
+        } } }
+        return out
+    }
+
+    func check(b: Int, tq: Int, tk: Int, heads: Int, d: Int, causal: Bool = false, mask: [Int]? = nil, magnitude: Float = 1,
+               seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
+        let w = heads * d
+        let q = FusedAttentionTests.random([b, tq, w], seed: seed), k = FusedAttentionTests.random([b, tk, w], seed: seed + 1), v = FusedAttentionTests.random([b, tk, w], seed: seed + 2)
+        if magnitude != 1 { for i in 0..<q.count { q.pointer[i] *= magnitude } }
+        let expected = reference(q, k, v, heads: heads, causal: causal, mask: mask, scale: 1 / Float(d).squareRoot())
+        let got = attention(query: q, key: k, value: v, heads: heads, causal: causal, keyMask: mask, precision: .bf16).scalars
+        let worst = zip(got, expected).map { abs($0 - $1) }.max() ?? 0
+        // Values lie in [-1, 1].
+        XCTAssertLessThanOrEqual(worst, 1.0 / 512 + 1e-5, "\(b)×\(tq)×\(tk), \(heads) heads of \(d): max abs diff \(worst)", file: file, line: line)
+        XCTAssertFalse(got.contains { !$0.isFinite }, "non-finite output", file: file, line: line)
+    }
+
+    func testShapesBlocksAndMasks() {
+        check(b: 2, tq: 130, tk: 130, heads: 2, d: 64, seed: 10)       // partial key block and row tile
+        check(b: 2, tq: 100, tk: 77, heads: 3, d: 64, seed: 40)        // cross-attention, odd key count
+        check(b: 1, tq: 13, tk: 65, heads: 1, d: 512, seed: 90)        // the VAE's single head
+        check(b: 1, tq: 40, tk: 90, heads: 1, d: 48, seed: 80)         // 64-wide value tile plus a 16-wide one
+        check(b: 1, tq: 30, tk: 200, heads: 2, d: 64, magnitude: 8, seed: 150)  // running-max rescaling
+        var mask = [Int](repeating: 1, count: 2 * 77)
+        for j in 9..<77 { mask[j] = 0 }
+        for j in 0..<77 where j % 5 == 3 { mask[77 + j] = 0 }
+        check(b: 2, tq: 77, tk: 77, heads: 2, d: 64, causal: true, mask: mask, seed: 100)
+        check(b: 1, tq: 140, tk: 70, heads: 1, d: 32, causal: true, seed: 130)
+    }
+
+    func testHeadSizesTheKernelCannotTakeUseTheFp32Path() {
+        // d = 8 is not a multiple of 16: the bf16 request falls back to the fp32 kernel (same result as fp32).
+        let q = FusedAttentionTests.random([1, 20, 16], seed: 1), k = FusedAttentionTests.random([1, 30, 16], seed: 2), v = FusedAttentionTests.random([1, 30, 16], seed: 3)
+        XCTAssertEqual(attention(query: q, key: k, value: v, heads: 2, precision: .bf16).scalars,
+                       attention(query: q, key: k, value: v, heads: 2).scalars)
     }
 }

@@ -24,3 +24,19 @@ void uc_attention_pack_keys(const float *k, long ldk, long tk, long d, float sca
 void uc_attention_rows(int isa, const float *q, long ldq, const float *packed, const float *v, long ldv,
                        const float *key_bias, long tk, long d, long row0, long rows, int causal,
                        float *o, long ldo);
+
+// bf16 variant (attention_bf16.c): Q·Kᵀ and P·V with AVX512_BF16 dot products, fp32 accumulation and softmax.
+#include <stdint.h>
+
+/// 1 when the bf16 kernel runs here for head size `d` (AVX512_BF16 and d a multiple of 16).
+int uc_attention_bf16_supported(long d);
+/// uint16 elements of one head's packed keys / values.
+long uc_attention_bf16_keys_count(long tk, long d);
+long uc_attention_bf16_values_count(long tk, long d);
+/// Packs one head's keys, multiplied by scale·log2(e) and rounded to bf16, as [d/2][64][2] per key block.
+void uc_attention_bf16_pack_keys(const float *k, long ldk, long tk, long d, float scale, uint16_t *packed);
+/// Packs one head's values rounded to bf16 as [key pairs][d][2].
+void uc_attention_bf16_pack_values(const float *v, long ldv, long tk, long d, uint16_t *packed);
+/// As uc_attention_rows, with the packed bf16 keys and values.
+void uc_attention_bf16_rows(const float *q, long ldq, const uint16_t *packed_keys, const uint16_t *packed_values,
+                            const float *key_bias, long tk, long d, long row0, long rows, int causal, float *o, long ldo);

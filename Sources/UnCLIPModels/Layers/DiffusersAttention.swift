@@ -19,7 +19,9 @@ public struct DiffusersAttention: Sendable {
     /// x [B, T, D]; context [B, S, C] for cross-attention (nil: self-attention).
     public func callAsFunction(_ x: Tensor, context: Tensor? = nil, causal: Bool = false, keyMask: [Int]? = nil) -> Tensor {
         let c = context ?? x
-        return toOut(attention(query: toQ(x), key: toK(c), value: toV(c), heads: heads, causal: causal, keyMask: keyMask))
+        // Layers loaded for bf16 products take the bf16 attention kernel too.
+        return toOut(attention(query: toQ(x), key: toK(c), value: toV(c), heads: heads, causal: causal, keyMask: keyMask,
+                               precision: toQ.packed != nil ? .bf16 : .fp32))
     }
 }
 

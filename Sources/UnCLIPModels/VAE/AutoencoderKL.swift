@@ -80,7 +80,7 @@ struct VAEAttention: Sendable {
     func callAsFunction(_ x: Tensor) -> Tensor {
         let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let t = permute(groupNorm(x).reshaped([b, c, h * w]), [0, 2, 1])
-        let a = toOut(attention(query: toQ(t), key: toK(t), value: toV(t), heads: 1))
+        let a = toOut(attention(query: toQ(t), key: toK(t), value: toV(t), heads: 1, precision: toQ.packed != nil ? .bf16 : .fp32))
         return add(permute(a, [0, 2, 1]).reshaped([b, c, h, w]), x)
     }
 }
