@@ -4,12 +4,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-// 64-byte aligned scratch, rounded up as aligned_alloc requires.
-static float *uc_attention_alloc(long count) {
-    size_t bytes = ((size_t)(count > 0 ? count : 1) * sizeof(float) + 63) & ~(size_t)63;
-    return (float *)aligned_alloc(64, bytes);
-}
-
 // AVX-512: 6 rows × 4 vectors = 24 of the 32 zmm registers accumulate in both products.
 #define AK_VW 16
 #define AK_CQ 4

@@ -13,12 +13,6 @@
 #if defined(__x86_64__) && defined(__clang__)
 #include <immintrin.h>
 
-// 64-byte aligned scratch, rounded up as aligned_alloc requires.
-static float *uc_attention_alloc(long count) {
-    size_t bytes = ((size_t)(count > 0 ? count : 1) * sizeof(float) + 63) & ~(size_t)63;
-    return (float *)aligned_alloc(64, bytes);
-}
-
 // The fp32 kernel's helpers (softmax, exp2) at AVX-512 width, compiled for this file's target.
 #define AK_VW 16
 #define AK_CQ 4

@@ -1,7 +1,16 @@
-// The fused attention kernel body. Private to attention.c, which includes it once per vector width:
-// AK_VW floats per vector (16: AVX-512, 8: AVX2), AK_NAME(x) for unique names, AK_TARGET for the
+// The fused attention kernel body. Private to attention.c (which includes it once per vector width) and
+// attention_bf16.c (its softmax). AK_VW floats per vector (16: AVX-512, 8: AVX2), AK_NAME(x) for unique names, AK_TARGET for the
 // function attribute, AK_CQ / AK_CP vectors per micro-tile row in the score / value products.
 // Written with clang vector extensions so one body serves both widths.
+
+#ifndef UC_ATTENTION_ALLOC
+#define UC_ATTENTION_ALLOC
+// 64-byte aligned scratch, rounded up as aligned_alloc requires.
+static float *uc_attention_alloc(long count) {
+    size_t bytes = ((size_t)(count > 0 ? count : 1) * sizeof(float) + 63) & ~(size_t)63;
+    return (float *)aligned_alloc(64, bytes);
+}
+#endif
 
 #define AK_FN static inline __attribute__((always_inline)) AK_TARGET
 #define VF AK_NAME(vf)
