@@ -36,74 +36,77 @@ private func checkAttentionShapes(query: Tensor, key: Tensor, value: Tensor, hea
 /// block loaded into cache serves many rows, small enough to give both cores plenty of tasks.
 let fusedAttentionRows = 96
 
+/// One head of one batch item as the fused kernels see it: pointers at its first row, row stride `width`.
+struct AttentionHead {
+    let index: Int          // batch item · heads + head
+    let query, key, value, out: UnsafeMutablePointer<Float>
+    let width, tq, tk, d: Int
+}
+
+/// The driver both fused kernels share: `pack` runs once per (batch item, head), then `rows(head, bias, row0,
+/// count)` over (head, block of query rows) tasks spread over all cores.
+private func fusedAttentionDriver(query: Tensor, key: Tensor, value: Tensor, heads: Int, keyMask: [Int]?,
+                                  pack: (AttentionHead) -> Void,
+                                  rows: (AttentionHead, UnsafePointer<Float>?, Int, Int) -> Void) -> Tensor {
+    let (b, tq, width) = (query.shape[0], query.shape[1], query.shape[2])
+    let tk = key.shape[1], d = width / heads
+    let out = Tensor(uninitialized: [b, tq, width])
+    if tq == 0 || b == 0 { return out }
+    func head(_ bh: Int) -> AttentionHead {
+        let bi = bh / heads, h = bh % heads
+        return AttentionHead(index: bh, query: query.pointer + bi * tq * width + h * d, key: key.pointer + bi * tk * width + h * d,
+                             value: value.pointer + bi * tk * width + h * d, out: out.pointer + bi * tq * width + h * d,
+                             width: width, tq: tq, tk: tk, d: d)
+    }
+    // Additive key bias: 0 keeps a key, -inf hides it (the kernel adds it to the scores).
+    let bias = keyMask.map { $0.map { $0 == 0 ? -Float.infinity : 0 } } ?? []
+    DispatchQueue.concurrentPerform(iterations: b * heads) { pack(head($0)) }
+    let blocks = (tq + fusedAttentionRows - 1) / fusedAttentionRows
+    bias.withUnsafeBufferPointer { biasBuffer in
+        DispatchQueue.concurrentPerform(iterations: b * heads * blocks) { task in
+            let bh = task / blocks, row0 = (task % blocks) * fusedAttentionRows
+            // An empty array may still have a base address: only a real mask yields a bias pointer.
+            let keyBias = keyMask == nil ? nil : biasBuffer.baseAddress.map { UnsafePointer($0 + (bh / heads) * tk) }
+            rows(head(bh), keyBias, row0, min(fusedAttentionRows, tq - row0))
+        }
+    }
+    return out
+}
+
 /// The fused kernel with a chosen instruction set (`isa` from uc_attention_best_isa; tests force 1 = AVX2).
 /// Keys are packed once per head, then (head, query block) tasks are spread over all cores.
 func fusedAttention(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool, keyMask: [Int]?,
                     scale: Float?, isa: Int32) -> Tensor {
-    let (b, tq, width) = (query.shape[0], query.shape[1], query.shape[2])
-    let tk = key.shape[1], d = width / heads
+    let d = query.shape[2] / heads, tk = key.shape[1]
     let alpha = scale ?? 1 / Float(d).squareRoot()
-    let out = Tensor(uninitialized: [b, tq, width])
-    if tq == 0 || b == 0 { return out }
-    let q = query.pointer, k = key.pointer, v = value.pointer, o = out.pointer
-    let pairs = b * heads
     let packedCount = uc_attention_packed_keys_count(tk, d)
-    let packed = UnsafeMutablePointer<Float>.allocate(capacity: max(1, pairs * packedCount))
+    let packed = UnsafeMutablePointer<Float>.allocate(capacity: max(1, query.shape[0] * heads * packedCount))
     defer { packed.deallocate() }
-    // Additive key bias: 0 keeps a key, -inf hides it (the kernel adds it to the scores).
-    let bias = keyMask.map { $0.map { $0 == 0 ? -Float.infinity : 0 } } ?? []
-    DispatchQueue.concurrentPerform(iterations: pairs) { bh in
-        let bi = bh / heads, h = bh % heads
-        uc_attention_pack_keys(k + bi * tk * width + h * d, width, tk, d, alpha, packed + bh * packedCount)
-    }
-    let blocks = (tq + fusedAttentionRows - 1) / fusedAttentionRows
-    bias.withUnsafeBufferPointer { biasBuffer in
-        DispatchQueue.concurrentPerform(iterations: pairs * blocks) { task in
-            let bh = task / blocks, row0 = (task % blocks) * fusedAttentionRows
-            let bi = bh / heads, h = bh % heads
-            // An empty array may still have a base address: only a real mask yields a bias pointer.
-            let keyBias = keyMask == nil ? nil : biasBuffer.baseAddress.map { $0 + bi * tk }
-            uc_attention_rows(isa, q + bi * tq * width + h * d, width, packed + bh * packedCount,
-                              v + bi * tk * width + h * d, width, keyBias, tk, d, row0,
-                              min(fusedAttentionRows, tq - row0), causal ? 1 : 0, o + bi * tq * width + h * d, width)
-        }
-    }
-    return out
+    return fusedAttentionDriver(query: query, key: key, value: value, heads: heads, keyMask: keyMask, pack: { h in
+        uc_attention_pack_keys(h.key, h.width, h.tk, h.d, alpha, packed + h.index * packedCount)
+    }, rows: { h, keyBias, row0, count in
+        uc_attention_rows(isa, h.query, h.width, packed + h.index * packedCount, h.value, h.width, keyBias, h.tk, h.d,
+                          row0, count, causal ? 1 : 0, h.out, h.width)
+    })
 }
 
 /// The fused kernel with bf16 products (`--precision bf16`): keys and values are rounded and packed once per
 /// head, queries and each block's probabilities in the kernel; softmax and accumulation stay fp32.
 func fusedAttentionBF16(query: Tensor, key: Tensor, value: Tensor, heads: Int, causal: Bool, keyMask: [Int]?,
                         scale: Float?) -> Tensor {
-    let (b, tq, width) = (query.shape[0], query.shape[1], query.shape[2])
-    let tk = key.shape[1], d = width / heads
+    let d = query.shape[2] / heads, tk = key.shape[1], pairs = query.shape[0] * heads
     let alpha = scale ?? 1 / Float(d).squareRoot()
-    let out = Tensor(uninitialized: [b, tq, width])
-    if tq == 0 || b == 0 { return out }
-    let q = query.pointer, k = key.pointer, v = value.pointer, o = out.pointer
-    let pairs = b * heads
     let keysCount = uc_attention_bf16_keys_count(tk, d), valuesCount = uc_attention_bf16_values_count(tk, d)
     let packedKeys = UnsafeMutablePointer<UInt16>.allocate(capacity: max(1, pairs * keysCount))
     let packedValues = UnsafeMutablePointer<UInt16>.allocate(capacity: max(1, pairs * valuesCount))
     defer { packedKeys.deallocate(); packedValues.deallocate() }
-    let bias = keyMask.map { $0.map { $0 == 0 ? -Float.infinity : 0 } } ?? []
-    DispatchQueue.concurrentPerform(iterations: pairs) { bh in
-        let bi = bh / heads, h = bh % heads
-        uc_attention_bf16_pack_keys(k + bi * tk * width + h * d, width, tk, d, alpha, packedKeys + bh * keysCount)
-        uc_attention_bf16_pack_values(v + bi * tk * width + h * d, width, tk, d, packedValues + bh * valuesCount)
-    }
-    let blocks = (tq + fusedAttentionRows - 1) / fusedAttentionRows
-    bias.withUnsafeBufferPointer { biasBuffer in
-        DispatchQueue.concurrentPerform(iterations: pairs * blocks) { task in
-            let bh = task / blocks, row0 = (task % blocks) * fusedAttentionRows
-            let bi = bh / heads, h = bh % heads
-            let keyBias = keyMask == nil ? nil : biasBuffer.baseAddress.map { $0 + bi * tk }
-            uc_attention_bf16_rows(q + bi * tq * width + h * d, width, packedKeys + bh * keysCount, packedValues + bh * valuesCount,
-                                   keyBias, tk, d, row0, min(fusedAttentionRows, tq - row0), causal ? 1 : 0,
-                                   o + bi * tq * width + h * d, width)
-        }
-    }
-    return out
+    return fusedAttentionDriver(query: query, key: key, value: value, heads: heads, keyMask: keyMask, pack: { h in
+        uc_attention_bf16_pack_keys(h.key, h.width, h.tk, h.d, alpha, packedKeys + h.index * keysCount)
+        uc_attention_bf16_pack_values(h.value, h.width, h.tk, h.d, packedValues + h.index * valuesCount)
+    }, rows: { h, keyBias, row0, count in
+        uc_attention_bf16_rows(h.query, h.width, packedKeys + h.index * keysCount, packedValues + h.index * valuesCount,
+                               keyBias, h.tk, h.d, row0, count, causal ? 1 : 0, h.out, h.width)
+    })
 }
 
 /// The sgemm path: per head, blocks of queries get their scores from sgemm, a softmax, and sgemm
