@@ -93,26 +93,34 @@ public enum ShapesChecker {
             return da < db
         }!.0
 
-        // Shape: intersection over union with each template drawn in the object's box.
-        let s = Double(extent), x0 = (cx - s / 2), y0 = (cy - s / 2)
-        func inside(_ shape: String, _ x: Int, _ y: Int) -> Bool {
-            let px = Double(x) + 0.5, py = Double(y) + 0.5
-            switch shape {
-            case "square": return px >= x0 && px <= x0 + s && py >= y0 && py <= y0 + s
-            case "circle": return (px - cx) * (px - cx) + (py - cy) * (py - cy) <= s * s / 4
-            default: return py >= y0 && py <= y0 + s && abs(px - cx) <= (py - y0) / 2
-            }
-        }
-        var bestShape = "square", bestIoU = -1.0
-        for shape in ShapesWorld.shapes {
+        // Shape: intersection over union with each template, fitted to the object: the box's extent ±1 pixel and
+        // its centre moved by up to a pixel, so a one-pixel bump or notch on one side (common in decoded images)
+        // cannot swap a square for a circle. Every shape gets the same fit; the best IoU wins.
+        func iou(_ shape: String, s: Double, cx: Double, cy: Double) -> Double {
+            let x0 = cx - s / 2, y0 = cy - s / 2
             var inter = 0, union = 0
             for y in 0..<n { for x in 0..<n {
-                let a = mask[y * n + x], b = inside(shape, x, y)
+                let px = Double(x) + 0.5, py = Double(y) + 0.5
+                let b: Bool
+                switch shape {
+                case "square": b = px >= x0 && px <= x0 + s && py >= y0 && py <= y0 + s
+                case "circle": b = (px - cx) * (px - cx) + (py - cy) * (py - cy) <= s * s / 4
+                default: b = py >= y0 && py <= y0 + s && abs(px - cx) <= (py - y0) / 2
+                }
+                let a = mask[y * n + x]
                 if a && b { inter += 1 }
                 if a || b { union += 1 }
             } }
-            let iou = Double(inter) / Double(max(union, 1))
-            if iou > bestIoU { bestIoU = iou; bestShape = shape }
+            return Double(inter) / Double(max(union, 1))
+        }
+        var bestShape = "square", bestIoU = -1.0
+        for shape in ShapesWorld.shapes {
+            for ds in [-1.0, 0, 1] where Double(extent) + ds >= 2 {
+                for dy in [-1.0, -0.5, 0, 0.5, 1] { for dx in [-1.0, -0.5, 0, 0.5, 1] {
+                    let v = iou(shape, s: Double(extent) + ds, cx: cx + dx, cy: cy + dy)
+                    if v > bestIoU { bestIoU = v; bestShape = shape }
+                } }
+            }
         }
         return ShapesAnalysis(shape: bestShape, colour: colour, size: size, position: position, background: background, objectPixels: best.count)
     }

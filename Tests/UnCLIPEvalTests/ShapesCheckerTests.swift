@@ -29,6 +29,23 @@ final class ShapesCheckerTests: XCTestCase {
         }
     }
 
+    /// A decoded square with three extra pixels on one side (seen in a shipped-model picture: the box grew to
+    /// 17 columns and a box-sized template read it as a circle). Each shape, bumped the same way, keeps its name.
+    func testOnePixelBumpsDoNotChangeTheShape() throws {
+        for shape in ShapesWorld.shapes {
+            var px = ShapesWorld.render(shape: shape, colour: "purple", size: "large", position: "right", background: "black")
+            // The rightmost object column, continued one pixel further on three rows in the middle.
+            let purple = ShapesWorld.colours.first { $0.0 == "purple" }!.1
+            var right = 0
+            for y in 0..<32 { for x in 0..<32 where px[(y * 32 + x) * 3] == UInt8(purple.0) { right = max(right, x) } }
+            for y in 14..<17 where right + 1 < 31 {
+                px[(y * 32 + right + 1) * 3] = UInt8(purple.0); px[(y * 32 + right + 1) * 3 + 1] = UInt8(purple.1)
+                px[(y * 32 + right + 1) * 3 + 2] = UInt8(purple.2)
+            }
+            XCTAssertEqual(try ShapesChecker.analyze(pixels: px, width: 32, height: 32).shape, shape, "\(shape) with a bump")
+        }
+    }
+
     func testUpscaledImagesAreReadToo() throws {
         let px = ShapesWorld.render(shape: "triangle", colour: "purple", size: "large", position: "right", background: "gray")
         var big = [UInt8](repeating: 0, count: 64 * 64 * 3)
