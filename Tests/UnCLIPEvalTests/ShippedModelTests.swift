@@ -7,10 +7,10 @@ import UnCLIPPipelines
 /// (decoder guidance 2, from weights/shapes/unclip.json): a regression in any stage (tokenizer, CLIP, prior,
 /// decoder, VAE, schedulers, store-style search) shows up as lost accuracy. Prompts and seeds are fixed, so the
 /// run is deterministic on one machine; other CPUs (AVX2 vs AVX-512 kernels) round differently, hence margins.
-/// This slice (every 12th prompt) is harder than the whole set: it measured shape 18/30, colour 21/22,
-/// position 24/25, size 20/21, background 22/22, variations 5/10, search 9/13, against 83.6% shape and 85%
-/// variations on all 360 prompts. So colour, position, size and background floors sit a little below issue 6's
-/// targets, and shape, variations and search a little below what the slice measures.
+/// This slice (every 12th prompt) measured shape 28/30, colour 21/22, position 24/25, size 20/21, background
+/// 22/22, variations 7/10 and search 12/13 (text ranking with the decoder embeddings, template-fitting checker).
+/// The attribute and search floors sit a little below issue 6's targets; variations, whose 10 tries move in
+/// steps of 10 points, lower.
 final class ShippedModelTests: XCTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
@@ -26,16 +26,16 @@ final class ShippedModelTests: XCTestCase {
         eval.decoder.guidanceScale = 2
         let report = try eval.run(prompts: prompts, variations: 10, searchQueries: true)
         print("shipped model, 30 prompts:", report.accuracy, "variations", report.variationsKept, "search", report.searchTopMatches)
-        let floors = ["colour": 85.0, "shape": 50.0, "position": 85.0, "size": 85.0, "background": 90.0]
+        let floors = ["colour": 85.0, "shape": 70.0, "position": 85.0, "size": 85.0, "background": 90.0]
         for (attribute, floor) in floors {
             let acc = report.accuracy[attribute] ?? (0, 0)
             XCTAssertGreaterThan(acc.1, 0, attribute)
             XCTAssertGreaterThanOrEqual(report.percent(acc), floor, "\(attribute): \(acc.0)/\(acc.1)")
         }
-        XCTAssertGreaterThanOrEqual(report.percent(report.variationsKept), 30, "variations keep colour and shape")
+        XCTAssertGreaterThanOrEqual(report.percent(report.variationsKept), 60, "variations keep colour and shape")
         XCTAssertEqual(report.variationsDiffer, report.variationsKept.1, "variations must differ in pixels")
         XCTAssertGreaterThan(report.searchTopMatches.1, 0)
-        XCTAssertGreaterThanOrEqual(report.percent(report.searchTopMatches), 55, "search top-1: \(report.searchTopMatches)")
+        XCTAssertGreaterThanOrEqual(report.percent(report.searchTopMatches), 80, "search top-1: \(report.searchTopMatches)")
 
         // Image-to-image: a light edit keeps the picture, a strong one turns it toward the prompt.
         let edits = try eval.runEdit(strengths: [0.2, 0.8], count: 6)
