@@ -8,9 +8,9 @@ import UnCLIPPipelines
 /// decoder, VAE, schedulers, store-style search) shows up as lost accuracy. Prompts and seeds are fixed, so the
 /// run is deterministic on one machine; other CPUs (AVX2 vs AVX-512 kernels) round differently, hence margins.
 /// This slice (every 12th prompt) measured shape 28/30, colour 21/22, position 24/25, size 20/21, background
-/// 22/22, variations 7/10 and search 12/13 (text ranking with the decoder embeddings, template-fitting checker).
-/// The attribute and search floors sit a little below issue 6's targets; variations, whose 10 tries move in
-/// steps of 10 points, lower.
+/// 22/22, variations 15/20 and search 12/13 (text ranking with the decoder embeddings, template-fitting checker).
+/// The attribute and search floors sit a little below issue 6's targets; variations (85% on all 360 prompts)
+/// a little below what this slice measures.
 final class ShippedModelTests: XCTestCase {
     static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
 
@@ -24,7 +24,7 @@ final class ShippedModelTests: XCTestCase {
         XCTAssertEqual(prompts.count, 30)
         var eval = ShapesEvaluation(pipeline: pipe)
         eval.decoder.guidanceScale = 2
-        let report = try eval.run(prompts: prompts, variations: 10, searchQueries: true)
+        let report = try eval.run(prompts: prompts, variations: 20, searchQueries: true)
         print("shipped model, 30 prompts:", report.accuracy, "variations", report.variationsKept, "search", report.searchTopMatches)
         let floors = ["colour": 85.0, "shape": 70.0, "position": 85.0, "size": 85.0, "background": 90.0]
         for (attribute, floor) in floors {
@@ -32,7 +32,7 @@ final class ShippedModelTests: XCTestCase {
             XCTAssertGreaterThan(acc.1, 0, attribute)
             XCTAssertGreaterThanOrEqual(report.percent(acc), floor, "\(attribute): \(acc.0)/\(acc.1)")
         }
-        XCTAssertGreaterThanOrEqual(report.percent(report.variationsKept), 60, "variations keep colour and shape")
+        XCTAssertGreaterThanOrEqual(report.percent(report.variationsKept), 70, "variations keep colour and shape")
         XCTAssertEqual(report.variationsDiffer, report.variationsKept.1, "variations must differ in pixels")
         XCTAssertGreaterThan(report.searchTopMatches.1, 0)
         XCTAssertGreaterThanOrEqual(report.percent(report.searchTopMatches), 80, "search top-1: \(report.searchTopMatches)")
