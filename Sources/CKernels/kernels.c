@@ -1,3 +1,4 @@
+#define _GNU_SOURCE
 #include "kernels.h"
 #include <math.h>
 #include <string.h>
@@ -239,6 +240,17 @@ void uc_mul(const float *a, const float *b, float *y, long n) { for (long i = 0;
 void uc_add_row_bias(float *y, const float *bias, long rows, long cols) {
     for (long r = 0; r < rows; r++) { float *yr = y + r * cols; for (long c = 0; c < cols; c++) yr[c] += bias[c]; }
 }
+
+#if defined(__linux__)
+#include <sched.h>
+int uc_affinity_cpus(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return 0;
+    return CPU_COUNT(&set);
+}
+#else
+int uc_affinity_cpus(void) { return 0; }
+#endif
 
 #if defined(__GLIBC__)
 #include <malloc.h>

@@ -5,7 +5,12 @@ import CKernels
 public func returnFreedMemory() { uc_trim_heap() }
 
 /// Cores this process may use, read once: Foundation re-reads it from /proc and cgroups on every call.
-public let availableCores: Int = max(1, ProcessInfo.processInfo.activeProcessorCount)
+public let availableCores: Int = {
+    // The affinity mask first, so a run pinned with `taskset` splits its work only over the cores it has.
+    let pinned = Int(uc_affinity_cpus())
+    let active = max(1, ProcessInfo.processInfo.activeProcessorCount)
+    return pinned > 0 ? min(pinned, active) : active
+}()
 
 /// Splits `count` items into contiguous chunks run on all cores; small jobs stay on the caller's thread.
 @inline(__always)

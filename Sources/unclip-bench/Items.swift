@@ -163,7 +163,7 @@ func runChild(_ name: String, base: URL, quick: Bool, threads: Int, runs: Int, w
     }
     let result: [String: Any] = [
         "item": name, "side": "ours", "precision": ComputePrecision.effective.rawValue, "threads": threads, "mode": quick ? "quick" : "full",
-        "openblas_threads": Int(openblas_get_num_threads()), "swift_workers": ProcessInfo.processInfo.activeProcessorCount,
+        "openblas_threads": Int(openblas_get_num_threads()), "swift_workers": availableCores,
         "low_memory": lowMemory, "variant": variant ?? "", "load_seconds": load, "times": times,
         // sgemm reports the best run (the machine's peak); everything else the median.
         "seconds": name == "sgemm" ? times.min()! : median(times),

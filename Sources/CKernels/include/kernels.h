@@ -30,3 +30,6 @@ void uc_add_row_bias(float *y, const float *bias, long rows, long cols);
 
 /// Returns freed heap memory to the system (glibc's malloc_trim); no-op elsewhere.
 void uc_trim_heap(void);
+
+/// CPUs this process may run on (its affinity mask, so `taskset` counts); 0 when unknown.
+int uc_affinity_cpus(void);
