@@ -1,4 +1,3 @@
-import CBLAS
 import CKernels
 import Foundation
 
@@ -122,9 +121,8 @@ public func attentionUnfused(query: Tensor, key: Tensor, value: Tensor, heads: I
     let out = Tensor(uninitialized: [b, tq, width])
     let blockRows = max(1, min(tq, (1 << 22) / max(tk, 1)))
     let q = query.pointer, k = key.pointer, v = value.pointer, o = out.pointer
-    let lda = Int32(width)
 
-    let work = { (bh: Int, scores: UnsafeMutablePointer<Float>) in
+    let work = { (bh: Int, scores: UnsafeMutablePointer<Float>, parallel: Bool) in
         let bi = bh / heads, h = bh % heads
         let qBase = q + bi * tq * width + h * d
         let kBase = k + bi * tk * width + h * d
@@ -133,8 +131,8 @@ public func attentionUnfused(query: Tensor, key: Tensor, value: Tensor, heads: I
         var row0 = 0
         while row0 < tq {
             let rows = min(blockRows, tq - row0)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(tk), Int32(d),
-                        alpha, qBase + row0 * width, lda, kBase, lda, 0, scores, Int32(tk))
+            sgemm(transposeB: true, m: rows, n: tk, k: d, alpha: alpha, a: qBase + row0 * width, lda: width,
+                  b: kBase, ldb: width, c: scores, ldc: tk, parallel: parallel)
             if causal || keyMask != nil {
                 for r in 0..<rows {
                     let row = scores + r * tk
@@ -143,26 +141,26 @@ public func attentionUnfused(query: Tensor, key: Tensor, value: Tensor, heads: I
                 }
             }
             uc_softmax_rows(scores, rows, tk)
-            cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(rows), Int32(d), Int32(tk),
-                        1, scores, Int32(tk), vBase, lda, 0, oBase + row0 * width, lda)
+            sgemm(m: rows, n: d, k: tk, a: scores, lda: tk, b: vBase, ldb: width, c: oBase + row0 * width, ldc: width,
+                  parallel: parallel)
             row0 += rows
         }
     }
 
     let pairs = b * heads
     if tq * tk <= 256 * 256 && pairs > 1 {
-        // Small products: BLAS runs them on one thread, so spread the heads over cores instead.
+        // Small products: one head per core, each product on its own thread.
         let workers = min(pairs, availableCores)
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * tk)
             defer { scores.deallocate() }
             var bh = w
-            while bh < pairs { work(bh, scores); bh += workers }
+            while bh < pairs { work(bh, scores, false); bh += workers }
         }
     } else {
         let scores = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * tk)
         defer { scores.deallocate() }
-        for bh in 0..<pairs { work(bh, scores) }
+        for bh in 0..<pairs { work(bh, scores, true) }
     }
     return out
 }

@@ -2,7 +2,7 @@ import CBLAS
 import CKernels
 import Foundation
 
-// MARK: - Matrix products (all through cblas_sgemm)
+// MARK: - Matrix products (all through `sgemm`, GEMM.swift)
 
 /// y = x · Wᵀ + b over the last axis: x [..., in], weight [out, in] (torch's Linear layout).
 public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
@@ -16,8 +16,8 @@ public func linear(_ x: Tensor, weight: Tensor, bias: Tensor? = nil) -> Tensor {
         for r in 0..<rows { (y.pointer + r * outF).update(from: bias.pointer, count: outF) }
         beta = 1
     }
-    cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasTrans, Int32(rows), Int32(outF), Int32(inF),
-                1, x.pointer, Int32(inF), weight.pointer, Int32(inF), beta, y.pointer, Int32(outF))
+    sgemm(transposeB: true, m: rows, n: outF, k: inF, a: x.pointer, lda: inF, b: weight.pointer, ldb: inF,
+          beta: beta, c: y.pointer, ldc: outF)
     return y
 }
 
@@ -29,9 +29,8 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
     let n = transposeB ? b.shape[0] : b.shape[1]
     precondition((transposeB ? b.shape[1] : b.shape[0]) == k, "matmul: \(a.shape) × \(b.shape)")
     let c = Tensor(uninitialized: [m, n])
-    cblas_sgemm(CblasRowMajor, transposeA ? CblasTrans : CblasNoTrans, transposeB ? CblasTrans : CblasNoTrans,
-                Int32(m), Int32(n), Int32(k), 1, a.pointer, Int32(a.shape[1]), b.pointer, Int32(b.shape[1]),
-                0, c.pointer, Int32(n))
+    sgemm(transposeA: transposeA, transposeB: transposeB, m: m, n: n, k: k, a: a.pointer, lda: a.shape[1],
+          b: b.pointer, ldb: b.shape[1], c: c.pointer, ldc: n)
     return c
 }
 
@@ -209,8 +208,7 @@ private func conv2d(_ x: Tensor, weight: UnsafeMutablePointer<Float>?, packed: B
                 bf16RowsProduct(packed, b: colPointer, ldb: cols, n: cols, c: dst + r0 * ow, ldc: n,
                                 bias: bias.map { UnsafePointer($0.pointer) }, accumulate: false)
             } else {
-                cblas_sgemm(CblasRowMajor, CblasNoTrans, CblasNoTrans, Int32(o), Int32(cols), Int32(k),
-                            1, weight, Int32(k), colPointer, Int32(cols), beta, dst + r0 * ow, Int32(n))
+                sgemm(m: o, n: cols, k: k, a: weight!, lda: k, b: colPointer, ldb: cols, beta: beta, c: dst + r0 * ow, ldc: n)
             }
             r0 = r1
         }

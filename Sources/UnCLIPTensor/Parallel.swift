@@ -5,12 +5,20 @@ import CKernels
 public func returnFreedMemory() { uc_trim_heap() }
 
 /// Cores this process may use, read once: Foundation re-reads it from /proc and cgroups on every call.
-public let availableCores: Int = {
+/// `OPENBLAS_NUM_THREADS`, when set, caps it: all matrix work is split by us (GEMM.swift), so that variable
+/// keeps the meaning it has for any BLAS-backed tool.
+public let availableCores: Int = coreCount(environment: ProcessInfo.processInfo.environment)
+
+func coreCount(environment: [String: String]) -> Int {
     // The affinity mask first, so a run pinned with `taskset` splits its work only over the cores it has.
     let pinned = Int(uc_affinity_cpus())
     let active = max(1, ProcessInfo.processInfo.activeProcessorCount)
-    return pinned > 0 ? min(pinned, active) : active
-}()
+    let cores = pinned > 0 ? min(pinned, active) : active
+    if let cap = environment["OPENBLAS_NUM_THREADS"].flatMap({ Int($0.trimmingCharacters(in: .whitespaces)) }), cap > 0 {
+        return min(cores, cap)
+    }
+    return cores
+}
 
 /// Splits `count` items into contiguous chunks run on all cores; small jobs stay on the caller's thread.
 @inline(__always)

@@ -16,6 +16,15 @@ final class ParallelTests: XCTestCase {
             allowed += ends.count == 2 ? ends[1] - ends[0] + 1 : 1
         }
         XCTAssertEqual(Int(uc_affinity_cpus()), allowed)
-        XCTAssertEqual(availableCores, min(allowed, ProcessInfo.processInfo.activeProcessorCount))
+        XCTAssertEqual(coreCount(environment: [:]), min(allowed, ProcessInfo.processInfo.activeProcessorCount))
+    }
+
+    /// OPENBLAS_NUM_THREADS caps the worker count (it never raises it); junk is ignored.
+    func testOpenBLASThreadVariableCapsTheWorkers() {
+        let cores = coreCount(environment: [:])
+        XCTAssertEqual(coreCount(environment: ["OPENBLAS_NUM_THREADS": "1"]), 1)
+        XCTAssertEqual(coreCount(environment: ["OPENBLAS_NUM_THREADS": "512"]), cores)
+        XCTAssertEqual(coreCount(environment: ["OPENBLAS_NUM_THREADS": "0"]), cores)
+        XCTAssertEqual(coreCount(environment: ["OPENBLAS_NUM_THREADS": "two"]), cores)
     }
 }
