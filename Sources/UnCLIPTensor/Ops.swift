@@ -57,6 +57,20 @@ public func geluTanh(_ x: Tensor) -> Tensor { map(x) { uc_gelu_tanh($0, $1, $2) 
 public func quickGelu(_ x: Tensor) -> Tensor { map(x) { uc_quick_gelu($0, $1, $2) } }
 public func silu(_ x: Tensor) -> Tensor { map(x) { uc_silu($0, $1, $2) } }
 
+/// diffusers' GEGLU on the projection's output: h [..., 2·inner] → h[..., :inner] · gelu(h[..., inner:]),
+/// in one pass (no sliced copies: at 512² each would be a fresh 42 MB buffer).
+public func geglu(_ h: Tensor) -> Tensor {
+    let inner = h.shape.last! / 2
+    precondition(h.shape.last! == 2 * inner, "geglu: last axis \(h.shape) is odd")
+    let rows = h.count / max(2 * inner, 1)
+    let y = Tensor(uninitialized: Array(h.shape.dropLast()) + [inner])
+    let src = h.pointer, dst = y.pointer
+    parallelChunks(rows, minimumPerChunk: max(1, (1 << 15) / max(inner, 1))) { r in
+        uc_geglu(src + r.lowerBound * 2 * inner, dst + r.lowerBound * inner, r.count, inner)
+    }
+    return y
+}
+
 public func scale(_ x: Tensor, _ s: Float) -> Tensor {
     map(x) { src, dst, n in for i in 0..<n { dst[i] = src[i] * s } }
 }

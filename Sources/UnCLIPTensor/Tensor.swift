@@ -1,4 +1,8 @@
+import CKernels
 import Foundation
+
+/// Set once, before the first tensor is allocated (see uc_tune_heap).
+private let heapTuned: Void = uc_tune_heap()
 
 /// Memory behind a tensor: owned (64-byte aligned heap) or borrowed from a mapping kept alive by `owner`.
 public final class TensorStorage: @unchecked Sendable {
@@ -8,6 +12,7 @@ public final class TensorStorage: @unchecked Sendable {
 
     /// Fresh, uninitialised memory for `count` floats.
     public init(count: Int) {
+        _ = heapTuned
         var raw: UnsafeMutableRawPointer?
         // 64-byte alignment suits AVX-512 loads and BLAS packing.
         posix_memalign(&raw, 64, max(count, 1) * MemoryLayout<Float>.stride)

@@ -57,6 +57,50 @@ final class OpsTests: XCTestCase {
         }, tol: 1e-6)
     }
 
+    /// Fused GEGLU: value · gelu(gate) with value and gate the two halves of each row (inner 37: SIMD and tail).
+    func testGegluMatchesItsDefinition() {
+        let rows = 2000, inner = 37
+        let h = random([2, rows / 2, 2 * inner], seed: 11)
+        let y = geglu(h)
+        XCTAssertEqual(y.shape, [2, rows / 2, inner])
+        var expected = [Float]()
+        for r in 0..<rows { for j in 0..<inner {
+            let v = Double(h[flat: r * 2 * inner + j]), g = Double(h[flat: r * 2 * inner + inner + j])
+            expected.append(Float(v * 0.5 * g * (1 + erf(g / 2.0.squareRoot()))))
+        } }
+        assertClose(y.scalars, expected, tol: 1e-6)
+    }
+
+    /// `sgemm` splits large products into bands of rows or of columns, one OpenBLAS call each; every
+    /// transpose combination, strided operands (lda/ldb/ldc wider than the block) and β = 1 against the definition.
+    func testSgemmBandsMatchTheDefinition() {
+        for (m, n, k) in [(203, 70, 301), (40, 261, 250)] {  // row bands, then column bands (≥ 2^21 multiply-adds)
+            for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
+                let (ar, ac) = ta ? (k, m) : (m, k), (br, bc) = tb ? (n, k) : (k, n)
+                let lda = ac + 3, ldb = bc + 5, ldc = n + 2
+                let a = random([ar, lda], seed: 21), b = random([br, ldb], seed: 22), c0 = random([m, ldc], seed: 23)
+                let c = Tensor(shape: [m, ldc], data: c0.scalars)
+                sgemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: 0.5, a: a.pointer, lda: lda,
+                      b: b.pointer, ldb: ldb, beta: 1, c: c.pointer, ldc: ldc)
+                var worst: Double = 0
+                for i in 0..<m { for j in 0..<ldc {
+                    var e = Double(c0[flat: i * ldc + j])
+                    if j < n {
+                        var s: Double = 0
+                        for p in 0..<k {
+                            let x = ta ? a[flat: p * lda + i] : a[flat: i * lda + p]
+                            let y = tb ? b[flat: j * ldb + p] : b[flat: p * ldb + j]
+                            s += Double(x) * Double(y)
+                        }
+                        e += 0.5 * s
+                    }
+                    worst = max(worst, abs(e - Double(c[flat: i * ldc + j])))  // columns ≥ n must be untouched
+                } }
+                XCTAssertLessThan(worst, 1e-4, "m \(m) n \(n) k \(k) transposes \(ta) \(tb)")
+            }
+        }
+    }
+
     func testLayerNormAndSoftmax() {
         let x = random([3, 7], seed: 9), w = random([7], seed: 10), b = random([7], seed: 11)
         var expected = [Float]()

@@ -14,6 +14,8 @@ void uc_gelu_erf(const float *x, float *y, long n);
 void uc_gelu_tanh(const float *x, float *y, long n);
 void uc_quick_gelu(const float *x, float *y, long n);
 void uc_silu(const float *x, float *y, long n);
+/// GEGLU: h [rows, 2·inner] → y [rows, inner], y = h[:, :inner] · gelu(h[:, inner:]) (erf GELU).
+void uc_geglu(const float *h, float *y, long rows, long inner);
 /// GroupNorm over one sample laid out [channels, spatial]; optional fused SiLU.
 void uc_group_norm(const float *x, float *y, long channels, long spatial, long groups,
                    const float *weight, const float *bias, float eps, int fuse_silu);
@@ -30,6 +32,8 @@ void uc_add_row_bias(float *y, const float *bias, long rows, long cols);
 
 /// Returns freed heap memory to the system (glibc's malloc_trim); no-op elsewhere.
 void uc_trim_heap(void);
+/// Keeps freed tensors up to 32 MiB in the heap for reuse instead of unmapping them (glibc mallopt); no-op elsewhere.
+void uc_tune_heap(void);
 
 /// CPUs this process may run on (its affinity mask, so `taskset` counts); 0 when unknown.
 int uc_affinity_cpus(void);

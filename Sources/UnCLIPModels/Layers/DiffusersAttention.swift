@@ -44,9 +44,7 @@ public struct FeedForward: Sendable {
         let h = proj(x)
         switch kind {
         case .gelu: return out(gelu(h))
-        case .geglu:
-            let value = slice(h, axis: -1, 0..<inner), gate = slice(h, axis: -1, inner..<(2 * inner))
-            return out(mul(value, gelu(gate)))
+        case .geglu: return out(geglu(h))
         }
     }
 }
