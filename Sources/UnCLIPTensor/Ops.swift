@@ -161,27 +161,33 @@ public func softmax(_ x: Tensor) -> Tensor {
 /// With `packed` (the same weight as a `.rows` BF16Weight) the products run in bf16 with fp32 accumulation.
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
                    packed: BF16Weight? = nil) -> Tensor {
-    conv2d(x, weight: weight, bias: bias, stride: stride, padding: padding, bandFloats: 8 << 20, packed: packed)
+    precondition(weight.shape[1] == x.shape[1], "conv2d: weight \(weight.shape) for input \(x.shape)")
+    return conv2d(x, weight: weight.pointer, packed: packed, outputs: weight.shape[0], kernel: (weight.shape[2], weight.shape[3]),
+                  bias: bias, stride: stride, padding: padding, bandFloats: 8 << 20, implicitIm2col: implicitConvAvailable)
 }
 
-/// `conv2d` with the im2col band size as a parameter (tests use small bands).
+/// `conv2d` through explicit im2col bands of the given size and sgemm (or the bf16 kernel): the path CPUs
+/// without AVX-512 take for fp32, and the bf16 path; tests use small bands.
 func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), padding: (Int, Int), bandFloats: Int,
             packed: BF16Weight? = nil) -> Tensor {
     precondition(weight.shape[1] == x.shape[1], "conv2d: weight \(weight.shape) for input \(x.shape)")
     return conv2d(x, weight: weight.pointer, packed: packed, outputs: weight.shape[0], kernel: (weight.shape[2], weight.shape[3]),
-                  bias: bias, stride: stride, padding: padding, bandFloats: bandFloats)
+                  bias: bias, stride: stride, padding: padding, bandFloats: bandFloats, implicitIm2col: false)
 }
+
+/// Whether fp32 convolutions can use the implicit-im2col kernel (conv_f32.c, AVX-512 F).
+let implicitConvAvailable: Bool = uc_has_avx512f() != 0
 
 /// conv2d with only the bf16-packed weight (no fp32 copy kept): [O, C, kh, kw] given by `outputs` and `kernel`.
 public func conv2d(_ x: Tensor, packed: BF16Weight, outputs: Int, kernel: (Int, Int), bias: Tensor? = nil,
                    stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)) -> Tensor {
     conv2d(x, weight: nil, packed: packed, outputs: outputs, kernel: kernel, bias: bias, stride: stride, padding: padding,
-           bandFloats: 8 << 20)
+           bandFloats: 8 << 20, implicitIm2col: false)
 }
 
 /// The convolution itself: fp32 `weight` through sgemm, or `packed` through the bf16 kernel (one of them is given).
 private func conv2d(_ x: Tensor, weight: UnsafeMutablePointer<Float>?, packed: BF16Weight?, outputs o: Int, kernel: (Int, Int),
-                    bias: Tensor?, stride: (Int, Int), padding: (Int, Int), bandFloats: Int) -> Tensor {
+                    bias: Tensor?, stride: (Int, Int), padding: (Int, Int), bandFloats: Int, implicitIm2col: Bool) -> Tensor {
     let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (kh, kw) = kernel
     if let packed {
@@ -192,6 +198,14 @@ private func conv2d(_ x: Tensor, weight: UnsafeMutablePointer<Float>?, packed: B
     let ow = (w + 2 * padding.1 - kw) / stride.1 + 1
     let y = Tensor(uninitialized: [b, o, oh, ow])
     let k = c * kh * kw, n = oh * ow
+    if implicitIm2col, packed == nil, let weight {
+        for bi in 0..<b {
+            var src = uc_conv_source(x: x.pointer + bi * c * h * w, c: c, h: h, w: w, kh: kh, kw: kw, sh: stride.0, sw: stride.1,
+                                     ph: padding.0, pw: padding.1, oh: oh, ow: ow)
+            implicitConvProduct(weight, outputs: o, k: k, source: &src, n: n, c: y.pointer + bi * o * n, bias: bias?.pointer)
+        }
+        return y
+    }
     let direct = kh == 1 && kw == 1 && stride == (1, 1) && padding == (0, 0)
     let bandRows = direct ? oh : max(1, min(oh, bandFloats / max(k * ow, 1)))
     let col = direct ? nil : Tensor(uninitialized: [k, bandRows * ow])
@@ -228,6 +242,30 @@ private func conv2d(_ x: Tensor, weight: UnsafeMutablePointer<Float>?, packed: B
         }
     }
     return y
+}
+
+/// C[o, n] = W[o, k] · im2col(source) + bias over all cores: pixel ranges when the image is wide, output channels
+/// when it is small (deep UNet levels); two chunks per core, handed out dynamically.
+private func implicitConvProduct(_ w: UnsafeMutablePointer<Float>, outputs m: Int, k: Int, source: inout uc_conv_source, n: Int,
+                                 c: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>?) {
+    let workers = m * n * k < (1 << 21) ? 1 : availableCores
+    let chunks = 2 * workers
+    withUnsafePointer(to: &source) { src in
+        if workers == 1 {
+            uc_conv_f32(m, w, k, src, 0, n, c, n, bias)
+        } else if n >= chunks * 128 || m < chunks * 12 {
+            let per = ((n + chunks - 1) / chunks + 63) / 64 * 64
+            DispatchQueue.concurrentPerform(iterations: (n + per - 1) / per) { i in
+                uc_conv_f32(m, w, k, src, i * per, min(n, (i + 1) * per), c, n, bias)
+            }
+        } else {
+            let per = ((m + chunks - 1) / chunks + 5) / 6 * 6
+            DispatchQueue.concurrentPerform(iterations: (m + per - 1) / per) { i in
+                let r0 = i * per, rows = min(m, r0 + per) - r0
+                uc_conv_f32(rows, w + r0 * k, k, src, 0, n, c + r0 * n, n, bias.map { $0 + r0 })
+            }
+        }
+    }
 }
 
 /// Nearest-neighbour 2× upsampling of [B, C, H, W].

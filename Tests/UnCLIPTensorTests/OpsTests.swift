@@ -144,14 +144,14 @@ final class OpsTests: XCTestCase {
         let oh = (h + 2 * pad - k) / stride + 1, ow = (wd + 2 * pad - k) / stride + 1
         var out = [Float]()
         for n in 0..<bn { for oc in 0..<o { for i in 0..<oh { for j in 0..<ow {
-            var s = b?[flat: oc] ?? 0
+            var s = Double(b?[flat: oc] ?? 0)  // Double, so the reference carries no rounding of its own
             for ic in 0..<c { for ki in 0..<k { for kj in 0..<k {
                 let y = i * stride - pad + ki, xx = j * stride - pad + kj
                 if y >= 0 && y < h && xx >= 0 && xx < wd {
-                    s += x[flat: ((n * c + ic) * h + y) * wd + xx] * w[flat: ((oc * c + ic) * k + ki) * k + kj]
+                    s += Double(x[flat: ((n * c + ic) * h + y) * wd + xx]) * Double(w[flat: ((oc * c + ic) * k + ki) * k + kj])
                 }
             } } }
-            out.append(s)
+            out.append(Float(s))
         } } } }
         return out
     }
@@ -163,6 +163,24 @@ final class OpsTests: XCTestCase {
             let y = conv2d(x, weight: w, bias: b, stride: (stride, stride), padding: (pad, pad))
             assertClose(y.scalars, naiveConv(x, w, b, stride: stride, pad: pad), tol: 1e-5)
         }
+    }
+
+    /// The implicit-im2col kernel on shapes that cross its blocks: 13 outputs (two 6-row strips and a partial
+    /// one), 30×37 pixels (several 512-column blocks, 64-column panels that wrap output rows), k = 20·9 = 180
+    /// (two 128-deep K blocks); stride 2, 1×1 and the im2col + sgemm fallback on the same inputs.
+    func testConv2dAcrossKernelBlocks() {
+        let x = random([2, 20, 30, 37], seed: 24), b = random([13], seed: 26)
+        for (k, stride, pad) in [(3, 1, 1), (3, 2, 1), (1, 1, 0), (3, 1, 0)] {
+            let w = random([13, 20, k, k], seed: UInt64(25 + k))
+            let expected = naiveConv(x, w, b, stride: stride, pad: pad)
+            assertClose(conv2d(x, weight: w, bias: b, stride: (stride, stride), padding: (pad, pad)).scalars, expected, tol: 2e-5)
+            assertClose(conv2d(x, weight: w, bias: b, stride: (stride, stride), padding: (pad, pad), bandFloats: 1 << 20).scalars,
+                        expected, tol: 2e-5)
+        }
+        // Many outputs and few pixels: the work is split by output channels instead of pixels.
+        let xs = random([1, 64, 5, 5], seed: 27), ws = random([200, 64, 3, 3], seed: 28), bs = random([200], seed: 29)
+        assertClose(conv2d(xs, weight: ws, bias: bs, stride: (1, 1), padding: (1, 1)).scalars,
+                    naiveConv(xs, ws, bs, stride: 1, pad: 1), tol: 2e-5)
     }
 
     func testConv2dInBandsOfOutputRows() {
