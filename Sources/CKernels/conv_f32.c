@@ -5,6 +5,7 @@
 // 24 FMAs, so it is compute bound. K is cut into blocks of KC so a 64-column panel (KC·64 floats = 32 KB)
 // stays in L1/L2 while the 6-row strips of W walk it; NC columns are packed per block (KC·NC floats in L2).
 #include "conv_f32.h"
+#include "im2col_row.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,38 +20,6 @@
 #define NR 64     // columns per panel
 #define KC 128    // k per block
 #define NC 512    // columns packed per block (a multiple of NR)
-
-// Writes row k of the im2col matrix for columns [j0, j0 + count) to dst (zeros where the kernel overhangs the image).
-static inline void im2col_row(const uc_conv_source *s, long k, long j0, long count, float *dst) {
-    const long kx = k % s->kw, ky = (k / s->kw) % s->kh, ci = k / (s->kw * s->kh);
-    const float *plane = s->x + ci * s->h * s->w;
-    long j = j0, end = j0 + count;
-    while (j < end) {
-        const long oy = j / s->ow, ox0 = j % s->ow;
-        const long seg = (s->ow - ox0) < (end - j) ? (s->ow - ox0) : (end - j);
-        const long iy = oy * s->sh - s->ph + ky;
-        if (iy < 0 || iy >= s->h) {
-            memset(dst, 0, sizeof(float) * seg);
-        } else {
-            const float *row = plane + iy * s->w;
-            if (s->sw == 1) {
-                // Contiguous: zeros left of the image, a copy, zeros right of it.
-                long ix = ox0 - s->pw + kx, o = 0;
-                for (; o < seg && ix < 0; o++, ix++) dst[o] = 0;
-                long valid = s->w - ix < seg - o ? s->w - ix : seg - o;
-                if (valid > 0) { memcpy(dst + o, row + ix, sizeof(float) * valid); o += valid; }
-                for (; o < seg; o++) dst[o] = 0;
-            } else {
-                for (long o = 0; o < seg; o++) {
-                    const long ix = (ox0 + o) * s->sw - s->pw + kx;
-                    dst[o] = (ix >= 0 && ix < s->w) ? row[ix] : 0.0f;
-                }
-            }
-        }
-        dst += seg;
-        j += seg;
-    }
-}
 
 // Packs col[k0 .. k0+kc, j0 .. j0+nc] as [panel][kc][64], zero-padded to whole panels.
 static void pack_block(const uc_conv_source *s, long k0, long kc, long j0, long nc, float *dst) {
@@ -72,7 +41,7 @@ static void pack_block(const uc_conv_source *s, long k0, long kc, long j0, long 
         const long cols = nc - p * NR < NR ? nc - p * NR : NR;
         for (long kk = 0; kk < kc; kk++) {
             float *d = dst + (p * kc + kk) * NR;
-            im2col_row(s, k0 + kk, j0 + p * NR, cols, d);
+            uc_im2col_row(s, k0 + kk, j0 + p * NR, cols, d);
             if (cols < NR) memset(d + cols, 0, sizeof(float) * (NR - cols));
         }
     }

@@ -8,6 +8,7 @@
 // 24 dot products, so it is compute bound. K is cut into blocks of KC_PAIRS pairs so the packed
 // runtime operand stays in L2 while the micro-kernel walks it; the C tile is loaded/stored once per block.
 #include "gemm_bf16.h"
+#include "im2col_row.h"
 #include <stdlib.h>
 #include <string.h>
 
@@ -164,41 +165,60 @@ UC_TARGET void uc_bf16_gemm_lanes(long m, long n, long k, const float *a, long l
     free(abuf);
 }
 
-// Packs B[2·pc .., jc .. jc+nc] (kcp pairs of rows) into [panel][kcp][64] pairs, zero-padded.
-UC_TARGET static void pack_b(const float *b, long ldb, long k, long pc, long kcp, long nc, uint32_t *dst) {
+// Packs k-pair p of a column block: rows r0 and r1 (nc values each; r1 NULL past the end of k) into
+// [panel][kcp][64] pairs at dst, zero-padded.
+UC_TARGET static inline void pack_pair(const float *r0, const float *r1, long nc, long kcp, long p, uint32_t *dst) {
     // Interleaves two rows' 16 bf16 values each: [r0_0, r1_0, r0_1, r1_1, ...].
     const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
                                          23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     long panels = (nc + NR - 1) / NR;
-    for (long p = 0; p < kcp; p++) {
-        long k0 = 2 * (pc + p);
-        const float *r0 = b + k0 * ldb, *r1 = r0 + ldb;
-        int has1 = k0 + 1 < k;
-        for (long j = 0; j < panels; j++) {
-            uint32_t *d = dst + (j * kcp + p) * NR;
-            for (int v = 0; v < NV; v++) {
-                long col = j * NR + 16 * v, left = nc - col;
-                __mmask16 m = left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
-                __m512 x0 = _mm512_maskz_loadu_ps(m, r0 + col);
-                __m512 x1 = has1 ? _mm512_maskz_loadu_ps(m, r1 + col) : _mm512_setzero_ps();
-                __m512i h = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
-                _mm512_storeu_si512((void *)(d + 16 * v), _mm512_permutexvar_epi16(idx, h));
-            }
+    for (long j = 0; j < panels; j++) {
+        uint32_t *d = dst + (j * kcp + p) * NR;
+        for (int v = 0; v < NV; v++) {
+            long col = j * NR + 16 * v, left = nc - col;
+            __mmask16 m = left >= 16 ? 0xffff : left <= 0 ? 0 : (__mmask16)((1u << left) - 1);
+            __m512 x0 = _mm512_maskz_loadu_ps(m, r0 + col);
+            __m512 x1 = r1 ? _mm512_maskz_loadu_ps(m, r1 + col) : _mm512_setzero_ps();
+            __m512i h = (__m512i)_mm512_cvtne2ps_pbh(x1, x0);
+            _mm512_storeu_si512((void *)(d + 16 * v), _mm512_permutexvar_epi16(idx, h));
         }
     }
 }
 
-UC_TARGET void uc_bf16_gemm_rows(long m, long n, long k, const uint16_t *w, const float *b, long ldb,
-                       float *c, long ldc, const float *bias, int accumulate) {
+// Packs B[2·pc .., jc .. jc+nc] (kcp pairs of rows) into [panel][kcp][64] pairs, zero-padded.
+UC_TARGET static void pack_b(const float *b, long ldb, long k, long pc, long kcp, long nc, uint32_t *dst) {
+    for (long p = 0; p < kcp; p++) {
+        long k0 = 2 * (pc + p);
+        const float *r0 = b + k0 * ldb;
+        pack_pair(r0, k0 + 1 < k ? r0 + ldb : NULL, nc, kcp, p, dst);
+    }
+}
+
+// pack_b for an implicit im2col matrix: each pair of rows is gathered from the image first (tmp: 2·nc floats).
+UC_TARGET static void pack_b_conv(const uc_conv_source *s, long jc, long k, long pc, long kcp, long nc, float *tmp,
+                                  uint32_t *dst) {
+    for (long p = 0; p < kcp; p++) {
+        long k0 = 2 * (pc + p);
+        uc_im2col_row(s, k0, jc, nc, tmp);
+        if (k0 + 1 < k) uc_im2col_row(s, k0 + 1, jc, nc, tmp + nc);
+        pack_pair(tmp, k0 + 1 < k ? tmp + nc : NULL, nc, kcp, p, dst);
+    }
+}
+
+// The "rows" driver: B is either a plain matrix (b, ldb) or an implicit im2col matrix (src, columns jc0 ..).
+UC_TARGET static void gemm_rows(long m, long n, long k, const uint16_t *w, const float *b, long ldb,
+                                const uc_conv_source *src, long jc0, float *c, long ldc, const float *bias, int accumulate) {
     if (m <= 0 || n <= 0) return;
     long kp = (k + 1) / 2;
     const uint32_t *w32 = (const uint32_t *)w;
     uint32_t *bbuf = aligned_alloc(64, (size_t)NC * KC_PAIRS * 4);
+    float *tmp = src ? aligned_alloc(64, sizeof(float) * 2 * NC) : NULL;
     for (long jc = 0; jc < n; jc += NC) {
         long nc = n - jc < NC ? n - jc : NC;
         for (long pc = 0; pc < kp; pc += KC_PAIRS) {
             long kcp = kp - pc < KC_PAIRS ? kp - pc : KC_PAIRS;
-            pack_b(b + jc, ldb, k, pc, kcp, nc, bbuf);
+            if (src) pack_b_conv(src, jc0 + jc, k, pc, kcp, nc, tmp, bbuf);
+            else pack_b(b + jc, ldb, k, pc, kcp, nc, bbuf);
             for (long ir = 0; ir < m; ir += MR)
                 for (long jr = 0; jr * NR < nc; jr++) {
                     long cols = nc - jr * NR < NR ? nc - jr * NR : NR;
@@ -208,7 +228,18 @@ UC_TARGET void uc_bf16_gemm_rows(long m, long n, long k, const uint16_t *w, cons
                 }
         }
     }
+    free(tmp);
     free(bbuf);
+}
+
+UC_TARGET void uc_bf16_gemm_rows(long m, long n, long k, const uint16_t *w, const float *b, long ldb,
+                       float *c, long ldc, const float *bias, int accumulate) {
+    gemm_rows(m, n, k, w, b, ldb, NULL, 0, c, ldc, bias, accumulate);
+}
+
+UC_TARGET void uc_bf16_conv_rows(long m, const uint16_t *w, const uc_conv_source *src, long n0, long n1,
+                                 float *c, long ldc, const float *bias) {
+    gemm_rows(m, n1 - n0, src->c * src->kh * src->kw, w, NULL, 0, src, n0, c + n0, ldc, bias, 0);
 }
 
 #else   // no AVX-512 compiler support: report unsupported; callers then stay on fp32.
@@ -218,5 +249,7 @@ void uc_bf16_gemm_lanes(long m, long n, long k, const float *a, long lda, const 
                         long n0, long n1, float *c, long ldc, const float *bias, int accumulate) { abort(); }
 void uc_bf16_gemm_rows(long m, long n, long k, const uint16_t *w, const float *b, long ldb,
                        float *c, long ldc, const float *bias, int accumulate) { abort(); }
+void uc_bf16_conv_rows(long m, const uint16_t *w, const uc_conv_source *src, long n0, long n1,
+                       float *c, long ldc, const float *bias) { abort(); }
 
 #endif

@@ -182,7 +182,7 @@ let implicitConvAvailable: Bool = uc_has_avx512f() != 0
 public func conv2d(_ x: Tensor, packed: BF16Weight, outputs: Int, kernel: (Int, Int), bias: Tensor? = nil,
                    stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)) -> Tensor {
     conv2d(x, weight: nil, packed: packed, outputs: outputs, kernel: kernel, bias: bias, stride: stride, padding: padding,
-           bandFloats: 8 << 20, implicitIm2col: false)
+           bandFloats: 8 << 20, implicitIm2col: true)
 }
 
 /// The convolution itself: fp32 `weight` through sgemm, or `packed` through the bf16 kernel (one of them is given).
@@ -198,11 +198,26 @@ private func conv2d(_ x: Tensor, weight: UnsafeMutablePointer<Float>?, packed: B
     let ow = (w + 2 * padding.1 - kw) / stride.1 + 1
     let y = Tensor(uninitialized: [b, o, oh, ow])
     let k = c * kh * kw, n = oh * ow
-    if implicitIm2col, packed == nil, let weight {
+    if implicitIm2col {
+        let pb = bias?.pointer
+        let source = UnsafeMutablePointer<uc_conv_source>.allocate(capacity: 1)
+        defer { source.deallocate() }
         for bi in 0..<b {
-            var src = uc_conv_source(x: x.pointer + bi * c * h * w, c: c, h: h, w: w, kh: kh, kw: kw, sh: stride.0, sw: stride.1,
-                                     ph: padding.0, pw: padding.1, oh: oh, ow: ow)
-            implicitConvProduct(weight, outputs: o, k: k, source: &src, n: n, c: y.pointer + bi * o * n, bias: bias?.pointer)
+            source.pointee = uc_conv_source(x: x.pointer + bi * c * h * w, c: c, h: h, w: w, kh: kh, kw: kw, sh: stride.0,
+                                            sw: stride.1, ph: padding.0, pw: padding.1, oh: oh, ow: ow)
+            let dst = y.pointer + bi * o * n
+            if let packed {
+                let pw = packed.pointer, rowStride = (k + 1) / 2 * 2
+                splitConvProduct(m: o, n: n, k: k) { rows, px in
+                    uc_bf16_conv_rows(rows.count, pw + rows.lowerBound * rowStride, source, px.lowerBound, px.upperBound,
+                                      dst + rows.lowerBound * n, n, pb.map { $0 + rows.lowerBound })
+                }
+            } else if let weight {
+                splitConvProduct(m: o, n: n, k: k) { rows, px in
+                    uc_conv_f32(rows.count, weight + rows.lowerBound * k, k, source, px.lowerBound, px.upperBound,
+                                dst + rows.lowerBound * n, n, pb.map { $0 + rows.lowerBound })
+                }
+            }
         }
         return y
     }
@@ -244,27 +259,19 @@ private func conv2d(_ x: Tensor, weight: UnsafeMutablePointer<Float>?, packed: B
     return y
 }
 
-/// C[o, n] = W[o, k] · im2col(source) + bias over all cores: pixel ranges when the image is wide, output channels
-/// when it is small (deep UNet levels); two chunks per core, handed out dynamically.
-private func implicitConvProduct(_ w: UnsafeMutablePointer<Float>, outputs m: Int, k: Int, source: inout uc_conv_source, n: Int,
-                                 c: UnsafeMutablePointer<Float>, bias: UnsafeMutablePointer<Float>?) {
+/// Splits an implicit-im2col product C[m, n] (k deep) over all cores: pixel ranges when the image is wide,
+/// output channels when it is small (deep UNet levels); two chunks per core, handed out dynamically.
+private func splitConvProduct(m: Int, n: Int, k: Int, _ body: @escaping (_ rows: Range<Int>, _ pixels: Range<Int>) -> Void) {
     let workers = m * n * k < (1 << 21) ? 1 : availableCores
     let chunks = 2 * workers
-    withUnsafePointer(to: &source) { src in
-        if workers == 1 {
-            uc_conv_f32(m, w, k, src, 0, n, c, n, bias)
-        } else if n >= chunks * 128 || m < chunks * 12 {
-            let per = ((n + chunks - 1) / chunks + 63) / 64 * 64
-            DispatchQueue.concurrentPerform(iterations: (n + per - 1) / per) { i in
-                uc_conv_f32(m, w, k, src, i * per, min(n, (i + 1) * per), c, n, bias)
-            }
-        } else {
-            let per = ((m + chunks - 1) / chunks + 5) / 6 * 6
-            DispatchQueue.concurrentPerform(iterations: (m + per - 1) / per) { i in
-                let r0 = i * per, rows = min(m, r0 + per) - r0
-                uc_conv_f32(rows, w + r0 * k, k, src, 0, n, c + r0 * n, n, bias.map { $0 + r0 })
-            }
-        }
+    if workers == 1 {
+        body(0..<m, 0..<n)
+    } else if n >= chunks * 128 || m < chunks * 12 {
+        let per = ((n + chunks - 1) / chunks + 63) / 64 * 64
+        DispatchQueue.concurrentPerform(iterations: (n + per - 1) / per) { i in body(0..<m, (i * per)..<min(n, (i + 1) * per)) }
+    } else {
+        let per = ((m + chunks - 1) / chunks + 5) / 6 * 6  // whole 6-row micro-tiles
+        DispatchQueue.concurrentPerform(iterations: (m + per - 1) / per) { i in body((i * per)..<min(m, (i + 1) * per), 0..<n) }
     }
 }
 

@@ -84,6 +84,7 @@ final class BF16GemmTests: XCTestCase {
         let cases: [(Int, Int, Int, Int, Int, Int, Int)] = [
             (5, 7, 9, 3, 1, 1, 8 << 20), (5, 7, 9, 3, 2, 0, 8 << 20), (3, 13, 11, 3, 1, 1, 27 * 11 * 2),
             (33, 40, 24, 3, 1, 1, 8 << 20), (64, 70, 20, 1, 1, 0, 8 << 20), (40, 50, 12, 3, 1, 1, 8 << 20),
+            (101, 13, 30, 3, 2, 1, 8 << 20),  // k = 909 (odd: a half pair), stride 2, panels that wrap output rows
         ]
         for (i, (c, o, size, kk, stride, pad, band)) in cases.enumerated() {
             let x = random([2, c, size, size + 1], seed: UInt64(10 + i)), w = random([o, c, kk, kk], seed: UInt64(20 + i), scale: 0.3)
@@ -105,6 +106,10 @@ final class BF16GemmTests: XCTestCase {
             let y = conv2d(x, weight: w, bias: b, stride: (stride, stride), padding: (pad, pad), bandFloats: band, packed: packed)
             XCTAssertEqual(y.shape, [2, o, oh, ow])
             check(y.scalars, ref)
+            // The implicit-im2col path (the one models use): pairs of im2col rows gathered straight from the image.
+            let yi = conv2d(x, packed: packed, outputs: o, kernel: (kk, kk), bias: b, stride: (stride, stride), padding: (pad, pad))
+            XCTAssertEqual(yi.shape, [2, o, oh, ow])
+            check(yi.scalars, ref)
         }
     }
 }

@@ -7,6 +7,7 @@
 // Functions are single-threaded; callers split M or N across cores.
 #pragma once
 #include <stdint.h>
+#include "conv_f32.h"
 
 #ifdef __cplusplus
 extern "C" {
@@ -39,6 +40,11 @@ void uc_bf16_gemm_lanes(long m, long n, long k, const float *a, long lda, const 
 /// C[i, j] (+)= Σ_k W[i, k] · B[k, j] (+ bias[i]) for i < m, j < n, W packed "rows" (m rows, k columns).
 void uc_bf16_gemm_rows(long m, long n, long k, const uint16_t *w, const float *b, long ldb,
                        float *c, long ldc, const float *bias, int accumulate);
+
+/// uc_bf16_gemm_rows with B the implicit im2col matrix of `src` (see conv_f32.h), for pixels n0 ≤ j < n1:
+/// C[i, j] = bias[i] + Σ_k W[i, k] · col[k, j], C row-major with row stride ldc (column j at c + j).
+void uc_bf16_conv_rows(long m, const uint16_t *w, const uc_conv_source *src, long n0, long n1,
+                       float *c, long ldc, const float *bias);
 
 #ifdef __cplusplus
 }
