@@ -1,8 +1,12 @@
 import Foundation
 import CKernels
 
-/// Hands freed heap memory back to the system (glibc keeps freed mid-sized blocks in its arenas otherwise).
-public func returnFreedMemory() { uc_trim_heap() }
+/// Hands freed memory back to the system: the cached large buffers (buffers.h) and glibc's heap, which keeps
+/// freed mid-sized blocks otherwise.
+public func returnFreedMemory() {
+    uc_buffer_cache_flush()
+    uc_trim_heap()
+}
 
 /// Cores this process may use, read once: Foundation re-reads it from /proc and cgroups on every call.
 /// `OPENBLAS_NUM_THREADS`, when set, caps it: all matrix work is split by us (GEMM.swift), so that variable

@@ -13,10 +13,11 @@ public final class TensorStorage: @unchecked Sendable {
     /// Fresh, uninitialised memory for `count` floats.
     public init(count: Int) {
         _ = heapTuned
-        var raw: UnsafeMutableRawPointer?
-        // 64-byte alignment suits AVX-512 loads and BLAS packing.
-        posix_memalign(&raw, 64, max(count, 1) * MemoryLayout<Float>.stride)
-        pointer = raw!.bindMemory(to: Float.self, capacity: max(count, 1))
+        // 64-byte aligned (AVX-512 loads, BLAS packing); large ones come from the buffer cache (buffers.h).
+        guard let raw = uc_buffer_alloc(max(count, 1) * MemoryLayout<Float>.stride) else {
+            fatalError("out of memory: a tensor of \(count) floats (\(count * 4 >> 20) MiB) could not be allocated")
+        }
+        pointer = raw.bindMemory(to: Float.self, capacity: max(count, 1))
         self.count = count
         owner = nil
     }
@@ -28,7 +29,7 @@ public final class TensorStorage: @unchecked Sendable {
         self.owner = owner
     }
 
-    deinit { if owner == nil { free(pointer) } }
+    deinit { if owner == nil { uc_buffer_free(pointer, max(count, 1) * MemoryLayout<Float>.stride) } }
 
     /// For memory borrowed from a read-only file mapping: drops its resident pages from this process (they are
     /// read back from the file if touched again), so weights converted once stop counting twice. No-op otherwise.
