@@ -242,6 +242,166 @@ UC_TARGET void uc_bf16_conv_rows(long m, const uint16_t *w, const uc_conv_source
     gemm_rows(m, n1 - n0, src->c * src->kh * src->kw, w, NULL, 0, src, n0, c + n0, ldc, bias, 0);
 }
 
+// ---- Winograd F(2×2, 3×3) for 3×3 convolutions with stride 1 and padding 1 ----
+//
+// Each 2×2 block of outputs ("tile") is Aᵀ [Σ_c U_c ⊙ V_c] A, with U = G g Gᵀ the 4×4 transformed filter and
+// V = Bᵀ d B the transformed 4×4 input patch: 16 multiplies per tile and channel instead of 36. For each of
+// the 16 positions ξ that is one product M_ξ[K, tiles] = U_ξ[K, C] · V_ξ[C, tiles], run by the micro-kernel
+// with U_ξ packed "rows" and V_ξ packed as its 64-tile panel. The input transform writes those panels
+// directly (it replaces im2col), and the output transform reads M from a per-panel buffer.
+
+#define WKC 128   // channel pairs per block of the input transform (16 panels of it: 512 KiB, in L2)
+
+long uc_bf16_winograd_size(long k, long c) { return 16 * uc_bf16_rows_size(k, c); }
+
+void uc_bf16_pack_winograd(const float *w, long k, long c, uint16_t *dst) {
+    // The "rows" layout is row-major bf16 with rows of 2·⌈c/2⌉ values (a zero pads an odd c), so U_ξ is written
+    // straight into it: element (ξ, o, i) at ξ·k·row + o·row + i.
+    const long row = 2 * ((c + 1) / 2);
+    for (long o = 0; o < k; o++) {
+        for (long i = 0; i < c; i++) {
+            const float *g = w + (o * c + i) * 9;
+            double t[4][3], r[4][4];
+            for (int j = 0; j < 3; j++) {   // G g
+                t[0][j] = g[j];
+                t[1][j] = 0.5 * ((double)g[j] + g[3 + j] + g[6 + j]);
+                t[2][j] = 0.5 * ((double)g[j] - g[3 + j] + g[6 + j]);
+                t[3][j] = g[6 + j];
+            }
+            for (int a = 0; a < 4; a++) {   // (G g) Gᵀ
+                r[a][0] = t[a][0];
+                r[a][1] = 0.5 * (t[a][0] + t[a][1] + t[a][2]);
+                r[a][2] = 0.5 * (t[a][0] - t[a][1] + t[a][2]);
+                r[a][3] = t[a][2];
+            }
+            for (int x = 0; x < 16; x++) dst[(x * k + o) * row + i] = uc_f32_to_bf16((float)r[x / 4][x % 4]);
+        }
+        if (row > c)
+            for (int x = 0; x < 16; x++) dst[(x * k + o) * row + c] = 0;
+    }
+}
+
+// Gather offsets and masks of one group of 16 tiles (lanes): the 4×4 input patch of each tile, and its 2×2 outputs.
+typedef struct {
+    __m512i in[16];
+    __mmask16 in_mask[16];
+    __m512i out[4];
+    __mmask16 out_mask[4];
+} wino_group;
+
+UC_TARGET static void wino_setup(wino_group *g, long t_first, long t_end, long C, long K, long H, long W) {
+    const long tw = (W + 1) / 2, per_image = ((H + 1) / 2) * tw;
+    int32_t in[16][16], out[4][16];
+    uint32_t in_m[16] = {0}, out_m[4] = {0};
+    for (int lane = 0; lane < 16; lane++) {
+        const long t = t_first + lane;
+        const int valid = t < t_end;
+        const long bi = valid ? t / per_image : 0, rem = valid ? t % per_image : 0;
+        const long ty = rem / tw, tx = rem % tw;
+        for (int r = 0; r < 4; r++)
+            for (int j = 0; j < 4; j++) {
+                const long iy = 2 * ty - 1 + r, ix = 2 * tx - 1 + j;
+                const int ok = valid && iy >= 0 && iy < H && ix >= 0 && ix < W;
+                in[r * 4 + j][lane] = ok ? (int32_t)(bi * C * H * W + iy * W + ix) : 0;
+                if (ok) in_m[r * 4 + j] |= 1u << lane;
+            }
+        for (int a = 0; a < 2; a++)
+            for (int b = 0; b < 2; b++) {
+                const long oy = 2 * ty + a, ox = 2 * tx + b;
+                const int ok = valid && oy < H && ox < W;
+                out[a * 2 + b][lane] = ok ? (int32_t)(bi * K * H * W + oy * W + ox) : 0;
+                if (ok) out_m[a * 2 + b] |= 1u << lane;
+            }
+    }
+    for (int x = 0; x < 16; x++) { g->in[x] = _mm512_loadu_si512(in[x]); g->in_mask[x] = (__mmask16)in_m[x]; }
+    for (int x = 0; x < 4; x++) { g->out[x] = _mm512_loadu_si512(out[x]); g->out_mask[x] = (__mmask16)out_m[x]; }
+}
+
+// V = Bᵀ d B for one channel plane and 16 tiles.
+UC_TARGET static inline void wino_input(const wino_group *g, const float *plane, __m512 v[16]) {
+    __m512 d[16], t[16];
+    for (int x = 0; x < 16; x++)
+        d[x] = _mm512_mask_i32gather_ps(_mm512_setzero_ps(), g->in_mask[x], g->in[x], plane, 4);
+    for (int j = 0; j < 4; j++) {
+        t[0 + j] = _mm512_sub_ps(d[0 + j], d[8 + j]);
+        t[4 + j] = _mm512_add_ps(d[4 + j], d[8 + j]);
+        t[8 + j] = _mm512_sub_ps(d[8 + j], d[4 + j]);
+        t[12 + j] = _mm512_sub_ps(d[4 + j], d[12 + j]);
+    }
+    for (int i = 0; i < 4; i++) {
+        v[4 * i + 0] = _mm512_sub_ps(t[4 * i + 0], t[4 * i + 2]);
+        v[4 * i + 1] = _mm512_add_ps(t[4 * i + 1], t[4 * i + 2]);
+        v[4 * i + 2] = _mm512_sub_ps(t[4 * i + 2], t[4 * i + 1]);
+        v[4 * i + 3] = _mm512_sub_ps(t[4 * i + 1], t[4 * i + 3]);
+    }
+}
+
+UC_TARGET void uc_bf16_winograd_conv(long K, long C, const uint16_t *u, const float *x, long B, long H, long W,
+                                     long k0, long k1, long t0, long t1, float *y, const float *bias) {
+    if (k1 <= k0 || t1 <= t0) return;
+    const __m512i idx = _mm512_set_epi16(31, 15, 30, 14, 29, 13, 28, 12, 27, 11, 26, 10, 25, 9, 24, 8,
+                                         23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
+    const long kp = (C + 1) / 2, kc = k1 - k0, plane = H * W;
+    const uint32_t *u32 = (const uint32_t *)u;
+    uint32_t *V = aligned_alloc(64, (size_t)16 * WKC * NR * 4);
+    float *M = aligned_alloc(64, (size_t)16 * kc * NR * 4);
+    wino_group *groups = aligned_alloc(64, sizeof(wino_group) * NV);
+    for (long tp = t0; tp < t1; tp += NR) {
+        const long nt = t1 - tp < NR ? t1 - tp : NR, ng = (nt + 15) / 16;
+        for (long gi = 0; gi < ng; gi++) wino_setup(&groups[gi], tp + 16 * gi, t1, C, K, H, W);
+        for (long pc = 0; pc < kp; pc += WKC) {
+            const long kcp = kp - pc < WKC ? kp - pc : WKC;
+            // Input transform of channel pairs (c, c + 1) into the 16 panels V_ξ[pair][tile], bf16 pairs.
+            for (long p = 0; p < kcp; p++) {
+                const long c0 = 2 * (pc + p);
+                for (long gi = 0; gi < NV; gi++) {
+                    __m512 v0[16], v1[16];
+                    if (gi < ng) {
+                        wino_input(&groups[gi], x + c0 * plane, v0);
+                        if (c0 + 1 < C) wino_input(&groups[gi], x + (c0 + 1) * plane, v1);
+                        else for (int q = 0; q < 16; q++) v1[q] = _mm512_setzero_ps();
+                    } else {
+                        for (int q = 0; q < 16; q++) v0[q] = v1[q] = _mm512_setzero_ps();
+                    }
+                    for (int q = 0; q < 16; q++) {
+                        const __m512i h = (__m512i)_mm512_cvtne2ps_pbh(v1[q], v0[q]);
+                        _mm512_store_si512((void *)(V + ((long)q * kcp + p) * NR + 16 * gi), _mm512_permutexvar_epi16(idx, h));
+                    }
+                }
+            }
+            for (long ir = k0; ir < k1; ir += MR) {
+                const int mr = (int)(k1 - ir < MR ? k1 - ir : MR);
+                for (int q = 0; q < 16; q++)
+                    micro_kernel(kcp, u32 + ((long)q * K + ir) * kp + pc, kp, mr, V + (long)q * kcp * NR,
+                                 M + ((long)q * kc + (ir - k0)) * NR, NR, (int)nt, pc == 0, 0, NULL, NULL);
+            }
+        }
+        // Output transform: Y = Aᵀ M A (+ bias), scattered to the tiles' 2×2 pixels.
+        for (long o = 0; o < kc; o++) {
+            const __m512 b = _mm512_set1_ps(bias ? bias[k0 + o] : 0.0f);
+            float *yo = y + (k0 + o) * plane;
+            for (long gi = 0; gi < ng; gi++) {
+                __m512 m[16], s[8];
+                for (int q = 0; q < 16; q++) m[q] = _mm512_load_ps(M + ((long)q * kc + o) * NR + 16 * gi);
+                for (int j = 0; j < 4; j++) {
+                    s[j] = _mm512_add_ps(_mm512_add_ps(m[j], m[4 + j]), m[8 + j]);
+                    s[4 + j] = _mm512_sub_ps(_mm512_sub_ps(m[4 + j], m[8 + j]), m[12 + j]);
+                }
+                const wino_group *g = &groups[gi];
+                for (int a = 0; a < 2; a++) {
+                    const __m512 y0 = _mm512_add_ps(_mm512_add_ps(_mm512_add_ps(s[4 * a], s[4 * a + 1]), s[4 * a + 2]), b);
+                    const __m512 y1 = _mm512_add_ps(_mm512_sub_ps(_mm512_sub_ps(s[4 * a + 1], s[4 * a + 2]), s[4 * a + 3]), b);
+                    _mm512_mask_i32scatter_ps(yo, g->out_mask[2 * a], g->out[2 * a], y0, 4);
+                    _mm512_mask_i32scatter_ps(yo, g->out_mask[2 * a + 1], g->out[2 * a + 1], y1, 4);
+                }
+            }
+        }
+    }
+    free(groups);
+    free(M);
+    free(V);
+}
+
 #else   // no AVX-512 compiler support: report unsupported; callers then stay on fp32.
 
 int uc_has_bf16(void) { return 0; }
@@ -251,5 +411,9 @@ void uc_bf16_gemm_rows(long m, long n, long k, const uint16_t *w, const float *b
                        float *c, long ldc, const float *bias, int accumulate) { abort(); }
 void uc_bf16_conv_rows(long m, const uint16_t *w, const uc_conv_source *src, long n0, long n1,
                        float *c, long ldc, const float *bias) { abort(); }
+long uc_bf16_winograd_size(long k, long c) { return 16 * uc_bf16_rows_size(k, c); }
+void uc_bf16_pack_winograd(const float *w, long k, long c, uint16_t *dst) { abort(); }
+void uc_bf16_winograd_conv(long K, long C, const uint16_t *u, const float *x, long B, long H, long W,
+                           long k0, long k1, long t0, long t1, float *y, const float *bias) { abort(); }
 
 #endif

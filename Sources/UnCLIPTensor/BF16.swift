@@ -48,6 +48,9 @@ public final class BF16Weight: @unchecked Sendable {
         case lanes
         /// W[m, k] as the left operand of W · columns (Conv2d over im2col).
         case rows
+        /// A 3×3 convolution weight [m, c, 3, 3] as its 16 Winograd F(2×2, 3×3) transforms, each [m, c] in the
+        /// `rows` layout (for stride 1, padding 1: 16 products per 2×2 outputs and channel instead of 36).
+        case winograd3x3
     }
 
     public let layout: Layout
@@ -63,13 +66,21 @@ public final class BF16Weight: @unchecked Sendable {
         self.layout = layout
         outputs = weight.shape[0]
         k = weight.count / max(outputs, 1)
-        let size = layout == .lanes ? uc_bf16_lanes_size(outputs, k) : uc_bf16_rows_size(outputs, k)
+        precondition(layout != .winograd3x3 || (weight.rank == 4 && weight.shape[2] == 3 && weight.shape[3] == 3),
+                     "BF16Weight: the Winograd layout is for 3×3 convolution weights, not \(weight.shape)")
+        let size: Int
+        switch layout {
+        case .lanes: size = uc_bf16_lanes_size(outputs, k)
+        case .rows: size = uc_bf16_rows_size(outputs, k)
+        case .winograd3x3: size = uc_bf16_winograd_size(outputs, k / 9)
+        }
         var raw: UnsafeMutableRawPointer?
         posix_memalign(&raw, 64, max(size, 1) * MemoryLayout<UInt16>.stride)
         pointer = raw!.bindMemory(to: UInt16.self, capacity: max(size, 1))
         switch layout {
         case .lanes: uc_bf16_pack_lanes(weight.pointer, outputs, k, pointer)
         case .rows: uc_bf16_pack_rows(weight.pointer, outputs, k, pointer)
+        case .winograd3x3: uc_bf16_pack_winograd(weight.pointer, outputs, k / 9, pointer)
         }
     }
 

@@ -196,6 +196,11 @@ private func conv2d(_ x: Tensor, weight: UnsafeMutablePointer<Float>?, packed: B
     precondition(packed != nil || weight != nil, "conv2d: no weight")
     let oh = (h + 2 * padding.0 - kh) / stride.0 + 1
     let ow = (w + 2 * padding.1 - kw) / stride.1 + 1
+    if let packed, packed.layout == .winograd3x3 {
+        precondition(kh == 3 && kw == 3 && stride == (1, 1) && padding == (1, 1),
+                     "conv2d: a Winograd-packed weight needs a 3×3 kernel, stride 1 and padding 1")
+        return winogradConv3x3(x, packed: packed, bias: bias)
+    }
     let y = Tensor(uninitialized: [b, o, oh, ow])
     let k = c * kh * kw, n = oh * ow
     if implicitIm2col {
@@ -254,6 +259,34 @@ private func conv2d(_ x: Tensor, weight: UnsafeMutablePointer<Float>?, packed: B
                 sgemm(m: o, n: cols, k: k, a: weight!, lda: k, b: colPointer, ldb: cols, beta: beta, c: dst + r0 * ow, ldc: n)
             }
             r0 = r1
+        }
+    }
+    return y
+}
+
+/// 3×3 convolution (stride 1, padding 1) by Winograd F(2×2, 3×3) with bf16 products (uc_bf16_winograd_conv):
+/// the 2×2 output tiles of the whole batch are split across cores in 64-tile panels, or the output
+/// channels in 6-row micro-tiles when there are few tiles (deep UNet levels).
+private func winogradConv3x3(_ x: Tensor, packed: BF16Weight, bias: Tensor?) -> Tensor {
+    let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+    let o = packed.outputs
+    precondition(b * max(c, o) * h * w < Int(Int32.max), "conv2d: \(x.shape) is too large for the Winograd kernel's 32-bit offsets")
+    let y = Tensor(uninitialized: [b, o, h, w])
+    let tiles = b * ((h + 1) / 2) * ((w + 1) / 2)
+    let u = packed.pointer, px = x.pointer, py = y.pointer, pb = bias?.pointer
+    let workers = o * c * tiles * 16 < (1 << 21) ? 1 : availableCores
+    let chunks = 2 * workers
+    if workers == 1 {
+        uc_bf16_winograd_conv(o, c, u, px, b, h, w, 0, o, 0, tiles, py, pb)
+    } else if tiles >= chunks * 64 || o < chunks * 12 {
+        let per = ((tiles + chunks - 1) / chunks + 63) / 64 * 64
+        DispatchQueue.concurrentPerform(iterations: (tiles + per - 1) / per) { i in
+            uc_bf16_winograd_conv(o, c, u, px, b, h, w, 0, o, i * per, min(tiles, (i + 1) * per), py, pb)
+        }
+    } else {
+        let per = ((o + chunks - 1) / chunks + 5) / 6 * 6
+        DispatchQueue.concurrentPerform(iterations: (o + per - 1) / per) { i in
+            uc_bf16_winograd_conv(o, c, u, px, b, h, w, i * per, min(o, (i + 1) * per), 0, tiles, py, pb)
         }
     }
     return y

@@ -56,6 +56,10 @@ func runKernelBenchmarks(quick: Bool) {
             let packed = BF16Weight(w, layout: .rows)
             reportBF16("  bf16", flops: flops, seconds: time(runs: runs) { _ = conv2d(x, weight: w, bias: b, padding: (1, 1), packed: packed) },
                        fp32Seconds: t32)
+            let winograd = BF16Weight(w, layout: .winograd3x3)
+            reportBF16("  bf16 Winograd F(2×2, 3×3)", flops: flops, seconds: time(runs: runs) {
+                _ = conv2d(x, packed: winograd, outputs: o, kernel: (3, 3), bias: b, stride: (1, 1), padding: (1, 1))
+            }, fp32Seconds: t32)
         }
     }
     // The UNet's attention at 512² (SD 2.x, batch 2 for guidance): self-attention at the three resolutions and

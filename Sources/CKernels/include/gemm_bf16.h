@@ -46,6 +46,16 @@ void uc_bf16_gemm_rows(long m, long n, long k, const uint16_t *w, const float *b
 void uc_bf16_conv_rows(long m, const uint16_t *w, const uc_conv_source *src, long n0, long n1,
                        float *c, long ldc, const float *bias);
 
+/// uint16 elements of a 3×3 convolution weight [k, c, 3, 3] packed for uc_bf16_winograd_conv.
+long uc_bf16_winograd_size(long k, long c);
+/// Packs W[k, c, 3, 3] as its 16 Winograd F(2×2, 3×3) transforms U_ξ = (G g Gᵀ)_ξ, each [k, c] in the "rows" layout.
+void uc_bf16_pack_winograd(const float *w, long k, long c, uint16_t *dst);
+/// 3×3 convolution, stride 1, padding 1, of x [b, c, h, w] into y [b, k, h, w] (+ bias) by Winograd F(2×2, 3×3)
+/// with bf16 products: output channels [k0, k1) and 2×2 output tiles [t0, t1) of the b·⌈h/2⌉·⌈w/2⌉ tiles
+/// (numbered image by image, row-major). b·c·h·w and b·k·h·w must stay below 2³¹ (32-bit gather offsets).
+void uc_bf16_winograd_conv(long k, long c, const uint16_t *u, const float *x, long b, long h, long w,
+                           long k0, long k1, long t0, long t1, float *y, const float *bias);
+
 #ifdef __cplusplus
 }
 #endif

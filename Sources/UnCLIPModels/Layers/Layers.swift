@@ -84,7 +84,9 @@ public struct Conv2d: Sendable {
         self.stride = stride
         self.padding = padding
         if ComputePrecision.resolve(w.gemmPrecision) == .bf16 {
-            packed = BF16Weight(full, layout: .rows)
+            // 3×3, stride 1, padding 1 (most of a UNet's and a VAE's convolutions): Winograd F(2×2, 3×3).
+            let winograd = kernel == 3 && stride == 1 && padding == 1
+            packed = BF16Weight(full, layout: winograd ? .winograd3x3 : .rows)
             weight = nil
             full.releaseResidentPages()
         } else {
