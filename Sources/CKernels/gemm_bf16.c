@@ -250,7 +250,7 @@ UC_TARGET void uc_bf16_conv_rows(long m, const uint16_t *w, const uc_conv_source
 // with U_ξ packed "rows" and V_ξ packed as its 64-tile panel. The input transform writes those panels
 // directly (it replaces im2col), and the output transform reads M from a per-panel buffer.
 
-#define WKC 128   // channel pairs per block of the input transform (16 panels of it: 512 KiB, in L2)
+#define WKC 160   // most channel pairs per block of the input transform (16 panels of it: 640 KiB, in L2)
 
 long uc_bf16_winograd_size(long k, long c) { return 16 * uc_bf16_rows_size(k, c); }
 
@@ -343,14 +343,17 @@ UC_TARGET void uc_bf16_winograd_conv(long K, long C, const uint16_t *u, const fl
                                          23, 7, 22, 6, 21, 5, 20, 4, 19, 3, 18, 2, 17, 1, 16, 0);
     const long kp = (C + 1) / 2, kc = k1 - k0, plane = H * W;
     const uint32_t *u32 = (const uint32_t *)u;
-    uint32_t *V = aligned_alloc(64, (size_t)16 * WKC * NR * 4);
+    // Channel blocks of equal size (no short tail block); 320 channels (a UNet's first level) take one block,
+    // so M is written once instead of accumulated.
+    const long nblocks = (kp + WKC - 1) / WKC, block = (kp + nblocks - 1) / nblocks;
+    uint32_t *V = aligned_alloc(64, (size_t)16 * block * NR * 4);
     float *M = aligned_alloc(64, (size_t)16 * kc * NR * 4);
     wino_group *groups = aligned_alloc(64, sizeof(wino_group) * NV);
     for (long tp = t0; tp < t1; tp += NR) {
         const long nt = t1 - tp < NR ? t1 - tp : NR, ng = (nt + 15) / 16;
         for (long gi = 0; gi < ng; gi++) wino_setup(&groups[gi], tp + 16 * gi, t1, C, K, H, W);
-        for (long pc = 0; pc < kp; pc += WKC) {
-            const long kcp = kp - pc < WKC ? kp - pc : WKC;
+        for (long pc = 0; pc < kp; pc += block) {
+            const long kcp = kp - pc < block ? kp - pc : block;
             // Input transform of channel pairs (c, c + 1) into the 16 panels V_ξ[pair][tile], bf16 pairs.
             for (long p = 0; p < kcp; p++) {
                 const long c0 = 2 * (pc + p);
