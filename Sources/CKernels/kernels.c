@@ -272,9 +272,9 @@ int uc_affinity_cpus(void) { return 0; }
 #if defined(__GLIBC__)
 #include <malloc.h>
 void uc_trim_heap(void) { malloc_trim(0); }
-// glibc's defaults hand every tensor above its (adaptive) mmap threshold back to the kernel when freed, so the
-// next one of that size page-faults and is zeroed again: 7% of a UNet step. Up to 32 MiB (glibc's largest
-// allowed threshold) now stays in the heap, which grows in 256 MiB steps (fewer faults and a lower peak than 64 MiB, measured) and is only shrunk by uc_trim_heap.
+// glibc's defaults hand every block above its (adaptive) mmap threshold back to the kernel when freed, so the
+// next one of that size page-faults and is zeroed again. Tensors of 4 MiB and more bypass malloc (buffers.c);
+// below that, freed blocks stay in the heap, which grows in 256 MiB steps and is only shrunk by uc_trim_heap.
 void uc_tune_heap(void) {
     mallopt(M_MMAP_THRESHOLD, 32 << 20);
     mallopt(M_TOP_PAD, 256 << 20);

@@ -32,7 +32,7 @@ void uc_add_row_bias(float *y, const float *bias, long rows, long cols);
 
 /// Returns freed heap memory to the system (glibc's malloc_trim); no-op elsewhere.
 void uc_trim_heap(void);
-/// Keeps freed tensors up to 32 MiB in the heap for reuse instead of unmapping them (glibc mallopt); no-op elsewhere.
+/// Keeps freed blocks in the heap for reuse instead of unmapping them (glibc mallopt; tensors ≥ 4 MiB use buffers.h); no-op elsewhere.
 void uc_tune_heap(void);
 
 /// CPUs this process may run on (its affinity mask, so `taskset` counts); 0 when unknown.
