@@ -16,7 +16,7 @@ let package = Package(
         .executable(name: "unclip", targets: ["unclip"]),
         .executable(name: "unclip-bench", targets: ["unclip-bench"]),
         .executable(name: "unclip-store-bench", targets: ["unclip-store-bench"]),
-        .library(name: "UnCLIP", targets: ["UnCLIPPipelines"]),
+        .library(name: "UnCLIP", targets: ["UnCLIPPipelines", "UnCLIPEngine", "UnCLIPStore", "UnCLIPStoreSQLite", "UnCLIPService"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
@@ -54,16 +54,23 @@ let package = Package(
 
         // The shapes-world pixel checker (measures what the shipped model draws).
         .target(name: "UnCLIPEval", dependencies: ["UnCLIPPipelines", "UnCLIPImage"], swiftSettings: fastSwift),
-        // The embedding store: SQLite (C API) database of generations, caches and embeddings, plus search.
+        // Engines: one conformer per pipeline family behind `ImageEngine`, chosen by model_index.json's class
+        // (EngineRegistry); model resolution, requests, observers, parameter checks and memory estimates.
+        .target(name: "UnCLIPEngine", dependencies: ["UnCLIPPipelines", "UnCLIPModels", "UnCLIPWeights", "UnCLIPImage", "UnCLIPTensor", "CKernels"],
+                swiftSettings: fastSwift),
+        // The store protocol (backend-neutral records, errors, search over an embedding source); no SQL here.
         .target(name: "CStoreKernels", cSettings: fastC),
-        .target(name: "UnCLIPStore", dependencies: ["CSQLite", "CStoreKernels", "UnCLIPTensor"], swiftSettings: fastSwift),
-        // Store-backed generation: caches, variations, interpolation, text diffs, regeneration.
-        .target(name: "UnCLIPStudio",
-                dependencies: ["UnCLIPStore", "UnCLIPPipelines", "UnCLIPImage", "UnCLIPTensor", "UnCLIPTokenizer", "UnCLIPWeights"],
+        .target(name: "UnCLIPStore", dependencies: ["CStoreKernels", "UnCLIPTensor"], swiftSettings: fastSwift),
+        // The SQLite backend of the store protocol: every line of SQL lives here.
+        .target(name: "UnCLIPStoreSQLite", dependencies: ["CSQLite", "UnCLIPStore", "UnCLIPTensor"], swiftSettings: fastSwift),
+        // Generation with memory: an engine and a store; caches, variations, interpolation, text diffs, search.
+        .target(name: "UnCLIPService",
+                dependencies: ["UnCLIPEngine", "UnCLIPStore", "UnCLIPPipelines", "UnCLIPImage", "UnCLIPTensor", "UnCLIPWeights"],
                 swiftSettings: fastSwift),
 
         .executableTarget(name: "unclip",
-                          dependencies: ["UnCLIPPipelines", "UnCLIPEval", "UnCLIPRandom", "UnCLIPStore", "UnCLIPStudio",
+                          dependencies: ["UnCLIPPipelines", "UnCLIPEval", "UnCLIPRandom", "UnCLIPStore", "UnCLIPStoreSQLite",
+                                         "UnCLIPEngine", "UnCLIPService",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: fastSwift),
         // Model benchmarks against notebooks-export/bench_peer.py, plus kernel micro-benchmarks (not a test).
@@ -73,9 +80,10 @@ let package = Package(
                           swiftSettings: fastSwift),
 
         // Search benchmark over 100k / 1M random embeddings in a real store (not a test).
-        .executableTarget(name: "unclip-store-bench", dependencies: ["UnCLIPStore", "CBLAS"], swiftSettings: fastSwift),
+        .executableTarget(name: "unclip-store-bench", dependencies: ["UnCLIPStore", "UnCLIPStoreSQLite", "CBLAS"], swiftSettings: fastSwift),
 
-        .testTarget(name: "UnCLIPStoreTests", dependencies: ["UnCLIPStore", "CStoreKernels", "UnCLIPStudio", "UnCLIPPipelines", "UnCLIPImage"],
+        .testTarget(name: "UnCLIPStoreTests", dependencies: ["UnCLIPStore", "UnCLIPStoreSQLite", "CStoreKernels", "UnCLIPService",
+                                                         "UnCLIPEngine", "UnCLIPPipelines", "UnCLIPImage"],
                     swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPTensorTests", dependencies: ["UnCLIPTensor"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPRandomTests", dependencies: ["UnCLIPRandom", "UnCLIPWeights"], swiftSettings: fastSwift),
@@ -86,7 +94,7 @@ let package = Package(
         .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPPipelinesTests", dependencies: ["UnCLIPPipelines"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPEvalTests", dependencies: ["UnCLIPEval"], swiftSettings: fastSwift),
-        .testTarget(name: "UnCLIPCLITests", dependencies: ["unclip", "UnCLIPImage", "UnCLIPStore"], swiftSettings: fastSwift),
+        .testTarget(name: "UnCLIPCLITests", dependencies: ["unclip", "UnCLIPImage", "UnCLIPStore", "UnCLIPStoreSQLite"], swiftSettings: fastSwift),
     ],
     // Swift 5 mode: the numeric core shares raw buffers across Dispatch workers by design.
     swiftLanguageModes: [.v5]

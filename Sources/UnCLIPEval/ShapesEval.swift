@@ -48,7 +48,7 @@ public struct ShapesEvaluation {
     public init(pipeline: StableUnCLIPPipeline) { self.pipeline = pipeline }
 
     public func run(prompts: [String], variations: Int, searchQueries: Bool,
-                    progress: (String, Int, Int) -> Void = { _, _, _ in }) throws -> ShapesReport {
+                    progress: (String, Int, Int) throws -> Void = { _, _, _ in }) throws -> ShapesReport {
         var report = ShapesReport()
         for (i, prompt) in prompts.enumerated() {
             let stated = try ShapesWorld.parse(prompt)
@@ -64,7 +64,7 @@ public struct ShapesEvaluation {
             let picture = pipeline.decoder.imageEmbedder == nil ? nil : try pipeline.embed(image: g.image)
             report.samples.append(ShapesSample(prompt: prompt, seed: s, stated: stated, analysis: a, image: g.image,
                                                imageEmbeds: g.imageEmbeds, pictureEmbeds: picture, priorScores: g.prior?.scores ?? []))
-            progress("generate", i + 1, prompts.count)
+            try progress("generate", i + 1, prompts.count)
         }
 
         // Variations: the stored embedding decoded again with a new seed should keep colour and shape.
@@ -84,7 +84,7 @@ public struct ShapesEvaluation {
                     if v.image.pixels != sample.image.pixels { report.variationsDiffer += 1 }
                 }
             }
-            progress("vary", i + 1, picks.count)
+            try progress("vary", i + 1, picks.count)
         }
 
         // Search: rank the gallery by cosine of image embeddings with the query's CLIP text embedding.
@@ -113,7 +113,7 @@ public struct ShapesEvaluation {
                 let byPrior = report.samples.max { cosine($0.imageEmbeds, q) < cosine($1.imageEmbeds, q) }!
                 report.searchByPriorTopMatches.1 += 1
                 if matches(byPrior) { report.searchByPriorTopMatches.0 += 1 }
-                progress("search", i + 1, queries.count)
+                try progress("search", i + 1, queries.count)
             }
         }
         return report

@@ -15,7 +15,11 @@ public final class CLIPImageEmbedder {
 
     /// `folder` holds image_encoder/ and feature_extractor/ (a Stable unCLIP or Karlo-style folder), or is itself a
     /// CLIPVisionModelWithProjection folder with its preprocessor_config.json.
-    public init(folder: URL, variant: String? = nil) throws {
+    public convenience init(folder: URL, variant: String? = nil) throws {
+        try self.init(folder: folder, options: LoadOptions(variant: variant))
+    }
+
+    public init(folder: URL, options: LoadOptions) throws {
         let fm = FileManager.default
         let ie = folder.appendingPathComponent("image_encoder"), fx = folder.appendingPathComponent("feature_extractor")
         let encoderFolder: URL, processorURL: URL
@@ -32,7 +36,7 @@ public final class CLIPImageEmbedder {
             throw WeightError.missingFile(path: ie.path, what: "CLIP image encoder: a folder with image_encoder/ and feature_extractor/, or a CLIPVisionModelWithProjection folder with preprocessor_config.json")
         }
         processor = try CLIPImageProcessor(contentsOf: processorURL)
-        encoder = try ModelSlot { try CLIPVisionModel(folder: ModelFolder(encoderFolder), variant: variant) }
+        encoder = try ModelSlot(onDemand: options.lowMemory) { try CLIPVisionModel(folder: ModelFolder(encoderFolder), variant: options.variant) }
         self.folder = encoderFolder
     }
 

@@ -8,7 +8,7 @@ import UnCLIPTokenizer
 import UnCLIPWeights
 
 /// Called with (step index, decoded x0 prediction) every `previewEvery` steps.
-public typealias PreviewHandler = (Int, RGBImage) -> Void
+public typealias PreviewHandler = (Int, RGBImage) throws -> Void
 
 /// The part Stable Diffusion and Stable unCLIP share: text encoder, UNet, scheduler and VAE, the guided
 /// denoising loop (text-to-image from noise, or image-to-image from a noised encoding), previews and decoding.
@@ -24,8 +24,9 @@ public final class LatentDenoiser {
     public let vaeConfig: AutoencoderKLConfig
     let schedulerConfig: URL
 
-    public init(folder: URL, variant: String?) throws {
+    public init(folder: URL, options: LoadOptions) throws {
         self.folder = folder
+        let variant = options.variant, precision = options.precision, onDemand = options.lowMemory
         tokenizer = try CLIPTokenizer(directory: try Self.component(folder, "tokenizer"))
         let te = try ModelFolder(try Self.component(folder, "text_encoder"))
         let un = try ModelFolder(try Self.component(folder, "unet"))
@@ -33,11 +34,9 @@ public final class LatentDenoiser {
         textEncoderConfig = try te.config(CLIPTextConfig.self)
         unetConfig = try un.config(UNet2DConditionConfig.self)
         vaeConfig = try va.config(AutoencoderKLConfig.self)
-        // The precision is fixed when the pipeline is made, even if a model loads later.
-        let precision = ComputePrecision.requested
-        textEncoder = try ModelSlot { try CLIPTextModel(folder: te, variant: variant) }
-        unet = try ModelSlot { try UNet2DConditionModel(folder: un, variant: variant, precision: precision) }
-        vae = try ModelSlot { try AutoencoderKL(folder: va, variant: variant, precision: precision) }
+        textEncoder = try ModelSlot(onDemand: onDemand) { try CLIPTextModel(folder: te, variant: variant) }
+        unet = try ModelSlot(onDemand: onDemand) { try UNet2DConditionModel(folder: un, variant: variant, precision: precision) }
+        vae = try ModelSlot(onDemand: onDemand) { try AutoencoderKL(folder: va, variant: variant, precision: precision) }
         schedulerConfig = try Self.component(folder, "scheduler").appendingPathComponent("scheduler_config.json")
     }
 
@@ -74,13 +73,13 @@ public final class LatentDenoiser {
 
     /// Checks settings that do not depend on the pipeline kind.
     public func validate(_ s: DecoderSettings) throws {
-        guard s.steps >= 1 else { throw ModelError.invalidInput("--steps must be at least 1 (got \(s.steps))") }
+        guard s.steps >= 1 else { throw ModelError.invalidInput("steps must be at least 1 (got \(s.steps))") }
         let f = max(8, vaeScaleFactor)
         for (name, v) in [("width", s.width), ("height", s.height)] {
-            if let v, v <= 0 || v % f != 0 { throw ModelError.invalidInput("--\(name) \(v) must be a positive multiple of \(f)") }
+            if let v, v <= 0 || v % f != 0 { throw ModelError.invalidInput("\(name) \(v) must be a positive multiple of \(f)") }
         }
         if let strength = s.strength, !(0...1).contains(strength) {
-            throw ModelError.invalidInput("--strength must be between 0 and 1 (got \(strength))")
+            throw ModelError.invalidInput("strength must be between 0 and 1 (got \(strength))")
         }
         if let name = s.scheduler { _ = try SchedulerChoice.make(configURL: schedulerConfig, name: name) }
     }
@@ -159,9 +158,9 @@ public final class LatentDenoiser {
                 latents = out.prevSample
                 if let every = s.previewEvery, every > 0, let preview, (i + 1) % every == 0,
                    let x0 = out.predOriginalSample {
-                    preview(i, try tensorToImage(try vae.get().decode(scale(x0, 1 / vaeConfig.scalingFactor))))
+                    try preview(i, try tensorToImage(try vae.get().decode(scale(x0, 1 / vaeConfig.scalingFactor))))
                 }
-                progress?("denoise", i + 1, timesteps.count)
+                try progress?("denoise", i + 1, timesteps.count)
             }
         }
         self.unet.release()

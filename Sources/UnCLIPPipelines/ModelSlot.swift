@@ -2,16 +2,22 @@ import Foundation
 import UnCLIPTensor
 import UnCLIPWeights
 
-/// How pipelines hold their models: all resident (the default), or each loaded when its stage starts and
-/// dropped when it ends (`--low-memory`), so peak memory is the largest stage instead of the sum of all.
-public enum ModelResidency {
-    nonisolated(unsafe) private static var lowMemoryValue = false
-    private static let lock = NSLock()
+/// How a pipeline loads its models. One value per pipeline (and so per engine): two engines in one process
+/// may use different precisions or residencies.
+public struct LoadOptions: Sendable, Hashable, Codable {
+    /// Precision of the UNet, prior and VAE weight products (CLIP encoders stay fp32). bf16 needs a CPU with
+    /// AVX512_BF16; elsewhere the layers run fp32 (`GemmPrecision.runnable`).
+    public var precision: GemmPrecision
+    /// Load each model when its stage starts and drop it when the stage ends, so peak memory is the largest
+    /// stage instead of the sum of all (at the cost of loading again for every image).
+    public var lowMemory: Bool
+    /// Prefer this weight variant (e.g. "fp16") where a component has it.
+    public var variant: String?
+    /// Cores the engine's runs may use (nil: all the process may use).
+    public var threads: Int?
 
-    /// Applies to pipelines created after it is set (the CLI sets it from `--low-memory`).
-    public static var lowMemory: Bool {
-        get { lock.withLock { lowMemoryValue } }
-        set { lock.withLock { lowMemoryValue = newValue } }
+    public init(precision: GemmPrecision = .fp32, lowMemory: Bool = false, variant: String? = nil, threads: Int? = nil) {
+        self.precision = precision; self.lowMemory = lowMemory; self.variant = variant; self.threads = threads
     }
 }
 
@@ -24,7 +30,7 @@ public final class ModelSlot<Model>: @unchecked Sendable {
     public let onDemand: Bool
 
     /// `loader` runs now unless `onDemand`, so a missing or broken weight fails before any work.
-    public init(onDemand: Bool = ModelResidency.lowMemory, _ loader: @escaping () throws -> Model) throws {
+    public init(onDemand: Bool, _ loader: @escaping () throws -> Model) throws {
         self.loader = loader
         self.onDemand = onDemand
         if !onDemand { model = try loader() }

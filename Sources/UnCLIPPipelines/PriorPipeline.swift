@@ -57,7 +57,12 @@ public final class PriorPipeline {
 
     /// Loads from a folder: a Stable unCLIP bundle (prior_tokenizer, prior_text_encoder, prior, prior_scheduler)
     /// or a Karlo-style prior folder (tokenizer, text_encoder, prior, prior_scheduler).
-    public init(folder: URL, variant: String? = nil) throws {
+    public convenience init(folder: URL, variant: String? = nil) throws {
+        try self.init(folder: folder, options: LoadOptions(variant: variant))
+    }
+
+    public init(folder: URL, options: LoadOptions) throws {
+        let variant = options.variant, precision = options.precision, onDemand = options.lowMemory
         let fm = FileManager.default
         let bundle = fm.fileExists(atPath: folder.appendingPathComponent("prior_text_encoder").path)
         let tok = folder.appendingPathComponent(bundle ? "prior_tokenizer" : "tokenizer")
@@ -76,15 +81,14 @@ public final class PriorPipeline {
         guard textConfig.projectionDim == priorConfig.projDim, textConfig.hiddenSize == priorConfig.embeddingDim else {
             throw WeightError.badConfig(path: folder.path, reason: "prior expects text embeddings of \(priorConfig.projDim) and hidden states of \(priorConfig.embeddingDim); the text encoder gives \(textConfig.projectionDim) and \(textConfig.hiddenSize)")
         }
-        let precision = ComputePrecision.requested
-        textEncoder = try ModelSlot {
+        textEncoder = try ModelSlot(onDemand: onDemand) {
             let model = try CLIPTextModel(folder: encFolder, variant: variant)
             guard model.hasProjection else {
                 throw WeightError.badConfig(path: enc.path, reason: "the prior needs a CLIPTextModelWithProjection (text_embeds)")
             }
             return model
         }
-        prior = try ModelSlot { try PriorTransformer(folder: priorFolder, variant: variant, precision: precision) }
+        prior = try ModelSlot(onDemand: onDemand) { try PriorTransformer(folder: priorFolder, variant: variant, precision: precision) }
     }
 
     /// Drops what on-demand (low-memory) loading brought in; a no-op when the models stay resident.
@@ -104,7 +108,7 @@ public final class PriorPipeline {
     /// Random draws follow diffusers with num_images_per_prompt = candidates: the start noise [N, D],
     /// then the scheduler's draws at each step.
     public func sample(text: PriorTextEncoding, unconditional: PriorTextEncoding, settings: PriorSettings,
-                       generator: RandomSource, progress: (Int, Int) -> Void = { _, _ in }) throws -> PriorResult {
+                       generator: RandomSource, progress: (Int, Int) throws -> Void = { _, _ in }) throws -> PriorResult {
         guard settings.candidates >= 1 else { throw ModelError.invalidInput("prior candidates must be at least 1 (got \(settings.candidates))") }
         guard settings.steps >= 1 else { throw ModelError.invalidInput("prior steps must be at least 1 (got \(settings.steps))") }
         let n = settings.candidates, d = priorConfig.embeddingDim
@@ -138,7 +142,7 @@ public final class PriorPipeline {
                 predicted = guide(uncond: uncond, cond: cond, scale: settings.guidanceScale)
             }
             latents = try scheduler.step(modelOutput: predicted, timestep: t, sample: latents, generator: generator).prevSample
-            progress(i + 1, timesteps.count)
+            try progress(i + 1, timesteps.count)
         }
         let candidates = prior.postProcessLatents(latents)
         let scores = (0..<n).map { cosine(candidates.item($0), text.textEmbeds.item(0)) }

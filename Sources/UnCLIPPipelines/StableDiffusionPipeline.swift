@@ -9,8 +9,12 @@ import UnCLIPTensor
 public final class StableDiffusionPipeline {
     public let base: LatentDenoiser
 
-    public init(model: URL, variant: String? = nil) throws {
-        base = try LatentDenoiser(folder: model, variant: variant)
+    public convenience init(model: URL, variant: String? = nil) throws {
+        try self.init(model: model, options: LoadOptions(variant: variant))
+    }
+
+    public init(model: URL, options: LoadOptions) throws {
+        base = try LatentDenoiser(folder: model, options: options)
         guard base.unetConfig.classEmbedType == nil else {
             throw ModelError.invalidInput("\(model.path) has a class-conditioned UNet but no image_normalizer; it is neither plain Stable Diffusion nor a complete Stable unCLIP folder")
         }

@@ -25,13 +25,17 @@ public final class StableUnCLIPPipeline {
 
     /// - model: a StableUnCLIPPipeline bundle (with prior_* components) or a decoder-only folder;
     /// - priorFolder: a Karlo-style prior folder, required when the model has no prior of its own.
-    public init(model: URL, prior priorFolder: URL? = nil, variant: String? = nil) throws {
-        decoder = try UnCLIPDecoder(folder: model, variant: variant)
+    public convenience init(model: URL, prior priorFolder: URL? = nil, variant: String? = nil) throws {
+        try self.init(model: model, prior: priorFolder, options: LoadOptions(variant: variant))
+    }
+
+    public init(model: URL, prior priorFolder: URL?, options: LoadOptions) throws {
+        decoder = try UnCLIPDecoder(folder: model, options: options)
         let bundled = FileManager.default.fileExists(atPath: model.appendingPathComponent("prior").path)
         if let priorFolder {
-            prior = try PriorPipeline(folder: priorFolder, variant: variant)
+            prior = try PriorPipeline(folder: priorFolder, options: options)
         } else if bundled {
-            prior = try PriorPipeline(folder: model, variant: variant)
+            prior = try PriorPipeline(folder: model, options: options)
         } else {
             prior = nil
         }
@@ -59,7 +63,7 @@ public final class StableUnCLIPPipeline {
                             preview: PreviewHandler? = nil, onWarning: (String) -> Void = { _ in }) throws -> Generation {
         guard let prior else {
             throw WeightError.missingFile(path: decoder.folder.appendingPathComponent("prior").path,
-                                          what: "prior (this model folder has none; pass --prior with a Karlo-style prior folder)")
+                                          what: "prior (this model folder has none; give a separate Karlo-style prior folder)")
         }
         try decoder.validate(settings)
         let generator = TorchGenerator(seed: seed)
@@ -81,7 +85,7 @@ public final class StableUnCLIPPipeline {
                              preview: PreviewHandler? = nil, onWarning: (String) -> Void = { _ in }) throws -> Generation {
         guard let prior else {
             throw WeightError.missingFile(path: decoder.folder.appendingPathComponent("prior").path,
-                                          what: "prior (this model folder has none; pass --prior with a Karlo-style prior folder)")
+                                          what: "prior (this model folder has none; give a separate Karlo-style prior folder)")
         }
         guard let strength = settings.strength else { throw ModelError.invalidInput("image-to-image needs a strength (0–1)") }
         try decoder.validate(settings)
@@ -122,7 +126,7 @@ public final class StableUnCLIPPipeline {
             stages.priorUnconditional = uncond
             let recorder = RecordingRandomSource(generator)
             result = try prior.sample(text: text, unconditional: uncond, settings: priorSettings, generator: recorder) {
-                progress?("prior", $0, $1)
+                try progress?("prior", $0, $1)
             }
             stages.prior = result
             stages.priorDraws = recorder.draws

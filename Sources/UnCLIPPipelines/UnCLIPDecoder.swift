@@ -25,7 +25,8 @@ public struct DecoderSettings: Sendable {
 }
 
 /// Reports progress: (stage, step, total steps).
-public typealias ProgressHandler = (String, Int, Int) -> Void
+/// Throwing stops the run where it is (a cancelled request); nothing after that step is computed.
+public typealias ProgressHandler = (String, Int, Int) throws -> Void
 
 /// The Stable unCLIP decoder: the shared latent denoiser conditioned, through the UNet's class-embedding
 /// projection, on a noise-augmented CLIP image embedding. Loads a folder laid out as diffusers'
@@ -47,8 +48,13 @@ public final class UnCLIPDecoder {
         FileManager.default.fileExists(atPath: folder.appendingPathComponent("image_normalizer").path)
     }
 
-    public init(folder: URL, variant: String? = nil) throws {
-        base = try LatentDenoiser(folder: folder, variant: variant)
+    public convenience init(folder: URL, variant: String? = nil) throws {
+        try self.init(folder: folder, options: LoadOptions(variant: variant))
+    }
+
+    public init(folder: URL, options: LoadOptions) throws {
+        let variant = options.variant
+        base = try LatentDenoiser(folder: folder, options: options)
         imageNormalizer = try StableUnCLIPImageNormalizer(folder: ModelFolder(LatentDenoiser.component(folder, "image_normalizer")), variant: variant)
         let noising = try LatentDenoiser.component(folder, "image_noising_scheduler").appendingPathComponent("scheduler_config.json")
         noisingScheduler = try makeScheduler(configURL: noising)
@@ -57,7 +63,7 @@ public final class UnCLIPDecoder {
             enum CodingKeys: String, CodingKey { case numTrainTimesteps = "num_train_timesteps" }
         }
         noisingTrainSteps = try loadJSONConfig(TrainSteps.self, from: noising).numTrainTimesteps
-        imageEmbedder = CLIPImageEmbedder.isPresent(in: folder) ? try CLIPImageEmbedder(folder: folder, variant: variant) : nil
+        imageEmbedder = CLIPImageEmbedder.isPresent(in: folder) ? try CLIPImageEmbedder(folder: folder, options: options) : nil
         let unet = base.unetConfig
         guard unet.classEmbedType == "projection", let classDim = unet.projectionClassEmbeddingsInputDim,
               classDim == 2 * imageNormalizer.config.embeddingDim else {
@@ -81,7 +87,7 @@ public final class UnCLIPDecoder {
     public func validate(_ s: DecoderSettings) throws {
         try base.validate(s)
         guard (0..<noisingTrainSteps).contains(s.noiseLevel) else {
-            throw ModelError.invalidInput("--noise-level must be in 0...\(noisingTrainSteps - 1) (got \(s.noiseLevel))")
+            throw ModelError.invalidInput("noise_level must be in 0...\(noisingTrainSteps - 1) (got \(s.noiseLevel))")
         }
     }
 

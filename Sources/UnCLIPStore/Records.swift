@@ -54,6 +54,10 @@ public struct RecordedSettings: Codable, Equatable, Sendable {
     /// The CLIP vision encoder that embedded the finished image, when the model has no image embedding of its
     /// own (plain Stable Diffusion with --clip).
     public var clipModel: String?
+    /// A1111's "Model hash" of the model that made it (the first 10 hex digits of its fingerprint).
+    public var modelHash: String?
+    /// Which `parameters` text format the PNG was written with (nil: the first one).
+    public var parametersFormat: Int?
 
     public init() {}
 
@@ -64,7 +68,7 @@ public struct RecordedSettings: Codable, Equatable, Sendable {
         return String(decoding: try encoder.encode(self), as: UTF8.self)
     }
 
-    static func decode(_ text: String, path: String, id: Int64) throws -> RecordedSettings {
+    public static func decode(_ text: String, path: String, id: Int64) throws -> RecordedSettings {
         do {
             return try JSONDecoder().decode(RecordedSettings.self, from: Data(text.utf8))
         } catch {
@@ -74,7 +78,7 @@ public struct RecordedSettings: Codable, Equatable, Sendable {
 }
 
 /// A parent link: which generation this one was made from, and in what role.
-public struct ParentLink: Equatable, Sendable {
+public struct ParentLink: Equatable, Codable, Sendable {
     /// "source" (variation, text diff), "from" / "to" (interpolation).
     public var role: String
     /// The parent's id when it was made; `exists` tells whether it is still in the store.
@@ -84,7 +88,7 @@ public struct ParentLink: Equatable, Sendable {
 }
 
 /// A generation about to be recorded (its image file already written to a temporary path).
-public struct NewGeneration: Sendable {
+public struct NewGeneration: Codable, Sendable {
     public var kind: GenerationKind
     public var modelID: Int64?
     public var prompt: String?
@@ -112,7 +116,7 @@ public struct NewGeneration: Sendable {
 }
 
 /// A recorded generation.
-public struct StoredGeneration: Sendable {
+public struct StoredGeneration: Codable, Sendable {
     public let id: Int64
     /// UTC, ISO 8601 with milliseconds.
     public let createdAt: String
@@ -132,9 +136,18 @@ public struct StoredGeneration: Sendable {
     public let height: Int
     public let fileBytes: Int
     public let seconds: Double?
-    public internal(set) var parents: [ParentLink]
+    public var parents: [ParentLink]
     /// The CLIP embedding of the finished picture, nil when no image encoder was at hand.
-    public var pictureEmbedding: [Float]? = nil
+    public var pictureEmbedding: [Float]?
+
+    public init(id: Int64, createdAt: String, kind: GenerationKind, modelID: Int64?, prompt: String?, settings: RecordedSettings,
+                seed: UInt64?, priorRunID: Int64?, noiseLevel: Int?, embedding: [Float]?, imageURL: URL, sha256: String,
+                width: Int, height: Int, fileBytes: Int, seconds: Double?, parents: [ParentLink], pictureEmbedding: [Float]? = nil) {
+        self.id = id; self.createdAt = createdAt; self.kind = kind; self.modelID = modelID; self.prompt = prompt
+        self.settings = settings; self.seed = seed; self.priorRunID = priorRunID; self.noiseLevel = noiseLevel
+        self.embedding = embedding; self.imageURL = imageURL; self.sha256 = sha256; self.width = width; self.height = height
+        self.fileBytes = fileBytes; self.seconds = seconds; self.parents = parents; self.pictureEmbedding = pictureEmbedding
+    }
     /// The embedding's width, nil without one.
     public var dim: Int? { embedding?.count }
     /// What an image query from this generation compares (`search --like`): its picture's CLIP embedding, else the decoder's.
@@ -144,24 +157,27 @@ public struct StoredGeneration: Sendable {
     /// (plain Stable Diffusion with --clip); an error saying why there is none and what to do instead.
     public func requireEmbedding() throws -> [Float] {
         guard let embedding = embedding ?? pictureEmbedding else {
-            throw StoreError.invalid("generation \(id) has no image embedding (it was made by a plain Stable Diffusion model without --clip); make variations of its picture with `unclip vary --image \(imageURL.path)`")
+            throw StoreError.noEmbedding(id: id)
         }
         return embedding
     }
 }
 
 /// A known model: where it was last seen and the fingerprint of its configs and weights.
-public struct ModelRecord: Sendable, Equatable {
+public struct ModelRecord: Codable, Sendable, Equatable {
     public let id: Int64
     public let fingerprint: String
     /// The model folder.
     public let path: String
     /// The separate (Karlo-style) prior folder, if any.
     public let priorPath: String?
+    public init(id: Int64, fingerprint: String, path: String, priorPath: String?) {
+        self.id = id; self.fingerprint = fingerprint; self.path = path; self.priorPath = priorPath
+    }
 }
 
 /// Which encoder made a cached text encoding.
-public enum TextEncoderRole: String, Sendable {
+public enum TextEncoderRole: String, Codable, Sendable {
     /// The prior's CLIPTextModelWithProjection: text_embeds, hidden states and mask.
     case prior
     /// The decoder's CLIPTextModel: hidden states only.
@@ -169,7 +185,7 @@ public enum TextEncoderRole: String, Sendable {
 }
 
 /// A cached text encoding.
-public struct CachedTextEncoding: Sendable {
+public struct CachedTextEncoding: Codable, Sendable {
     /// Hidden states [tokens, width] of the last layer (or the clip-skip layer).
     public var tokens: Int
     public var width: Int
@@ -184,7 +200,7 @@ public struct CachedTextEncoding: Sendable {
 }
 
 /// Everything that determines a prior run (and so its cache key).
-public struct PriorRunKey: Sendable, Hashable {
+public struct PriorRunKey: Codable, Sendable, Hashable {
     public var modelID: Int64
     public var prompt: String
     public var seed: UInt64
@@ -199,7 +215,7 @@ public struct PriorRunKey: Sendable, Hashable {
 }
 
 /// A stored prior run: every candidate embedding and its CLIP score.
-public struct CachedPriorRun: Sendable {
+public struct CachedPriorRun: Codable, Sendable {
     public var id: Int64
     public var dim: Int
     /// Candidates, row-major [count, dim].
@@ -209,10 +225,13 @@ public struct CachedPriorRun: Sendable {
     /// Sizes of the generator calls the prior made (replayed on a cache hit so later draws match).
     public var draws: [Int]
     public var count: Int { scores.count }
+    public init(id: Int64, dim: Int, candidates: [Float], scores: [Float], chosenIndex: Int, draws: [Int]) {
+        self.id = id; self.dim = dim; self.candidates = candidates; self.scores = scores; self.chosenIndex = chosenIndex; self.draws = draws
+    }
 }
 
 /// What a store check found (the startup check also removes the leftovers; `check(clean:)` does on request).
-public struct ConsistencyReport: Sendable, Equatable {
+public struct ConsistencyReport: Codable, Sendable, Equatable {
     /// Half-written temporary files of processes that are gone.
     public var staleTemporaryFiles: [String] = []
     /// Image files without a row: a run stopped between moving its file into place and committing,
@@ -228,9 +247,9 @@ public struct ConsistencyReport: Sendable, Equatable {
 }
 
 /// Which generations a list or a search looks at.
-public struct GenerationFilter: Sendable {
+public struct GenerationFilter: Codable, Sendable, Equatable {
     public var kinds: [GenerationKind]?
-    /// Only generations made at or after this UTC timestamp (as `Store.timestamp(parsing:)` gives).
+    /// Only generations made at or after this UTC timestamp (as `StoreTime.timestamp(parsing:)` gives).
     public var since: String?
     /// Only embeddings of this width (embeddings of different CLIP models cannot be compared).
     public var dim: Int?

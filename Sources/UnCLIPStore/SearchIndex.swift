@@ -17,7 +17,7 @@ public final class SearchIndex {
     /// [count, dim] half floats; each row a `SearchRanking` vector (length at most 1; zero rows stay zero).
     let matrix: UnsafeMutablePointer<UInt16>
     /// Where the exact float32 embeddings are re-read from.
-    let store: Store
+    let source: any EmbeddingSource
     /// How each row is made from a generation's embeddings.
     public let ranking: SearchRanking
 
@@ -28,56 +28,46 @@ public final class SearchIndex {
     /// products adds at most dim·2⁻²⁴; both are weighted by Σ|qᵢxᵢ| ≤ 1. Doubled for margin.
     var halfErrorBound: Float { 2 * (1.0 / 2048 + Float(dim) / 16_777_216 + Float(dim) / 33_554_432) }
 
-    init(ids: [Int64], dim: Int, matrix: UnsafeMutablePointer<UInt16>, store: Store, ranking: SearchRanking) {
-        self.ids = ids; self.dim = dim; self.matrix = matrix; self.store = store; self.ranking = ranking
+    init(ids: [Int64], dim: Int, matrix: UnsafeMutablePointer<UInt16>, source: any EmbeddingSource, ranking: SearchRanking) {
+        self.ids = ids; self.dim = dim; self.matrix = matrix; self.source = source; self.ranking = ranking
     }
 
     deinit { matrix.deallocate() }
 
     /// Loads the embeddings of the generations that match `filter` (its `dim` is required), combined as
     /// `ranking` says: `.picture` for image queries, `.pictureAndDecoder` for text queries.
-    public static func load(from store: Store, filter: GenerationFilter, ranking: SearchRanking = .picture) throws -> SearchIndex {
-        guard let dim = filter.dim, dim > 0 else { throw StoreError.invalid("a search index needs the embedding width") }
-        // Rows whose picture or decoder embedding has the query's width (`SearchRanking` combines what is there).
-        // (An expression, so SQLite reads the table in rowid order: a search reads most rows, and one pass is
-        // several times faster than an index walk with a table lookup per row.)
-        var conditions = ["coalesce(picture_dim, dim) = ?"], values: [SQLValue] = [.int(Int64(dim))]
-        if let kinds = filter.kinds, !kinds.isEmpty {
-            conditions.append("kind IN (\(kinds.map { _ in "?" }.joined(separator: ", ")))")
-            values += kinds.map { .text($0.rawValue) }
-        }
-        if let since = filter.since { conditions.append("created_at >= ?"); values.append(.text(since)) }
-        let clause = conditions.joined(separator: " AND ")
-        // Reading through a memory map skips a copy of every page into SQLite's cache (measured: 2x faster load).
-        try store.db.execute("PRAGMA mmap_size = 68719476736")
-        defer { try? store.db.execute("PRAGMA mmap_size = 0") }
-        return try store.db.readTransaction {
-            // Count first (same snapshot), so the matrix is allocated once.
-            let n = Int(try store.db.scalarInt("SELECT count(*) FROM generations WHERE \(clause)", values) ?? 0)
-            let matrix = UnsafeMutablePointer<UInt16>.allocate(capacity: max(n * dim, 1))
-            let row = UnsafeMutablePointer<Float>.allocate(capacity: dim)
-            defer { row.deallocate() }
-            var ids = [Int64]()
-            ids.reserveCapacity(n)
-            do {
-                let s = try store.db.prepare("SELECT id, \(searchColumns) FROM generations WHERE \(clause) ORDER BY id")
-                try s.bind(values)
-                while try s.step(), ids.count < n {
-                    let v = try searchVector(s, id: s.int(0), ranking: ranking)
-                    if let v {
-                        v.withUnsafeBufferPointer { row.update(from: $0.baseAddress!, count: dim) }
-                    } else {
-                        row.update(repeating: 0, count: dim)
+    public static func load(from source: any EmbeddingSource, filter: GenerationFilter, ranking: SearchRanking = .picture) throws -> SearchIndex {
+        guard let dim = filter.dim, dim > 0 else { throw StoreError.invalid("a search index needs the embedding width (filter.dim)") }
+        var matrix: UnsafeMutablePointer<UInt16>?
+        var capacity = 0
+        var ids = [Int64]()
+        let row = UnsafeMutablePointer<Float>.allocate(capacity: dim)
+        defer { row.deallocate() }
+        do {
+            try source.forEachSearchVector(filter: filter, ranking: ranking, reserve: { n in
+                // The count comes first (same snapshot), so the matrix is allocated once.
+                capacity = n
+                matrix = UnsafeMutablePointer<UInt16>.allocate(capacity: max(n * dim, 1))
+                ids.reserveCapacity(n)
+            }, row: { id, vector in
+                guard let matrix, ids.count < capacity else { return }
+                if let vector {
+                    guard vector.count == dim else {
+                        throw StoreError.invalid("generation \(id): search vector of \(vector.count) values, expected \(dim)")
                     }
-                    us_f32_to_f16(row, matrix + ids.count * dim, dim)
-                    ids.append(s.int(0))
+                    vector.withUnsafeBufferPointer { row.update(from: $0.baseAddress!, count: dim) }
+                } else {
+                    row.update(repeating: 0, count: dim)
                 }
-            } catch {
-                matrix.deallocate()
-                throw error
-            }
-            return SearchIndex(ids: ids, dim: dim, matrix: matrix, store: store, ranking: ranking)
+                us_f32_to_f16(row, matrix + ids.count * dim, dim)
+                ids.append(id)
+            })
+        } catch {
+            matrix?.deallocate()
+            throw error
         }
+        return SearchIndex(ids: ids, dim: dim, matrix: matrix ?? UnsafeMutablePointer<UInt16>.allocate(capacity: 1),
+                           source: source, ranking: ranking)
     }
 
     /// A hit: a generation id and its cosine similarity to the query.
@@ -131,27 +121,9 @@ public final class SearchIndex {
         return scores
     }
 
-    private var lookup: Statement?
-
     /// A generation's search vector from its float32 embeddings, nil if it is no longer stored.
     private func storedEmbedding(_ id: Int64) throws -> [Float]? {
-        if lookup == nil { lookup = try store.db.prepare("SELECT id, \(Self.searchColumns) FROM generations WHERE id = ?") }
-        let s = lookup!
-        try s.bind([.int(id)])
-        guard try s.step() else { return nil }
-        return try Self.searchVector(s, id: id, ranking: ranking) ?? [Float](repeating: 0, count: dim)
-    }
-
-    /// Columns 1–4 of the statements `searchVector` reads.
-    static let searchColumns = "picture_dim, picture_embedding, dim, embedding"
-
-    /// The `SearchVector` of the row `s` stands on (columns as `searchColumns`, after the id).
-    static func searchVector(_ s: Statement, id: Int64, ranking: SearchRanking) throws -> [Float]? {
-        func read(_ dimColumn: Int32, _ blobColumn: Int32, _ what: String) throws -> [Float]? {
-            guard s.isNull(dimColumn) == false else { return nil }
-            return try s.floats(blobColumn, count: Int(s.int(dimColumn)), what: "the \(what) of generation \(id)")
-        }
-        return ranking.vector(picture: try read(1, 2, "picture embedding"), decoder: try read(3, 4, "image embedding"))
+        try source.searchVector(id: id, ranking: ranking, dim: dim)
     }
 
     /// Partial selection: keeps the best k in a small sorted buffer, so a pass costs O(N) comparisons

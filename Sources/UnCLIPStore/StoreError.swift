@@ -1,8 +1,7 @@
-import CSQLite
 import Foundation
 
 /// Everything that can go wrong with a store, each saying what and where.
-public enum StoreError: Error, CustomStringConvertible, Equatable {
+public enum StoreError: Error, CustomStringConvertible, Equatable, Sendable {
     /// The file exists but is not a SQLite database (garbage, or some other format).
     case notADatabase(path: String)
     /// A SQLite database written by something else (other tables, or another application id).
@@ -27,15 +26,17 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
     case noSuchGeneration(id: Int64, path: String)
     /// An image file of the store could not be written, moved or read.
     case imageFile(path: String, reason: String)
+    /// A generation without an image embedding (plain Stable Diffusion without a CLIP vision encoder).
+    case noEmbedding(id: Int64)
     /// Arguments that cannot work together (e.g. embeddings of different widths).
     case invalid(String)
 
     public var description: String {
         switch self {
         case let .notADatabase(path):
-            return "\(path) is not an unclip store: the file is not a SQLite database (corrupt, or another kind of file). Move it away or pass another --store."
+            return "\(path) is not an unclip store: the file is not a SQLite database (corrupt, or another kind of file). Move it away or open another store."
         case let .foreignDatabase(path, reason):
-            return "\(path) is a SQLite database but not an unclip store (\(reason)); refusing to touch it. Pass another --store."
+            return "\(path) is a SQLite database but not an unclip store (\(reason)); refusing to touch it. Open another store."
         case let .newerSchema(path, found, supported):
             return "\(path) was written by a newer unclip (store schema version \(found); this build reads up to \(supported)). Upgrade unclip; the store was not changed."
         case let .corrupt(path, detail):
@@ -54,26 +55,13 @@ public enum StoreError: Error, CustomStringConvertible, Equatable {
         case let .badEmbedding(path, what, reason):
             return "store \(path): \(what) is damaged: \(reason)"
         case let .noSuchGeneration(id, path):
-            return "no generation \(id) in the store \(path) (see `unclip list`)"
+            return "no generation \(id) in the store \(path)"
         case let .imageFile(path, reason):
             return "image file \(path): \(reason)"
+        case let .noEmbedding(id):
+            return "generation \(id) has no image embedding (a plain Stable Diffusion model made it without a CLIP vision encoder); make variations of its picture instead"
         case let .invalid(message):
             return message
-        }
-    }
-
-    /// Maps a SQLite result code to the error a user can act on.
-    static func from(code: Int32, message: String, path: String, sql: String?) -> StoreError {
-        switch code & 0xFF {
-        case SQLITE_NOTADB: return .notADatabase(path: path)
-        case SQLITE_CORRUPT: return .corrupt(path: path, detail: message)
-        case SQLITE_READONLY: return .readOnly(path: path, detail: message)
-        case SQLITE_FULL: return .diskFull(path: path)
-        case SQLITE_BUSY, SQLITE_LOCKED: return .busy(path: path)
-        case SQLITE_CANTOPEN, SQLITE_PERM, SQLITE_AUTH:
-            return .cannotOpen(path: path, reason: message)
-        case SQLITE_IOERR where errno == ENOSPC: return .diskFull(path: path)
-        default: return .sqlite(path: path, code: code, message: message, sql: sql)
         }
     }
 }

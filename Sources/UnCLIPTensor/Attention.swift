@@ -150,7 +150,7 @@ public func attentionUnfused(query: Tensor, key: Tensor, value: Tensor, heads: I
     let pairs = b * heads
     if tq * tk <= 256 * 256 && pairs > 1 {
         // Small products: one head per core, each product on its own thread.
-        let workers = min(pairs, availableCores)
+        let workers = min(pairs, ComputeThreads.workers)
         DispatchQueue.concurrentPerform(iterations: workers) { w in
             let scores = UnsafeMutablePointer<Float>.allocate(capacity: blockRows * tk)
             defer { scores.deallocate() }

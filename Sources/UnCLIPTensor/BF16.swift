@@ -2,42 +2,20 @@ import CKernels
 import Foundation
 
 /// Precision of the weight matrix products in Linear and Conv2d layers.
-public enum GemmPrecision: String, CaseIterable, Sendable {
+public enum GemmPrecision: String, CaseIterable, Codable, Sendable {
     /// fp32 weights and activations through OpenBLAS sgemm (the default, parity with diffusers in fp32).
     case fp32
     /// Weights rounded to bf16 once, activations rounded while packed, fp32 accumulation (AVX512_BF16).
     case bf16
 }
 
-/// The process-wide precision for models loaded from here on (the CLI sets it from `--precision`).
-public enum ComputePrecision {
-    private static let lock = NSLock()
-    nonisolated(unsafe) private static var requestedValue = GemmPrecision.fp32
-    nonisolated(unsafe) private static var warned = false
-
-    /// Whether this CPU can run the bf16 kernels (AVX512_BF16 with AVX-512 F/BW/VL/DQ).
+extension GemmPrecision {
+    /// Whether this CPU can run the bf16 kernels (AVX512_BF16 with AVX-512 F/BW/VL/DQ), read once by CPUID.
     public static let bf16Supported: Bool = uc_has_bf16() != 0
 
-    /// The precision asked for; it applies to UNet, prior and VAE weights loaded after it is set.
-    public static var requested: GemmPrecision {
-        get { lock.withLock { requestedValue } }
-        set { lock.withLock { requestedValue = newValue } }
-    }
-
-    /// `requested`, as this CPU can run it (see `resolve`).
-    public static var effective: GemmPrecision { resolve(requested) }
-
-    /// `precision`, except that bf16 on a CPU without AVX512_BF16 falls back to fp32 (with one warning on stderr).
-    public static func resolve(_ precision: GemmPrecision) -> GemmPrecision {
-        guard precision == .bf16, !bf16Supported else { return precision }
-        lock.withLock {
-            if !warned {
-                warned = true
-                FileHandle.standardError.write(Data("warning: bf16 precision needs a CPU with AVX512_BF16; this one has none, so fp32 is used\n".utf8))
-            }
-        }
-        return .fp32
-    }
+    /// This precision as this CPU can run it: bf16 on a CPU without AVX512_BF16 runs fp32. Whoever chose the
+    /// precision (an engine's load options) tells the user; the layers only follow it.
+    public var runnable: GemmPrecision { self == .bf16 && !Self.bf16Supported ? .fp32 : self }
 }
 
 /// A weight matrix rounded to bf16 (round-to-nearest-even) once and laid out for the bf16 kernels.
@@ -60,9 +38,9 @@ public final class BF16Weight: @unchecked Sendable {
     public let k: Int
     let pointer: UnsafeMutablePointer<UInt16>
 
-    /// Packs `weight` ([outputs, ...], flattened to [outputs, k]); needs `ComputePrecision.bf16Supported`.
+    /// Packs `weight` ([outputs, ...], flattened to [outputs, k]); needs `GemmPrecision.bf16Supported`.
     public init(_ weight: Tensor, layout: Layout) {
-        precondition(ComputePrecision.bf16Supported, "BF16Weight: this CPU has no AVX512_BF16")
+        precondition(GemmPrecision.bf16Supported, "BF16Weight: this CPU has no AVX512_BF16")
         self.layout = layout
         outputs = weight.shape[0]
         k = weight.count / max(outputs, 1)
@@ -105,7 +83,7 @@ public func linear(_ x: Tensor, packed w: BF16Weight, bias: Tensor? = nil) -> Te
     let rows = x.count / max(w.k, 1), n = w.outputs, k = w.k
     let y = Tensor(uninitialized: Array(x.shape.dropLast()) + [n])
     let px = x.pointer, py = y.pointer, pw = w.pointer, pb = bias?.pointer
-    let workers = rows * n * k < parallelThreshold ? 1 : availableCores
+    let workers = rows * n * k < parallelThreshold ? 1 : ComputeThreads.workers
     // Many rows: each core takes a band of rows (and packs only its own activations); few rows: column panels.
     if rows >= workers * 4 * tileRows || n < 2 * panelColumns {
         let parts = splits(rows, quantum: tileRows, workers: workers)
@@ -130,7 +108,7 @@ func bf16RowsProduct(_ w: BF16Weight, b: UnsafePointer<Float>, ldb: Int, n: Int,
     precondition(w.layout == .rows, "conv2d: bf16 weight packed for Linear")
     let m = w.outputs, k = w.k, pw = w.pointer, acc: Int32 = accumulate ? 1 : 0
     let rowStride = (k + 1) / 2 * 2
-    let workers = m * n * k < parallelThreshold ? 1 : availableCores
+    let workers = m * n * k < parallelThreshold ? 1 : ComputeThreads.workers
     // Wide bands: split the columns (each core packs its own); narrow ones (deep UNet levels): split the channels.
     if n >= workers * 2 * panelColumns || m < 2 * tileRows {
         let parts = splits(n, quantum: panelColumns, workers: workers)

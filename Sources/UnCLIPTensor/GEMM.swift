@@ -33,7 +33,7 @@ public func sgemm(transposeA: Bool = false, transposeB: Bool = false, m: Int, n:
                     Int32(rows.count), Int32(cols.count), Int32(k), alpha, pa, Int32(lda), pb, Int32(ldb),
                     beta, c + rows.lowerBound * ldc + cols.lowerBound, Int32(ldc))
     }
-    let workers = availableCores
+    let workers = ComputeThreads.workers
     if !parallel || workers == 1 || m * n * k < parallelProductThreshold {
         call(0..<m, 0..<n)
         return

@@ -229,7 +229,7 @@ private func conv2d(_ x: Tensor, weight: UnsafeMutablePointer<Float>?, packed: B
     let direct = kh == 1 && kw == 1 && stride == (1, 1) && padding == (0, 0)
     let bandRows = direct ? oh : max(1, min(oh, bandFloats / max(k * ow, 1)))
     let col = direct ? nil : Tensor(uninitialized: [k, bandRows * ow])
-    let workers = availableCores
+    let workers = ComputeThreads.workers
     for bi in 0..<b {
         let src = x.pointer + bi * c * h * w
         let dst = y.pointer + bi * o * n
@@ -274,7 +274,7 @@ private func winogradConv3x3(_ x: Tensor, packed: BF16Weight, bias: Tensor?) -> 
     let y = Tensor(uninitialized: [b, o, h, w])
     let tiles = b * ((h + 1) / 2) * ((w + 1) / 2)
     let u = packed.pointer, px = x.pointer, py = y.pointer, pb = bias?.pointer
-    let workers = o * c * tiles * 16 < (1 << 21) ? 1 : availableCores
+    let workers = o * c * tiles * 16 < (1 << 21) ? 1 : ComputeThreads.workers
     let chunks = 2 * workers
     if workers == 1 {
         uc_bf16_winograd_conv(o, c, u, px, b, h, w, 0, o, 0, tiles, py, pb)
@@ -295,7 +295,7 @@ private func winogradConv3x3(_ x: Tensor, packed: BF16Weight, bias: Tensor?) -> 
 /// Splits an implicit-im2col product C[m, n] (k deep) over all cores: pixel ranges when the image is wide,
 /// output channels when it is small (deep UNet levels); two chunks per core, handed out dynamically.
 private func splitConvProduct(m: Int, n: Int, k: Int, _ body: @escaping (_ rows: Range<Int>, _ pixels: Range<Int>) -> Void) {
-    let workers = m * n * k < (1 << 21) ? 1 : availableCores
+    let workers = m * n * k < (1 << 21) ? 1 : ComputeThreads.workers
     let chunks = 2 * workers
     if workers == 1 {
         body(0..<m, 0..<n)

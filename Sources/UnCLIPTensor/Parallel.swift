@@ -24,10 +24,21 @@ func coreCount(environment: [String: String]) -> Int {
     return cores
 }
 
+/// How many cores the work started on this thread may spread over. A task-local value, not a setting of the
+/// process: an engine runs each request inside `ComputeThreads.$limit.withValue(n) { … }`, so two engines in one
+/// process can use different counts. Dispatch's worker threads do not inherit it, so it is read on the thread
+/// that splits the work (every split in this module reads it before fanning out).
+public enum ComputeThreads {
+    @TaskLocal public static var limit: Int?
+
+    /// The workers a split may use now: the cores the process may use, capped by `limit`.
+    public static var workers: Int { max(1, min(availableCores, limit ?? availableCores)) }
+}
+
 /// Splits `count` items into contiguous chunks run on all cores; small jobs stay on the caller's thread.
 @inline(__always)
 public func parallelChunks(_ count: Int, minimumPerChunk: Int = 1 << 15, _ body: (Range<Int>) -> Void) {
-    let workers = availableCores
+    let workers = ComputeThreads.workers
     let chunks = min(workers, max(1, count / max(minimumPerChunk, 1)))
     if chunks <= 1 { body(0..<count); return }
     let per = (count + chunks - 1) / chunks

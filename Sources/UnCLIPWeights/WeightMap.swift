@@ -12,7 +12,7 @@ public final class WeightMap: @unchecked Sendable {
     /// e.g. (".to_q.", ".query.") for VAE checkpoints saved with the legacy attention names.
     public var infixAliases: [(String, String)] = []
     /// Precision of the products of Linear/Conv2d layers built from this map (bf16 packs their weights at load).
-    /// On a CPU without AVX512_BF16, bf16 falls back to fp32 (`ComputePrecision.resolve`).
+    /// On a CPU without AVX512_BF16, bf16 falls back to fp32 (`GemmPrecision.runnable`).
     public var gemmPrecision: GemmPrecision = .fp32
 
     public init(files: [SafeTensorsFile]) {

@@ -67,7 +67,7 @@ func peakRSSBytes() -> Int {
 }
 
 /// Builds the item's model from its folder and returns the closure to time.
-func makeForward(_ name: String, _ item: ManifestItem, variant: String?) throws -> () throws -> Void {
+func makeForward(_ name: String, _ item: ManifestItem, options: LoadOptions) throws -> () throws -> Void {
     func folder(_ key: String) throws -> URL {
         guard let path = item.folders[key] else { throw BenchError("manifest item \(name) has no '\(key)' folder") }
         return URL(fileURLWithPath: path)
@@ -87,7 +87,7 @@ func makeForward(_ name: String, _ item: ManifestItem, variant: String?) throws 
         let ids = [Array(flat[0..<len]), Array(flat[len...])]
         return { _ = try model(inputIds: ids) }
     case "prior-step", "prior-25":
-        let prior = try PriorTransformer(folder: ModelFolder(try folder("prior")))
+        let prior = try PriorTransformer(folder: ModelFolder(try folder("prior")), precision: options.precision)
         let x = try inputs()
         let hidden = try x.tensor("hidden_states"), proj = try x.tensor("proj_embedding")
         let ehs = try x.tensor("encoder_hidden_states")
@@ -117,17 +117,17 @@ func makeForward(_ name: String, _ item: ManifestItem, variant: String?) throws 
             _ = prior.postProcessLatents(latents)
         }
     case "unet-512", "unet-768":
-        let unet = try UNet2DConditionModel(folder: ModelFolder(try folder("unet")))
+        let unet = try UNet2DConditionModel(folder: ModelFolder(try folder("unet")), precision: options.precision)
         let x = try inputs()
         let sample = try x.tensor("sample"), ehs = try x.tensor("encoder_hidden_states"), labels = try x.tensor("class_labels")
         let t = Float(try x.integers("timestep")[0])
         return { _ = try unet(sample: sample, timestep: t, encoderHiddenStates: ehs, classLabels: labels) }
     case "vae-512", "vae-768":
-        let vae = try AutoencoderKL(folder: ModelFolder(try folder("vae")))
+        let vae = try AutoencoderKL(folder: ModelFolder(try folder("vae")), precision: options.precision)
         let z = try inputs().tensor("latents")
         return { _ = try vae.decode(z) }
     case "pipeline-512", "pipeline-768":
-        let pipe = try StableUnCLIPPipeline(model: try folder("pipeline"), variant: variant)
+        let pipe = try StableUnCLIPPipeline(model: try folder("pipeline"), prior: nil, options: options)
         guard let size = item.size else { throw BenchError("manifest item \(name) has no 'size'") }
         let priorSettings = PriorSettings(steps: item.priorSteps ?? 2, guidanceScale: 4, candidates: 1)
         var settings = DecoderSettings()
@@ -145,14 +145,13 @@ func makeForward(_ name: String, _ item: ManifestItem, variant: String?) throws 
 func runChild(_ name: String, base: URL, quick: Bool, threads: Int, runs: Int, warmup: Int, precision: String,
               lowMemory: Bool, variant: String?) throws {
     openblas_set_num_threads(Int32(threads))
-    ComputePrecision.requested = GemmPrecision(rawValue: precision) ?? .fp32
-    ModelResidency.lowMemory = lowMemory
+    let options = LoadOptions(precision: GemmPrecision(rawValue: precision) ?? .fp32, lowMemory: lowMemory, variant: variant)
     let manifest = try loadManifest(base: base, quick: quick)
     guard let item = manifest[name] else {
         throw BenchError("item \(name) is not prepared in \(base.path): run bench_peer.py prepare\(quick ? " --quick" : "") --items \(name)")
     }
     let loadStart = DispatchTime.now().uptimeNanoseconds
-    let forward = try makeForward(name, item, variant: variant)
+    let forward = try makeForward(name, item, options: options)
     let load = Double(DispatchTime.now().uptimeNanoseconds - loadStart) / 1e9
     for _ in 0..<warmup { try forward() }
     var times: [Double] = []
@@ -162,8 +161,8 @@ func runChild(_ name: String, base: URL, quick: Bool, threads: Int, runs: Int, w
         times.append(Double(DispatchTime.now().uptimeNanoseconds - s) / 1e9)
     }
     let result: [String: Any] = [
-        "item": name, "side": "ours", "precision": ComputePrecision.effective.rawValue, "threads": threads, "mode": quick ? "quick" : "full",
-        "openblas_threads": Int(openblas_get_num_threads()), "swift_workers": availableCores,
+        "item": name, "side": "ours", "precision": options.precision.runnable.rawValue, "threads": threads, "mode": quick ? "quick" : "full",
+        "openblas_threads": Int(openblas_get_num_threads()), "swift_workers": ComputeThreads.workers,
         "low_memory": lowMemory, "variant": variant ?? "", "load_seconds": load, "times": times,
         // sgemm reports the best run (the machine's peak); everything else the median.
         "seconds": name == "sgemm" ? times.min()! : median(times),

@@ -34,7 +34,7 @@ func runKernelBenchmarks(quick: Bool) {
         let g = flops / seconds / 1e9
         print(padded(name, 44) + String(format: " %8.2f ms %8.1f GFLOP/s %5.2f× the fp32 line above", seconds * 1e3, g, fp32Seconds / seconds))
     }
-    let bf16 = ComputePrecision.bf16Supported
+    let bf16 = GemmPrecision.bf16Supported
     if !bf16 { print("(no AVX512_BF16 on this CPU: bf16 lines skipped)") }
 
     for (m, nn, k) in [(4096, 320, 320), (4096, 1280, 320), (4096, 320, 1280), (4096, 640, 640), (4096, 1280, 1280), (1024, 1024, 1024)] {

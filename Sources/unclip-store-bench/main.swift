@@ -4,6 +4,7 @@
 import CBLAS
 import Foundation
 import UnCLIPStore
+@_spi(Tools) import UnCLIPStoreSQLite
 
 let args = CommandLine.arguments
 func option(_ name: String) -> String? {
@@ -42,15 +43,15 @@ for n in sizes {
         for suffix in ["", "-wal", "-shm"] { try? FileManager.default.removeItem(atPath: url.path + suffix) }
         // Insert through the real schema (rows as `variation`s without image files: only the embeddings matter here).
         let start = DispatchTime.now().uptimeNanoseconds
-        let store = try Store(url: url)
-        let insert = try store.db.prepare("""
+        let store = try SQLiteStore(url: url)
+        let insert = try store.connection.prepare("""
             INSERT INTO generations(created_at, kind, settings, seed, dim, embedding, image_file, sha256, width, height, file_bytes)
             VALUES(?, 'variation', '{}', ?, ?, ?, ?, '', 0, 0, 0)
             """)
-        let now = Store.now()
+        let now = StoreTime.now()
         var row = 0
         while row < n {
-            try store.db.writeTransaction {
+            try store.connection.writeTransaction {
                 for _ in 0..<min(10_000, n - row) {
                     row += 1
                     try insert.bind([.text(now), .int(Int64(row)), .int(Int64(dim)), .floats(randomVector(dim)), .text("bench-\(row).png")])
@@ -64,7 +65,7 @@ for n in sizes {
 
     // Load: open the store as a search command does, then read every embedding into the matrix.
     var start = DispatchTime.now().uptimeNanoseconds
-    let store = try Store(url: url, access: .read)
+    let store = try SQLiteStore(url: url, access: .read)
     let openSeconds = seconds(start)
     start = DispatchTime.now().uptimeNanoseconds
     let index = try SearchIndex.load(from: store, filter: GenerationFilter(dim: dim))
@@ -86,7 +87,7 @@ for n in sizes {
     // Baseline: the same scan as one cblas_sgemv over a float32 matrix (twice the bytes), no re-scoring.
     let matrix = UnsafeMutablePointer<Float>.allocate(capacity: n * dim)
     defer { matrix.deallocate() }
-    let rows = try store.db.prepare("SELECT embedding FROM generations WHERE +dim = ? ORDER BY id")
+    let rows = try store.connection.prepare("SELECT embedding FROM generations WHERE +dim = ? ORDER BY id")
     try rows.bind([.int(Int64(dim))])
     var r = 0
     while try rows.step(), r < n {

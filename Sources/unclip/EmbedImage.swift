@@ -1,5 +1,6 @@
 import ArgumentParser
 import Foundation
+import UnCLIPEngine
 import UnCLIPImage
 import UnCLIPModels
 import UnCLIPTensor
@@ -25,8 +26,10 @@ struct EmbedImage: ParsableCommand {
 
     func run() throws {
         let encoderURL = URL(fileURLWithPath: imageEncoder)
+        try ModelResolver.checkFolder(encoderURL)
         let fx = featureExtractor.map { URL(fileURLWithPath: $0) }
             ?? encoderURL.deletingLastPathComponent().appendingPathComponent("feature_extractor")
+        try ModelResolver.checkFolder(fx)
         let processor = try CLIPImageProcessor(contentsOf: fx.appendingPathComponent("preprocessor_config.json"))
         let model = try CLIPVisionModel(folder: ModelFolder(encoderURL))
         let pixels = try images.map { try processor.preprocess(PNG.read(URL(fileURLWithPath: $0))) }
@@ -44,6 +47,6 @@ struct EmbedImage: ParsableCommand {
             for j in 0..<dim { let v = embeds[flat: i * dim + j]; s += v * v }
             return s.squareRoot()
         }
-        try printJSON(["images": images.count, "embedding_dim": dim, "norms": norms])
+        try printJSONObject(["images": images.count, "embedding_dim": dim, "norms": norms])
     }
 }

@@ -65,7 +65,7 @@ struct EncodeText: ParsableCommand {
             try SafeTensorsWriter.write(entries, to: URL(fileURLWithPath: output))
         }
         let sorted = times.sorted()
-        try printJSON([
+        try printJSONObject([
             "batch": prompts.count,
             "seconds_per_run": sorted[sorted.count / 2],
             "runs": times.count,

@@ -1,9 +1,11 @@
 import ArgumentParser
 import Foundation
+import UnCLIPEngine
 import UnCLIPEval
 import UnCLIPImage
 import UnCLIPPipelines
 import UnCLIPRandom
+import UnCLIPTensor
 
 struct Eval: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -67,15 +69,19 @@ struct EvalShapes: ParsableCommand {
         guard let text = try? String(contentsOf: file, encoding: .utf8) else { throw CLIError("cannot read prompt file \(file.path)") }
         var list = text.split(separator: "\n").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty && !$0.hasPrefix("#") }
         if let limit { list = Array(list.prefix(limit)) }
-        var eval = ShapesEvaluation(pipeline: try modelOptions.load())
-        eval.prior = priorOptions.settings
+        let model = try modelOptions.resolve()
+        guard let engine = try modelOptions.engine(model) as? StableUnCLIPEngine else {
+            throw CLIError("\(model.folder.path) is a \(model.className) folder; the shapes evaluation needs a Stable unCLIP model")
+        }
+        var eval = ShapesEvaluation(pipeline: engine.pipeline)
+        eval.prior = priorOptions.parameters.settings
         eval.decoder.steps = steps
-        eval.decoder.guidanceScale = guidance ?? ModelDefaults.current.guidanceScale ?? 10
+        eval.decoder.guidanceScale = guidance ?? model.defaults.guidanceScale ?? DecoderParameters.fallbackGuidance
         eval.seed = seed
-        let progress = Progress()
+        let context = RunContext(observer: TerminalObserver(), image: 0, images: 1)
         let start = DispatchTime.now().uptimeNanoseconds
-        let report = try eval.run(prompts: list, variations: variations, searchQueries: !noSearch) {
-            progress.update(stage: $0, step: $1, total: $2)
+        let report = try ComputeThreads.$limit.withValue(modelOptions.threads) {
+            try eval.run(prompts: list, variations: variations, searchQueries: !noSearch) { try context.progress($0, $1, $2) }
         }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         let editReports = edits > 0 ? try eval.runEdit(strengths: [0.2, 0.8], count: edits) : []
@@ -90,7 +96,7 @@ struct EvalShapes: ParsableCommand {
         var vae: [String: Any] = [:]
         for a in ShapesWorld.attributeNames { if let v = ceiling[a] { vae[a] = ["correct": v.0, "stated": v.1, "percent": report.percent(v)] } }
         if json {
-            try printJSON(["prompts": list.count, "seconds": seconds, "accuracy": acc,
+            try printJSONObject(["prompts": list.count, "seconds": seconds, "accuracy": acc,
                            "variations": ["kept": report.variationsKept.0, "tried": report.variationsKept.1, "pixels_differ": report.variationsDiffer,
                                           "from_picture_embedding_kept": report.variationsFromPictureKept.0],
                            "search": ["top_matches": report.searchTopMatches.0, "queries": report.searchTopMatches.1,
@@ -142,7 +148,7 @@ struct EvalShapes: ParsableCommand {
                 let q = "a \(c) \(shape)"
                 let text = try prior.encode(q)
                 queries[q] = text.textEmbeds.scalars.map(Double.init)
-                let r = try prior.sample(text: text, unconditional: empty, settings: priorOptions.settings, generator: TorchGenerator(seed: 0))
+                let r = try prior.sample(text: text, unconditional: empty, settings: priorOptions.parameters.settings, generator: TorchGenerator(seed: 0))
                 queryPriors[q] = r.chosen.scalars.map(Double.init)
             } }
         }

@@ -92,7 +92,7 @@ struct RunModel: ParsableCommand {
         if let output {
             try SafeTensorsWriter.write(result.map { ($0.0, .float32($0.1)) }, to: URL(fileURLWithPath: output))
         }
-        try printJSON(["kind": kind.rawValue, "load_seconds": loadSeconds, "seconds_per_run": times.sorted()[times.count / 2],
+        try printJSONObject(["kind": kind.rawValue, "load_seconds": loadSeconds, "seconds_per_run": times.sorted()[times.count / 2],
                        "runs": times.count, "peak_rss_bytes": peakRSSBytes()])
     }
 }

@@ -57,6 +57,6 @@ struct Tokenize: ParsableCommand {
             out["input_ids"] = t.ids
             out["attention_mask"] = t.attentionMask
         }
-        try printJSON(out)
+        try printJSONObject(out)
     }
 }

@@ -23,8 +23,11 @@ class CLITestCase: XCTestCase {
     func run(_ args: [String], environment: [String: String] = [:]) throws -> Result {
         let p = Process()
         p.executableURL = binary
-        p.arguments = args
-        p.currentDirectoryURL = Self.root
+        // Paths into the checkout stay valid from the test's own folder, where default outputs land.
+        p.arguments = args.map { a in
+            ["Tests/", "weights/", "prompts/"].contains(where: a.hasPrefix) ? Self.root.appendingPathComponent(a).path : a
+        }
+        p.currentDirectoryURL = tmp
         p.environment = ProcessInfo.processInfo.environment
             .merging(["UNCLIP_STORE": tmp.appendingPathComponent("store.sqlite").path], uniquingKeysWith: { $1 })
             .merging(environment, uniquingKeysWith: { $1 })

@@ -1,13 +1,14 @@
 import CSQLite
 import Foundation
 import UnCLIPStore
+import UnCLIPStoreSQLite
 import XCTest
 
 /// The store through the `unclip` binary, on the tiny diffusers bundle: recording, caches, the commands on
 /// stored generations, and the failure cases (killed processes, concurrent writers, bad store files).
 final class StoreCLITests: CLITestCase {
     let bundle = "Tests/Fixtures/bundles/tiny-unclip"
-    var fast: [String] { ["--model", bundle, "--width", "32", "--height", "32", "--steps", "2"] }
+    var fast: [String] { ["--model", bundle, "--width", "32", "--height", "32", "--steps", "2", "--json"] }
     var storeURL: URL { tmp.appendingPathComponent("store.sqlite") }
 
     /// The JSON objects a command printed, one per line (or one array).
@@ -26,7 +27,7 @@ final class StoreCLITests: CLITestCase {
 
     func id(_ o: [String: Any]) -> Int64 { (o["id"] as? NSNumber)?.int64Value ?? -1 }
 
-    func openStore() throws -> Store { try Store(url: storeURL, access: .readOnly) }
+    func openStore() throws -> SQLiteStore { try SQLiteStore(url: storeURL, access: .readOnly) }
 
     func testGenerateRecordsTheImageAndARepeatHitsBothCaches() throws {
         let out = tmp.appendingPathComponent("copy.png")
@@ -121,16 +122,16 @@ final class StoreCLITests: CLITestCase {
     /// embedding, or with the --clip vision encoder's embedding of the finished image — and can be regenerated.
     func testPlainStableDiffusionAndEditsAreRecorded() throws {
         let sd = "Tests/Fixtures/sd/tiny-sd-v"
-        let small = ["--width", "32", "--height", "32", "--steps", "2"]
+        let small = ["--width", "32", "--height", "32", "--steps", "2", "--json"]
         let plain = objects(try run(["generate", "a red square", "--model", sd, "--seed", "3"] + small)).first ?? [:]
         let clipped = objects(try run(["generate", "a red square", "--model", sd, "--seed", "4", "--clip", bundle] + small)).first ?? [:]
         let initPNG = "Tests/Fixtures/sd/sd-init.png"
-        let edit = objects(try run(["edit", "--image", initPNG, "a house", "--model", sd, "--strength", "0.5", "--seed", "5", "--steps", "4"])).first ?? [:]
+        let edit = objects(try run(["edit", "--image", initPNG, "a house", "--model", sd, "--strength", "0.5", "--seed", "5", "--steps", "4", "--json"])).first ?? [:]
         // An edit of a stored picture links to it.
         let unclipped = objects(try run(["generate", "a robot", "--seed", "6", "--prior-steps", "2"] + fast)).first ?? [:]
         let storedPNG = try openStore().generation(id(unclipped)).imageURL.path
         let unclipEdit = objects(try run(["edit", "--image", storedPNG, "a red robot", "--strength", "0.6", "--seed", "7", "--prior-steps", "2",
-                                          "--model", bundle, "--steps", "3"])).first ?? [:]
+                                          "--model", bundle, "--steps", "3", "--json"])).first ?? [:]
         do {
             let store = try openStore()
             let p = try store.generation(id(plain))

@@ -10,15 +10,10 @@ import UnCLIPTensor
 /// difference to our own fp32 image and the max, so the cost of bf16 is visible per fixture.
 final class BF16PipelineTests: XCTestCase {
     override func setUpWithError() throws {
-        try XCTSkipUnless(ComputePrecision.bf16Supported, "this CPU has no AVX512_BF16")
+        try XCTSkipUnless(GemmPrecision.bf16Supported, "this CPU has no AVX512_BF16")
     }
 
-    /// Runs `body` with models loaded under `precision`, then restores the process default.
-    func loading<T>(_ precision: GemmPrecision, _ body: () throws -> T) rethrows -> T {
-        ComputePrecision.requested = precision
-        defer { ComputePrecision.requested = .fp32 }
-        return try body()
-    }
+    let bf16Options = LoadOptions(precision: .bf16)
 
     /// (mean, max) absolute difference in /255 units.
     func difference(_ a: [UInt8], _ b: [Int]) -> (mean: Double, max: Int) {
@@ -37,7 +32,7 @@ final class BF16PipelineTests: XCTestCase {
     func testStableUnCLIPTextToImage() throws {
         let bundle = Fixture.url("bundles/tiny-unclip")
         let fp32 = try StableUnCLIPPipeline(model: bundle)
-        let bf16 = try loading(.bf16) { try StableUnCLIPPipeline(model: bundle) }
+        let bf16 = try StableUnCLIPPipeline(model: bundle, prior: nil, options: bf16Options)
         // bf16 layers keep only the packed weight (no fp32 copy beside it); fp32 layers keep only fp32.
         let unet16 = try bf16.decoder.base.unet.get(), unet32 = try fp32.decoder.base.unet.get()
         XCTAssertTrue(unet16.convIn.weight == nil && unet16.convIn.packed != nil)
@@ -74,7 +69,7 @@ final class BF16PipelineTests: XCTestCase {
             // Only the default-scheduler cases (the scheduler variants exercise the same products).
             guard (c["scheduler"] as! [String: Any])["swapped_in"] as! Bool == false else { continue }
             let fp32 = try StableDiffusionPipeline(model: Fixture.url("sd/\(folder)"))
-            let bf16 = try loading(.bf16) { try StableDiffusionPipeline(model: Fixture.url("sd/\(folder)")) }
+            let bf16 = try StableDiffusionPipeline(model: Fixture.url("sd/\(folder)"), options: bf16Options)
             var d = DecoderSettings()
             d.steps = s["num_inference_steps"] as! Int
             d.guidanceScale = Float(s["guidance_scale"] as! Double)

@@ -43,9 +43,7 @@ final class StableUnCLIPPipelineTests: XCTestCase {
     /// --low-memory: nothing is loaded until a stage needs it, every model is gone after each image, and the
     /// images are diffusers' all the same.
     func testLowMemoryLoadsPerStageAndMatchesDiffusers() throws {
-        ModelResidency.lowMemory = true
-        defer { ModelResidency.lowMemory = false }
-        let pipe = try StableUnCLIPPipeline(model: Self.bundle)
+        let pipe = try StableUnCLIPPipeline(model: Self.bundle, prior: nil, options: LoadOptions(lowMemory: true))
         let prior = try XCTUnwrap(pipe.prior)
         func loaded() -> [Bool] {
             [prior.textEncoder.isLoaded, prior.prior.isLoaded, pipe.decoder.base.textEncoder.isLoaded,
@@ -54,8 +52,7 @@ final class StableUnCLIPPipelineTests: XCTestCase {
         XCTAssertEqual(loaded(), [false, false, false, false, false])
         try checkTextToImage(pipe) { XCTAssertEqual(loaded(), [false, false, false, false, false], "after an image") }
         // Resident (the default) loads everything up front.
-        ModelResidency.lowMemory = false
-        let resident = try StableUnCLIPPipeline(model: Self.bundle)
+        let resident = try StableUnCLIPPipeline(model: Self.bundle, prior: nil, options: LoadOptions())
         XCTAssertTrue(resident.decoder.base.unet.isLoaded && resident.prior!.prior.isLoaded)
     }
 

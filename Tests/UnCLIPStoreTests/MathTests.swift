@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 import CStoreKernels
 @testable import UnCLIPStore
+@testable import UnCLIPStoreSQLite
 
 final class SHA256Tests: XCTestCase {
     func hex(_ s: String) -> String { SHA256.hex(Data(s.utf8)) }
@@ -103,7 +104,7 @@ final class EmbeddingMathTests: XCTestCase {
 
 final class SearchIndexTests: StoreTestCase {
     func testRankingMatchesExactCosineOrder() throws {
-        let store = try Store(url: storeURL)
+        let store = try SQLiteStore(url: storeURL)
         var vectors: [[Float]] = []
         var s: UInt64 = 99
         func next() -> Float { s = s &* 6364136223846793005 &+ 1442695040888963407; return Float(Int64(bitPattern: s >> 11) % 2000) / 1000 - 1 }
@@ -132,7 +133,7 @@ final class SearchIndexTests: StoreTestCase {
 
     /// Text queries (.pictureAndDecoder) score (p̂ + ½·d̂)/1.5 · q̂; image queries (.picture) the picture's cosine.
     func testTextRankingAddsTheDecoderEmbeddingAtHalfWeight() throws {
-        let store = try Store(url: storeURL)
+        let store = try SQLiteStore(url: storeURL)
         try add(store, embedding: [0, 1], picture: [1, 0])    // drew "x", meant "y"
         try add(store, embedding: [1, 0], picture: [3, 4])    // drew mostly "y", meant "x"
         try add(store, embedding: nil, picture: [0, 2])       // plain SD with --clip: picture only
@@ -150,7 +151,7 @@ final class SearchIndexTests: StoreTestCase {
     }
 
     func testTiesGoToTheLowerIdAndFiltersApply() throws {
-        let store = try Store(url: storeURL)
+        let store = try SQLiteStore(url: storeURL)
         try add(store, embedding: [1, 0])
         try add(store, kind: .variation, embedding: [2, 0])
         try add(store, kind: .variation, embedding: [0, 1])
@@ -225,7 +226,7 @@ final class HalfPrecisionTests: StoreTestCase {
 
     /// Scores closer together than half precision can tell apart still come back in exact order.
     func testNearTiesAreRankedExactly() throws {
-        let store = try Store(url: storeURL)
+        let store = try SQLiteStore(url: storeURL)
         var base = [Float](repeating: 0, count: 64)
         base[0] = 1
         var vectors: [[Float]] = []

@@ -1,10 +1,11 @@
 import Foundation
 import XCTest
 @testable import UnCLIPStore
+@testable import UnCLIPStoreSQLite
 
 final class RecordTests: StoreTestCase {
     func testRecordMovesTheFileAndKeepsEverything() throws {
-        let store = try Store(url: storeURL)
+        let store = try SQLiteStore(url: storeURL)
         let temp = try store.temporaryImageURL()
         try Data("abc".utf8).write(to: temp)
         var s = RecordedSettings()
@@ -35,12 +36,12 @@ final class RecordTests: StoreTestCase {
     }
 
     func testIdsAreNeverReusedAndRemoveKeepsChildrenUsable() throws {
-        let store = try Store(url: storeURL)
+        let store = try SQLiteStore(url: storeURL)
         let a = try add(store, embedding: [1, 0])
         let b = try add(store, kind: .variation, embedding: [0, 1], parents: [ParentLink(role: "source", id: a.id)])
         XCTAssertEqual(try store.children(of: a.id), [b.id])
         let removed = try store.remove(a.id)
-        XCTAssertFalse(FileManager.default.fileExists(atPath: removed.path))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: removed))
         XCTAssertEqual(try store.db.scalarInt("SELECT count(*) FROM removed_files"), 0)
         let child = try store.generation(b.id)
         XCTAssertEqual(child.parents, [ParentLink(role: "source", id: a.id, exists: false)])
@@ -54,7 +55,7 @@ final class RecordTests: StoreTestCase {
     }
 
     func testEmbeddingBlobOfTheWrongSizeIsAnError() throws {
-        let store = try Store(url: storeURL)
+        let store = try SQLiteStore(url: storeURL)
         let g = try add(store, embedding: [1, 2, 3, 4])
         // The CHECK constraint refuses this; bypass it to simulate a damaged row.
         try store.db.execute("PRAGMA ignore_check_constraints = ON")
@@ -64,14 +65,14 @@ final class RecordTests: StoreTestCase {
     }
 
     func testListFiltersByKindDateAndDim() throws {
-        let store = try Store(url: storeURL)
+        let store = try SQLiteStore(url: storeURL)
         try add(store, embedding: [1, 0])
         try add(store, kind: .variation, embedding: [0, 1])
         try add(store, kind: .variation, embedding: [0, 1, 0])
         XCTAssertEqual(try store.generations().map(\.id), [3, 2, 1])
         XCTAssertEqual(try store.generations(GenerationFilter(kinds: [.variation])).map(\.id), [3, 2])
         XCTAssertEqual(try store.generations(GenerationFilter(kinds: [.variation], dim: 2)).map(\.id), [2])
-        XCTAssertEqual(try store.generations(limit: 1).map(\.id), [3])
+        XCTAssertEqual(try store.generations(GenerationFilter(), limit: 1).map(\.id), [3])
         try store.db.run("UPDATE generations SET created_at = '2020-01-01T00:00:00.000Z' WHERE id = 1")
         XCTAssertEqual(try store.generations(GenerationFilter(since: "2021-01-01T00:00:00.000Z")).map(\.id), [3, 2])
         XCTAssertEqual(try store.count(GenerationFilter(since: "2021-01-01T00:00:00.000Z")), 2)
@@ -80,7 +81,7 @@ final class RecordTests: StoreTestCase {
 
 final class CacheTests: StoreTestCase {
     func testTextEncodingsAreKeyedByModelPromptEncoderAndClipSkip() throws {
-        let store = try Store(url: storeURL)
+        let store = try SQLiteStore(url: storeURL)
         let m1 = try store.registerModel(fingerprint: "aaa", path: "/models/one")
         let m2 = try store.registerModel(fingerprint: "bbb", path: "/models/two", priorPath: "/models/prior")
         XCTAssertEqual(try store.registerModel(fingerprint: "aaa", path: "/moved/one").id, m1.id)
@@ -103,7 +104,7 @@ final class CacheTests: StoreTestCase {
     }
 
     func testPriorRunsAreKeyedByEverythingThatDeterminesThem() throws {
-        let store = try Store(url: storeURL)
+        let store = try SQLiteStore(url: storeURL)
         let m = try store.registerModel(fingerprint: "aaa", path: "/m")
         let key = PriorRunKey(modelID: m.id, prompt: "a dog", seed: 42, steps: 25, guidance: 4, candidates: 2, scheduler: "UnCLIPScheduler")
         let id = try store.savePriorRun(key, dim: 3, candidates: [1, 2, 3, 4, 5, 6], scores: [0.25, 0.75], chosenIndex: 1,
@@ -138,7 +139,7 @@ final class ConsistencyTests: StoreTestCase {
         var images: URL
         var tmpFolder: URL
         do {
-            let store = try Store(url: storeURL)
+            let store = try SQLiteStore(url: storeURL)
             try add(store, embedding: [1, 0])
             let gone = try add(store, embedding: [0, 1])
             try store.remove(gone.id)
@@ -153,7 +154,7 @@ final class ConsistencyTests: StoreTestCase {
             try Data("removed".utf8).write(to: images.appendingPathComponent("2.png"))
             try store.db.run("INSERT INTO removed_files(file) VALUES('2.png')")
         }
-        let store = try Store(url: storeURL)
+        let store = try SQLiteStore(url: storeURL)
         let r = store.startupReport
         XCTAssertEqual(r.staleTemporaryFiles.count, 1)
         XCTAssertEqual(Set(r.orphanFiles), ["3.png", "2.png"])
@@ -164,7 +165,7 @@ final class ConsistencyTests: StoreTestCase {
     }
 
     func testFullCheckFindsWhatTheStartupCheckDoesNotLookFor() throws {
-        let store = try Store(url: storeURL)
+        let store = try SQLiteStore(url: storeURL)
         let a = try add(store, embedding: [1, 0])
         let b = try add(store, embedding: [0, 1])
         try add(store, embedding: [1, 1])
@@ -185,7 +186,7 @@ final class ConsistencyTests: StoreTestCase {
     }
 
     func testRecordFailureLeavesNeitherRowNorFile() throws {
-        let store = try Store(url: storeURL)
+        let store = try SQLiteStore(url: storeURL)
         let temp = try store.temporaryImageURL()
         try Data("x".utf8).write(to: temp)
         // A parent that does not exist violates the foreign key: the insert fails inside the transaction.

@@ -2,6 +2,7 @@ import CSQLite
 import Foundation
 import XCTest
 @testable import UnCLIPStore
+@testable import UnCLIPStoreSQLite
 
 /// A fresh folder per test, removed afterwards.
 class StoreTestCase: XCTestCase {
@@ -16,7 +17,7 @@ class StoreTestCase: XCTestCase {
 
     /// Records a generation with a small fake PNG payload (the store does not decode images).
     @discardableResult
-    func add(_ store: Store, kind: GenerationKind = .textToImage, prompt: String? = "p", embedding: [Float]?,
+    func add(_ store: SQLiteStore, kind: GenerationKind = .textToImage, prompt: String? = "p", embedding: [Float]?,
              picture: [Float]? = nil, parents: [ParentLink] = [], bytes: String = UUID().uuidString) throws -> StoredGeneration {
         let temp = try store.temporaryImageURL()
         try Data(bytes.utf8).write(to: temp)
@@ -42,12 +43,12 @@ class StoreTestCase: XCTestCase {
 
 final class StoreOpenTests: StoreTestCase {
     func testFreshStoreSettings() throws {
-        let store = try Store(url: storeURL)
+        let store = try SQLiteStore(url: storeURL)
         XCTAssertEqual(try store.db.prepare("PRAGMA journal_mode").stepText(), "wal")
         XCTAssertEqual(try store.db.scalarInt("PRAGMA foreign_keys"), 1)
         XCTAssertEqual(try store.db.scalarInt("PRAGMA busy_timeout"), 30_000)
         XCTAssertEqual(try store.db.scalarInt("PRAGMA application_id"), Int64(Schema.applicationID))
-        XCTAssertEqual(try store.storedSchemaVersion(), Store.schemaVersion)
+        XCTAssertEqual(try store.storedSchemaVersion(), SQLiteStore.schemaVersion)
         XCTAssertTrue(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("store-images").path))
         // Foreign keys are enforced: a parent link to a generation that does not exist is refused.
         let g = try add(store, embedding: [1, 2])
@@ -58,11 +59,11 @@ final class StoreOpenTests: StoreTestCase {
         let v1 = Schema.migrations
         let v2 = v1 + [Migration(version: v1.last!.version + 1, sql: "ALTER TABLE generations ADD COLUMN rating INTEGER; CREATE TABLE notes(id INTEGER PRIMARY KEY, text TEXT);")]
         do {
-            let store = try Store(url: storeURL, access: .readWrite, migrations: v1)
+            let store = try SQLiteStore(url: storeURL, access: .readWrite, migrations: v1)
             try add(store, embedding: [1, 0, 0])
         }
         do {
-            let store = try Store(url: storeURL, access: .readWrite, migrations: v2)
+            let store = try SQLiteStore(url: storeURL, access: .readWrite, migrations: v2)
             XCTAssertEqual(try store.storedSchemaVersion(), v1.last!.version + 1)
             XCTAssertEqual(try store.count(), 1, "data survives the migration")
             XCTAssertEqual(try store.db.scalarInt("SELECT count(*) FROM pragma_table_info('generations') WHERE name = 'rating'"), 1)
@@ -70,8 +71,8 @@ final class StoreOpenTests: StoreTestCase {
         }
         let before = try Data(contentsOf: storeURL)
         let n = v1.last!.version
-        assertStoreError(try Store(url: storeURL, access: .readWrite, migrations: v1), mentioning: ["newer unclip", "version \(n + 1)", "up to \(n)"])
-        assertStoreError(try Store(url: storeURL, access: .read, migrations: v1), mentioning: ["newer unclip"])
+        assertStoreError(try SQLiteStore(url: storeURL, access: .readWrite, migrations: v1), mentioning: ["newer unclip", "version \(n + 1)", "up to \(n)"])
+        assertStoreError(try SQLiteStore(url: storeURL, access: .read, migrations: v1), mentioning: ["newer unclip"])
         XCTAssertEqual(try Data(contentsOf: storeURL), before, "a refused store is not modified")
     }
 
@@ -81,7 +82,7 @@ final class StoreOpenTests: StoreTestCase {
         let v1 = Array(Schema.migrations.prefix(1))
         do {
             // Rows as a version-1 build wrote them (this build's INSERT names version-2 columns).
-            let store = try Store(url: storeURL, access: .readWrite, migrations: v1)
+            let store = try SQLiteStore(url: storeURL, access: .readWrite, migrations: v1)
             func insert(_ id: Int64, _ embedding: [Float]?) throws {
                 try store.db.run("""
                     INSERT INTO generations(id, created_at, kind, settings, seed, dim, embedding, image_file, sha256, width, height, file_bytes)
@@ -95,7 +96,7 @@ final class StoreOpenTests: StoreTestCase {
             try store.db.run("DELETE FROM generations WHERE id = 3")  // the sequence (3) is now above max(id) (2)
             XCTAssertThrowsError(try insert(4, nil), "version 1 requires an embedding")
         }
-        let store = try Store(url: storeURL)
+        let store = try SQLiteStore(url: storeURL)
         XCTAssertEqual(try store.storedSchemaVersion(), 2)
         XCTAssertEqual(try store.db.scalarInt("PRAGMA foreign_keys"), 1, "foreign keys are back on after the rebuild")
         XCTAssertEqual(try store.db.scalarInt("SELECT count(*) FROM pragma_foreign_key_check"), 0)
@@ -133,19 +134,19 @@ final class StoreOpenTests: StoreTestCase {
     }
 
     func testFutureVersionWrittenBySQLiteIsRefused() throws {
-        do { _ = try Store(url: storeURL) }
+        do { _ = try SQLiteStore(url: storeURL) }
         do {
             let db = try Database(path: storeURL.path, readOnly: false)
             try db.execute("PRAGMA user_version = 99")
         }
-        assertStoreError(try Store(url: storeURL), mentioning: [storeURL.path, "schema version 99", "Upgrade unclip"])
+        assertStoreError(try SQLiteStore(url: storeURL), mentioning: [storeURL.path, "schema version 99", "Upgrade unclip"])
     }
 
     func testGarbageFileIsNotADatabase() throws {
         let garbage = Data((0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ 7) })
         try garbage.write(to: storeURL)
-        assertStoreError(try Store(url: storeURL), mentioning: [storeURL.path, "not a SQLite database"])
-        assertStoreError(try Store(url: storeURL, access: .read), mentioning: ["not a SQLite database"])
+        assertStoreError(try SQLiteStore(url: storeURL), mentioning: [storeURL.path, "not a SQLite database"])
+        assertStoreError(try SQLiteStore(url: storeURL, access: .read), mentioning: ["not a SQLite database"])
         XCTAssertEqual(try Data(contentsOf: storeURL), garbage, "the file is left as it was")
     }
 
@@ -154,19 +155,19 @@ final class StoreOpenTests: StoreTestCase {
             let db = try Database(path: storeURL.path, readOnly: false)
             try db.execute("CREATE TABLE invoices(id INTEGER PRIMARY KEY, total REAL); INSERT INTO invoices VALUES(1, 9.5);")
         }
-        assertStoreError(try Store(url: storeURL), mentioning: [storeURL.path, "not an unclip store"])
+        assertStoreError(try SQLiteStore(url: storeURL), mentioning: [storeURL.path, "not an unclip store"])
         let db = try Database(path: storeURL.path, readOnly: true)
         XCTAssertEqual(try db.scalarInt("SELECT count(*) FROM invoices"), 1)
         XCTAssertEqual(try db.scalarInt("SELECT count(*) FROM sqlite_master WHERE name = 'generations'"), 0)
         // Another application's id.
         let other = tmp.appendingPathComponent("other.sqlite")
         do { try Database(path: other.path, readOnly: false).execute("PRAGMA application_id = 1234") }
-        assertStoreError(try Store(url: other), mentioning: ["application id 0x000004D2"])
+        assertStoreError(try SQLiteStore(url: other), mentioning: ["application id 0x000004D2"])
     }
 
     func testDamagedPagesAreReported() throws {
         do {
-            let store = try Store(url: storeURL)
+            let store = try SQLiteStore(url: storeURL)
             for i in 0..<300 { try add(store, embedding: (0..<256).map { Float($0 + i) }) }
         }
         // Overwrite the middle of the file (b-tree pages of the generations table) with garbage.
@@ -175,7 +176,7 @@ final class StoreOpenTests: StoreTestCase {
         for i in (data.count / 3)..<(data.count / 3 + 16 * 4096) { data[i] = UInt8(truncatingIfNeeded: i &* 131) }
         try data.write(to: storeURL)
         do {
-            let store = try Store(url: storeURL, access: .read)
+            let store = try SQLiteStore(url: storeURL, access: .read)
             _ = try store.generations()
             _ = try SearchIndex.load(from: store, filter: GenerationFilter(dim: 256))
             XCTFail("damage went unnoticed")
@@ -185,12 +186,12 @@ final class StoreOpenTests: StoreTestCase {
     }
 
     func testStorePathThatIsAFolder() throws {
-        assertStoreError(try Store(url: tmp), mentioning: ["folder", "--store"])
+        assertStoreError(try SQLiteStore(url: tmp), mentioning: ["folder", "--store"])
     }
 
     func testReadOnlyStoreRefusesWrites() throws {
-        do { try add(try Store(url: storeURL), embedding: [1, 2]) }
-        let store = try Store(url: storeURL, access: .readOnly)
+        do { try add(try SQLiteStore(url: storeURL), embedding: [1, 2]) }
+        let store = try SQLiteStore(url: storeURL, access: .readOnly)
         XCTAssertFalse(store.isWritable)
         XCTAssertEqual(try store.count(), 1)
         let temp = tmp.appendingPathComponent("x.png")
@@ -205,28 +206,28 @@ final class StoreOpenTests: StoreTestCase {
 
     func testWriteProtectedFileIsAClearError() throws {
         try XCTSkipIf(getuid() == 0, "root ignores file permissions")
-        do { try add(try Store(url: storeURL), embedding: [1, 2]) }
+        do { try add(try SQLiteStore(url: storeURL), embedding: [1, 2]) }
         chmod(storeURL.path, 0o444)
         defer { chmod(storeURL.path, 0o644) }
-        assertStoreError(try Store(url: storeURL), mentioning: ["read-only", "write-protected"])
-        XCTAssertEqual(try Store(url: storeURL, access: .read).count(), 1)
+        assertStoreError(try SQLiteStore(url: storeURL), mentioning: ["read-only", "write-protected"])
+        XCTAssertEqual(try SQLiteStore(url: storeURL, access: .read).count(), 1)
     }
 
     func testDefaultLocation() {
-        XCTAssertEqual(Store.defaultURL(environment: ["UNCLIP_STORE": "/a/b.sqlite", "XDG_DATA_HOME": "/x"]).path, "/a/b.sqlite")
-        XCTAssertEqual(Store.defaultURL(environment: ["XDG_DATA_HOME": "/x", "HOME": "/h"]).path, "/x/unclip/store.sqlite")
-        XCTAssertEqual(Store.defaultURL(environment: ["HOME": "/h"]).path, "/h/.local/share/unclip/store.sqlite")
+        XCTAssertEqual(SQLiteStore.defaultURL(environment: ["UNCLIP_STORE": "/a/b.sqlite", "XDG_DATA_HOME": "/x"]).path, "/a/b.sqlite")
+        XCTAssertEqual(SQLiteStore.defaultURL(environment: ["XDG_DATA_HOME": "/x", "HOME": "/h"]).path, "/x/unclip/store.sqlite")
+        XCTAssertEqual(SQLiteStore.defaultURL(environment: ["HOME": "/h"]).path, "/h/.local/share/unclip/store.sqlite")
     }
 
     func testTimestamps() throws {
-        XCTAssertEqual(try Store.timestamp(parsing: "2025-03-04T05:06:07Z"), "2025-03-04T05:06:07.000Z")
-        XCTAssertEqual(try Store.timestamp(parsing: "2025-03-04T05:06:07+02:00"), "2025-03-04T03:06:07.000Z")
-        let local = try Store.timestamp(parsing: "2025-03-04")
+        XCTAssertEqual(try StoreTime.timestamp(parsing: "2025-03-04T05:06:07Z"), "2025-03-04T05:06:07.000Z")
+        XCTAssertEqual(try StoreTime.timestamp(parsing: "2025-03-04T05:06:07+02:00"), "2025-03-04T03:06:07.000Z")
+        let local = try StoreTime.timestamp(parsing: "2025-03-04")
         let offset = TimeZone.current.secondsFromGMT(for: ISO8601DateFormatter().date(from: "2025-03-04T00:00:00Z")!)
         let expected = ISO8601DateFormatter().date(from: "2025-03-04T00:00:00Z")!.addingTimeInterval(TimeInterval(-offset))
         let f = ISO8601DateFormatter(); f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
         XCTAssertEqual(local, f.string(from: expected))
-        XCTAssertThrowsError(try Store.timestamp(parsing: "last tuesday")) { XCTAssertTrue("\($0)".contains("YYYY-MM-DD")) }
+        XCTAssertThrowsError(try StoreTime.timestamp(parsing: "last tuesday")) { XCTAssertTrue("\($0)".contains("YYYY-MM-DD")) }
     }
 }
 

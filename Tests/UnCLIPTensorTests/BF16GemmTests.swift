@@ -6,7 +6,7 @@ import XCTest
 /// to the magnitude of the terms the fp32 accumulator adds up (cancellation can make the output itself tiny).
 final class BF16GemmTests: XCTestCase {
     override func setUpWithError() throws {
-        try XCTSkipUnless(ComputePrecision.bf16Supported, "this CPU has no AVX512_BF16")
+        try XCTSkipUnless(GemmPrecision.bf16Supported, "this CPU has no AVX512_BF16")
     }
 
     /// Pseudo-random values in [-scale, scale) with full fp32 mantissas (so bf16 rounding matters).

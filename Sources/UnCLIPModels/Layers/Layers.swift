@@ -12,7 +12,7 @@ public struct Linear: Sendable {
     public init(_ w: WeightMap, _ prefix: String, in inF: Int, out outF: Int, bias hasBias: Bool = true) throws {
         let full = try w.tensor(prefix + ".weight", shape: [outF, inF])
         bias = hasBias ? try w.tensor(prefix + ".bias", shape: [outF]) : nil
-        if ComputePrecision.resolve(w.gemmPrecision) == .bf16 {
+        if w.gemmPrecision.runnable == .bf16 {
             // Only the packed copy stays: holding both would cost 1.5× the memory of fp32 alone.
             packed = BF16Weight(full, layout: .lanes)
             weight = nil
@@ -83,7 +83,7 @@ public struct Conv2d: Sendable {
         self.kernel = kernel
         self.stride = stride
         self.padding = padding
-        if ComputePrecision.resolve(w.gemmPrecision) == .bf16 {
+        if w.gemmPrecision.runnable == .bf16 {
             // 3×3, stride 1, padding 1 (most of a UNet's and a VAE's convolutions): Winograd F(2×2, 3×3).
             let winograd = kernel == 3 && stride == 1 && padding == 1
             packed = BF16Weight(full, layout: winograd ? .winograd3x3 : .rows)

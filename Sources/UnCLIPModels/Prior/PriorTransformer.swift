@@ -97,8 +97,8 @@ public struct PriorTransformer: Sendable {
     /// Statistics that map the prior's normalised output back to CLIP's scale.
     public let clipMean, clipStd: Tensor
 
-    /// Loads a diffusers folder; Linear/Conv2d products run in `precision` (default: `ComputePrecision.requested`).
-    public init(folder: ModelFolder, variant: String? = nil, precision: GemmPrecision = ComputePrecision.requested) throws {
+    /// Loads a diffusers folder; Linear/Conv2d products run in `precision` (default fp32).
+    public init(folder: ModelFolder, variant: String? = nil, precision: GemmPrecision = .fp32) throws {
         let weights = try folder.weights(variant: variant)
         weights.gemmPrecision = precision
         try self.init(config: folder.config(PriorTransformerConfig.self), weights: weights)

@@ -213,8 +213,8 @@ public struct UNet2DConditionModel: Sendable {
     let upBlocks: [UpBlock]
     let convNormOut: GroupNorm
 
-    /// Loads a diffusers folder; Linear/Conv2d products run in `precision` (default: `ComputePrecision.requested`).
-    public init(folder: ModelFolder, variant: String? = nil, precision: GemmPrecision = ComputePrecision.requested) throws {
+    /// Loads a diffusers folder; Linear/Conv2d products run in `precision` (default fp32).
+    public init(folder: ModelFolder, variant: String? = nil, precision: GemmPrecision = .fp32) throws {
         let weights = try folder.weights(variant: variant)
         weights.gemmPrecision = precision
         try self.init(config: folder.config(UNet2DConditionConfig.self), weights: weights)

@@ -118,8 +118,8 @@ public struct AutoencoderKL: Sendable {
     let decUp: [(resnets: [ResnetBlock2D], up: Upsample2D?)]
     let decNormOut: GroupNorm
 
-    /// Loads a diffusers folder; Linear/Conv2d products run in `precision` (default: `ComputePrecision.requested`).
-    public init(folder: ModelFolder, variant: String? = nil, precision: GemmPrecision = ComputePrecision.requested) throws {
+    /// Loads a diffusers folder; Linear/Conv2d products run in `precision` (default fp32).
+    public init(folder: ModelFolder, variant: String? = nil, precision: GemmPrecision = .fp32) throws {
         let weights = try folder.weights(variant: variant)
         weights.gemmPrecision = precision
         try self.init(config: folder.config(AutoencoderKLConfig.self), weights: weights)

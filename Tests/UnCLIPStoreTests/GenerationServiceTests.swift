@@ -3,10 +3,12 @@ import XCTest
 import UnCLIPImage
 import UnCLIPPipelines
 @testable import UnCLIPStore
-import UnCLIPStudio
+@testable import UnCLIPStoreSQLite
+import UnCLIPEngine
+import UnCLIPService
 
 /// Store-backed generation on the tiny diffusers bundle (16-d CLIP embeddings, 32×32 images).
-final class StudioTests: StoreTestCase {
+final class GenerationServiceTests: StoreTestCase {
     static let bundle = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/bundles/tiny-unclip")
 
@@ -17,12 +19,13 @@ final class StudioTests: StoreTestCase {
     }
     let prior = PriorSettings(steps: 2, guidanceScale: 4, candidates: 2)
 
-    func studio(_ store: Store, cache: Bool = true) throws -> Studio {
-        try Studio(store: store, model: Self.bundle, useCache: cache)
+    func studio(_ store: SQLiteStore, cache: Bool = true) throws -> GenerationService {
+        let model = try ModelResolver.resolve(model: Self.bundle)
+        return GenerationService(store: store, engine: try EngineRegistry.standard.load(model, options: LoadOptions()), useCache: cache)
     }
 
     func testCachedStagesGiveTheSameImageAsTheDiffusersPath() throws {
-        let store = try Store(url: storeURL)
+        let store = try SQLiteStore(url: storeURL)
         let s = try studio(store)
         let first = try s.generate(prompt: "a tiny robot", priorSettings: prior, settings: decoder, seed: 42)
         XCTAssertEqual(first.cache?.text, .miss)
@@ -35,7 +38,7 @@ final class StudioTests: StoreTestCase {
         XCTAssertEqual(first.generation.sha256, second.generation.sha256, "a cached prior replays its random draws")
         XCTAssertEqual(first.generation.sha256, fresh.generation.sha256)
         // The stored image is the plain pipeline's image (the path checked against diffusers), pixel for pixel.
-        let direct = try s.pipeline.textToImage(prompt: "a tiny robot", priorSettings: prior, settings: decoder, seed: 42)
+        let direct = try (s.engine as! StableUnCLIPEngine).pipeline.textToImage(prompt: "a tiny robot", priorSettings: prior, settings: decoder, seed: 42)
         XCTAssertEqual(try PNG.read(second.generation.imageURL).pixels, direct.image.pixels)
         XCTAssertEqual(second.generation.embedding, direct.imageEmbeds.scalars)
         // The prior run is stored once, with both candidates.
@@ -50,7 +53,7 @@ final class StudioTests: StoreTestCase {
     }
 
     func testVaryInterpolateNudgeRegenerateAndRemove() throws {
-        let store = try Store(url: storeURL)
+        let store = try SQLiteStore(url: storeURL)
         let s = try studio(store)
         let a = try s.generate(prompt: "a red lighthouse", priorSettings: prior, settings: decoder, seed: 1).generation
         let b = try s.generate(prompt: "a blue car", priorSettings: prior, settings: decoder, seed: 2).generation
@@ -100,22 +103,22 @@ final class StudioTests: StoreTestCase {
     }
 
     func testImportedImagesAreSourcesAndSearchFindsThem() throws {
-        let store = try Store(url: storeURL)
+        let store = try SQLiteStore(url: storeURL)
         let s = try studio(store)
         let g = try s.generate(prompt: "a red lighthouse", priorSettings: prior, settings: decoder, seed: 1).generation
         let png = tmp.appendingPathComponent("outside.png")
         try FileManager.default.copyItem(at: g.imageURL, to: png)
-        let source = try s.importImage(png: png)
+        let source = try s.importPicture(.file(png))
         XCTAssertEqual(source.kind, .source)
-        XCTAssertEqual(source.embedding, try (try s.pipeline).embed(image: PNG.read(png)).scalars)
+        XCTAssertEqual(source.embedding, try (s.engine as! StableUnCLIPEngine).pipeline.embed(image: PNG.read(png)).scalars)
         XCTAssertEqual(source.sha256, g.sha256, "the store keeps the file as it was")
-        XCTAssertEqual(try s.importImage(png: png).id, source.id, "importing the same file again reuses it")
+        XCTAssertEqual(try s.importPicture(.file(png)).id, source.id, "importing the same file again reuses it")
         XCTAssertThrowsError(try s.regenerate(source.id)) { XCTAssertTrue("\($0)".contains("imported")) }
 
         // The generation's own picture embedding is the same picture's: both rank first, with cosine 1.
         XCTAssertEqual(g.pictureEmbedding, source.embedding)
         let index = try SearchIndex.load(from: store, filter: GenerationFilter(dim: 16))
-        for query in [source.embedding!, try s.imageEmbedding(png: png)] {
+        for query in [source.embedding!, try s.imageEmbedding(.file(png))] {
             let hits = try index.search(query, limit: 2)
             XCTAssertEqual(Set(hits.map(\.id)), [g.id, source.id])
             for h in hits { XCTAssertEqual(h.score, 1, accuracy: 1e-5) }
@@ -128,13 +131,49 @@ final class StudioTests: StoreTestCase {
     }
 
     func testExportWritesImageEmbeddingAndRecord() throws {
-        let store = try Store(url: storeURL)
+        let store = try SQLiteStore(url: storeURL)
         let g = try studio(store).generate(prompt: "a red lighthouse", priorSettings: prior, settings: decoder, seed: 1).generation
-        let files = try GenerationRecords.export(g.id, from: store, to: tmp.appendingPathComponent("out"))
+        let files = try GenerationExport.export(g.id, from: store, to: tmp.appendingPathComponent("out"))
         XCTAssertEqual(files.map(\.lastPathComponent), ["\(g.id).png", "\(g.id).safetensors", "\(g.id).json"])
         XCTAssertEqual(SHA256.hex(try Data(contentsOf: files[0])), g.sha256)
         let json = try JSONSerialization.jsonObject(with: Data(contentsOf: files[2])) as! [String: Any]
         XCTAssertEqual(json["seed"] as? Int, 1)
         XCTAssertEqual((json["prior"] as? [String: Any])?["candidates"] as? Int, 2)
+    }
+}
+
+/// The tests' shorthand for one-image requests with pipeline settings.
+extension GenerationService {
+    static func parameters(_ d: DecoderSettings) -> DecoderParameters {
+        var p = DecoderParameters()
+        p.steps = d.steps; p.guidanceScale = d.guidanceScale; p.noiseLevel = d.noiseLevel; p.negativePrompt = d.negativePrompt
+        p.width = d.width; p.height = d.height; p.scheduler = d.scheduler
+        return p
+    }
+
+    func generate(prompt: String, priorSettings: PriorSettings, settings: DecoderSettings, seed: UInt64) throws -> MadeImage {
+        var r = TextToImageRequest(prompt: prompt)
+        r.prior.steps = priorSettings.steps; r.prior.guidanceScale = priorSettings.guidanceScale; r.prior.candidates = priorSettings.candidates
+        r.decoder = Self.parameters(settings)
+        r.seeds = SeedPlan(first: seed)
+        return try generate(r)[0]
+    }
+
+    func vary(_ id: Int64, prompt: String, settings: DecoderSettings, seed: UInt64) throws -> MadeImage {
+        var r = VariationRequest(source: .generation(id))
+        r.prompt = prompt; r.decoder = Self.parameters(settings); r.seeds = SeedPlan(first: seed)
+        return try vary(r)[0]
+    }
+
+    func interpolate(from a: Int64, to b: Int64, frames: Int, prompt: String, settings: DecoderSettings, seed: UInt64) throws -> [MadeImage] {
+        var r = InterpolationRequest(from: a, to: b)
+        r.frames = frames; r.prompt = prompt; r.decoder = Self.parameters(settings); r.seed = seed
+        return try interpolate(r)
+    }
+
+    func nudge(_ id: Int64, toward: String, from: String?, amount: Float, prompt: String, settings: DecoderSettings, seed: UInt64) throws -> MadeImage {
+        var r = NudgeRequest(id: id, toward: toward)
+        r.from = from; r.amount = amount; r.prompt = prompt; r.decoder = Self.parameters(settings); r.seeds = SeedPlan(first: seed)
+        return try nudge(r)[0]
     }
 }

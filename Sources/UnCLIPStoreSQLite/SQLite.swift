@@ -1,4 +1,5 @@
 import CSQLite
+import UnCLIPStore
 import Foundation
 
 /// Tells SQLite to copy a bound buffer before `bind` returns (Swift may move or free it afterwards).
@@ -42,7 +43,7 @@ public final class Database {
         guard rc == SQLITE_OK, let db else {
             let message = db.map { String(cString: sqlite3_errmsg($0)) } ?? "out of memory"
             sqlite3_close_v2(db)
-            throw StoreError.from(code: rc, message: message, path: path, sql: nil)
+            throw StoreError.fromSQLite(rc, message: message, path: path, sql: nil)
         }
         handle = db
         sqlite3_extended_result_codes(db, 1)
@@ -63,7 +64,7 @@ public final class Database {
         if rc != SQLITE_OK {
             let message = error.map { String(cString: $0) } ?? String(cString: sqlite3_errmsg(handle))
             sqlite3_free(error)
-            throw StoreError.from(code: rc, message: message, path: path, sql: sql)
+            throw StoreError.fromSQLite(rc, message: message, path: path, sql: sql)
         }
     }
 
@@ -116,7 +117,7 @@ public final class Database {
     }
 
     func error(_ rc: Int32, sql: String?) -> StoreError {
-        StoreError.from(code: rc, message: String(cString: sqlite3_errmsg(handle)), path: path, sql: sql)
+        StoreError.fromSQLite(rc, message: String(cString: sqlite3_errmsg(handle)), path: path, sql: sql)
     }
 }
 

@@ -1,5 +1,7 @@
 import CSQLite
 import Foundation
+import UnCLIPStore
+import UnCLIPTensor
 
 /// The embedding store: one SQLite database plus a folder of PNGs beside it (`<name>-images/`).
 ///
@@ -14,7 +16,7 @@ import Foundation
 /// (AUTOINCREMENT's sequence, which the rollback did not advance). `remove` commits the row's deletion together
 /// with a note in `removed_files`, then unlinks. Opening a store for writing cleans up all three cases without
 /// listing the image folder, holding the write lock so that no other process is half-way at that moment.
-public final class Store {
+public final class SQLiteStore: GenerationStore, @unchecked Sendable {
     public enum Access {
         /// Must be writable (commands that record or remove); runs migrations and the startup check.
         case readWrite
@@ -28,8 +30,15 @@ public final class Store {
     public let url: URL
     /// The folder holding the store's own copy of every image.
     public let imagesURL: URL
-    /// The connection (public for benchmarks and tools that need their own SQL).
-    public let db: Database
+    /// The connection. Every public method holds `lock` while it uses it: one connection, one caller at a
+    /// time, so a transaction begun by one task never takes in another task's statements.
+    let db: Database
+    private let lock = NSRecursiveLock()
+    /// The raw connection, for tools that fill a store with synthetic rows in bulk (the search benchmark).
+    /// Not part of the store protocol: callers of the library never see SQL.
+    @_spi(Tools) public var connection: Database { db }
+    /// The database file's path (the store's location in messages).
+    public var location: String { url.path }
     /// False when the store could only be opened for reading.
     public let isWritable: Bool
     /// What the startup check cleaned up (write access only).
@@ -56,7 +65,7 @@ public final class Store {
         }
         var isDir: ObjCBool = false
         if fm.fileExists(atPath: url.path, isDirectory: &isDir), isDir.boolValue {
-            throw StoreError.cannotOpen(path: url.path, reason: "it is a folder; --store takes the database file's path, e.g. \(url.appendingPathComponent("store.sqlite").path)")
+            throw StoreError.cannotOpen(path: url.path, reason: "it is a folder; a SQLite store is a database file, e.g. \(url.appendingPathComponent("store.sqlite").path)")
         }
         let exists = fm.fileExists(atPath: url.path)
         if !exists && access == .readOnly { throw StoreError.cannotOpen(path: url.path, reason: "no such file") }
@@ -149,7 +158,7 @@ public final class Store {
     }
 
     /// The schema version stored in the file.
-    public func storedSchemaVersion() throws -> Int { Int(try db.scalarInt("PRAGMA user_version") ?? 0) }
+    public func storedSchemaVersion() throws -> Int { try lock.withLock { Int(try db.scalarInt("PRAGMA user_version") ?? 0) } }
 
     // MARK: - Default location
 
@@ -166,63 +175,54 @@ public final class Store {
         return data.appendingPathComponent("unclip/store.sqlite")
     }
 
-    // MARK: - Timestamps
-
-    private static let formatter: ISO8601DateFormatter = {
-        let f = ISO8601DateFormatter()
-        f.formatOptions = [.withInternetDateTime, .withFractionalSeconds]
-        f.timeZone = TimeZone(identifier: "UTC")
-        return f
-    }()
-
-    /// Now, as stored: UTC ISO 8601 with milliseconds (sorts as text).
-    public static func now() -> String { formatter.string(from: Date()) }
-
-    /// Parses a user's date ("2025-11-22", "2025-11-22T18:30", full ISO 8601; local time unless it names a zone)
-    /// into the stored timestamp form.
-    public static func timestamp(parsing text: String) throws -> String {
-        let local = DateFormatter()
-        local.locale = Locale(identifier: "en_US_POSIX")
-        local.timeZone = TimeZone.current
-        for format in ["yyyy-MM-dd", "yyyy-MM-dd'T'HH:mm", "yyyy-MM-dd'T'HH:mm:ss", "yyyy-MM-dd HH:mm", "yyyy-MM-dd HH:mm:ss"] {
-            local.dateFormat = format
-            if let d = local.date(from: text) { return formatter.string(from: d) }
-        }
-        let zoned = ISO8601DateFormatter()
-        for options: ISO8601DateFormatter.Options in [[.withInternetDateTime, .withFractionalSeconds], [.withInternetDateTime]] {
-            zoned.formatOptions = options
-            if let d = zoned.date(from: text) { return formatter.string(from: d) }
-        }
-        throw StoreError.invalid("cannot read the date '\(text)': use YYYY-MM-DD, YYYY-MM-DDTHH:MM[:SS] (local time) or ISO 8601 with a zone")
-    }
-
     // MARK: - Models and prompts
 
     /// Records a model (or finds it by fingerprint), remembering the folders it was last used from.
-    public func registerModel(fingerprint: String, path: String, priorPath: String? = nil) throws -> ModelRecord {
-        try db.writeTransaction {
-            try db.run("""
-                INSERT INTO models(fingerprint, path, prior_path, created_at) VALUES(?, ?, ?, ?)
-                ON CONFLICT(fingerprint) DO UPDATE SET path = excluded.path, prior_path = excluded.prior_path
-                """, [.text(fingerprint), .text(path), priorPath.map { .text($0) } ?? .null, .text(Self.now())])
+    public func registerModel(fingerprint: String, path: String, priorPath: String?) throws -> ModelRecord {
+        return try lock.withLock {
+            try db.writeTransaction {
+                try db.run("""
+                    INSERT INTO models(fingerprint, path, prior_path, created_at) VALUES(?, ?, ?, ?)
+                    ON CONFLICT(fingerprint) DO UPDATE SET path = excluded.path, prior_path = excluded.prior_path
+                    """, [.text(fingerprint), .text(path), priorPath.map { .text($0) } ?? .null, .text(StoreTime.now())])
+            }
+            guard let m = try model(fingerprint: fingerprint) else {
+                throw StoreError.invalid("store \(url.path): the model row for \(fingerprint) vanished after insertion")
+            }
+            return m
         }
-        guard let m = try model(fingerprint: fingerprint) else {
-            throw StoreError.invalid("store \(url.path): the model row for \(fingerprint) vanished after insertion")
-        }
-        return m
     }
 
     public func model(fingerprint: String) throws -> ModelRecord? {
-        try readModel("fingerprint = ?", [.text(fingerprint)])
+        return try lock.withLock {
+            try readModel("fingerprint = ?", [.text(fingerprint)])
+        }
     }
 
     public func model(id: Int64) throws -> ModelRecord? {
-        try readModel("id = ?", [.int(id)])
+        return try lock.withLock {
+            try readModel("id = ?", [.int(id)])
+        }
     }
 
     /// The model of the newest generation (a default for commands that need some model of this store).
     public func latestModel() throws -> ModelRecord? {
-        try readModel("id = (SELECT model_id FROM generations WHERE model_id IS NOT NULL ORDER BY id DESC LIMIT 1)", [])
+        return try lock.withLock {
+            try readModel("id = (SELECT model_id FROM generations WHERE model_id IS NOT NULL ORDER BY id DESC LIMIT 1)", [])
+        }
+    }
+
+    public func modelsInUse() throws -> [ModelRecord] {
+        return try lock.withLock {
+            let s = try db.prepare("""
+                SELECT m.id, m.fingerprint, m.path, m.prior_path FROM models m
+                JOIN (SELECT model_id, max(id) AS newest FROM generations WHERE model_id IS NOT NULL GROUP BY model_id) g
+                  ON g.model_id = m.id ORDER BY g.newest DESC
+                """)
+            var out: [ModelRecord] = []
+            while try s.step() { out.append(ModelRecord(id: s.int(0), fingerprint: s.text(1) ?? "", path: s.text(2) ?? "", priorPath: s.text(3))) }
+            return out
+        }
     }
 
     private func readModel(_ condition: String, _ values: [SQLValue]) throws -> ModelRecord? {
@@ -244,66 +244,74 @@ public final class Store {
     // MARK: - Text encoding cache
 
     /// The cached encoding of exactly this prompt text by this model's encoder, if any.
-    public func textEncoding(modelID: Int64, prompt: String, encoder: TextEncoderRole, clipSkip: Int = 0) throws -> CachedTextEncoding? {
-        let s = try db.prepare("""
-            SELECT t.tokens, t.width, t.hidden_states, t.proj_dim, t.text_embeds, t.mask
-            FROM text_encodings t JOIN prompts p ON p.id = t.prompt_id
-            WHERE t.model_id = ? AND p.text = ? AND t.encoder = ? AND t.clip_skip = ?
-            """)
-        try s.bind([.int(modelID), .text(prompt), .text(encoder.rawValue), .int(Int64(clipSkip))])
-        guard try s.step() else { return nil }
-        let tokens = Int(s.int(0)), width = Int(s.int(1))
-        let what = "the cached \(encoder.rawValue) text encoding of \"\(prompt.prefix(40))\""
-        var e = CachedTextEncoding(tokens: tokens, width: width, hiddenStates: try s.floats(2, count: tokens * width, what: what))
-        if !s.isNull(3) { e.textEmbeds = try s.floats(4, count: Int(s.int(3)), what: what) }
-        if !s.isNull(5) {
-            let bytes = s.blob(5)
-            guard bytes.count == tokens else {
-                throw StoreError.badEmbedding(path: url.path, what: what, reason: "mask has \(bytes.count) entries for \(tokens) tokens")
+    public func textEncoding(modelID: Int64, prompt: String, encoder: TextEncoderRole, clipSkip: Int) throws -> CachedTextEncoding? {
+        return try lock.withLock {
+            let s = try db.prepare("""
+                SELECT t.tokens, t.width, t.hidden_states, t.proj_dim, t.text_embeds, t.mask
+                FROM text_encodings t JOIN prompts p ON p.id = t.prompt_id
+                WHERE t.model_id = ? AND p.text = ? AND t.encoder = ? AND t.clip_skip = ?
+                """)
+            try s.bind([.int(modelID), .text(prompt), .text(encoder.rawValue), .int(Int64(clipSkip))])
+            guard try s.step() else { return nil }
+            let tokens = Int(s.int(0)), width = Int(s.int(1))
+            let what = "the cached \(encoder.rawValue) text encoding of \"\(prompt.prefix(40))\""
+            var e = CachedTextEncoding(tokens: tokens, width: width, hiddenStates: try s.floats(2, count: tokens * width, what: what))
+            if !s.isNull(3) { e.textEmbeds = try s.floats(4, count: Int(s.int(3)), what: what) }
+            if !s.isNull(5) {
+                let bytes = s.blob(5)
+                guard bytes.count == tokens else {
+                    throw StoreError.badEmbedding(path: url.path, what: what, reason: "mask has \(bytes.count) entries for \(tokens) tokens")
+                }
+                e.mask = bytes.map(Int.init)
             }
-            e.mask = bytes.map(Int.init)
+            return e
         }
-        return e
     }
 
     /// Caches an encoding; an existing entry for the same key is kept (the encoders are deterministic).
-    public func saveTextEncoding(_ e: CachedTextEncoding, modelID: Int64, prompt: String, encoder: TextEncoderRole, clipSkip: Int = 0) throws {
-        guard e.hiddenStates.count == e.tokens * e.width else {
-            throw StoreError.invalid("text encoding of \(e.hiddenStates.count) values is not \(e.tokens) × \(e.width)")
-        }
-        try db.writeTransaction {
-            let pid = try promptID(prompt)
-            try db.run("""
-                INSERT INTO text_encodings(model_id, prompt_id, encoder, clip_skip, tokens, width, hidden_states,
-                                           proj_dim, text_embeds, mask, created_at)
-                VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                ON CONFLICT(model_id, prompt_id, encoder, clip_skip) DO NOTHING
-                """, [.int(modelID), .int(pid), .text(encoder.rawValue), .int(Int64(clipSkip)), .int(Int64(e.tokens)),
-                      .int(Int64(e.width)), .floats(e.hiddenStates), e.textEmbeds.map { .int(Int64($0.count)) } ?? .null,
-                      e.textEmbeds.map { .floats($0) } ?? .null, e.mask.map { .blob($0.map { UInt8(clamping: $0) }) } ?? .null,
-                      .text(Self.now())])
+    public func saveTextEncoding(_ e: CachedTextEncoding, modelID: Int64, prompt: String, encoder: TextEncoderRole, clipSkip: Int) throws {
+        try lock.withLock {
+            guard e.hiddenStates.count == e.tokens * e.width else {
+                throw StoreError.invalid("text encoding of \(e.hiddenStates.count) values is not \(e.tokens) × \(e.width)")
+            }
+            try db.writeTransaction {
+                let pid = try promptID(prompt)
+                try db.run("""
+                    INSERT INTO text_encodings(model_id, prompt_id, encoder, clip_skip, tokens, width, hidden_states,
+                                               proj_dim, text_embeds, mask, created_at)
+                    VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                    ON CONFLICT(model_id, prompt_id, encoder, clip_skip) DO NOTHING
+                    """, [.int(modelID), .int(pid), .text(encoder.rawValue), .int(Int64(clipSkip)), .int(Int64(e.tokens)),
+                          .int(Int64(e.width)), .floats(e.hiddenStates), e.textEmbeds.map { .int(Int64($0.count)) } ?? .null,
+                          e.textEmbeds.map { .floats($0) } ?? .null, e.mask.map { .blob($0.map { UInt8(clamping: $0) }) } ?? .null,
+                          .text(StoreTime.now())])
+            }
         }
     }
 
     // MARK: - Prior run cache
 
     public func priorRun(_ key: PriorRunKey) throws -> CachedPriorRun? {
-        let s = try db.prepare("""
-            SELECT r.id, r.dim, r.candidates, r.embeddings, r.scores, r.chosen, r.draws
-            FROM prior_runs r JOIN prompts p ON p.id = r.prompt_id
-            WHERE r.model_id = ? AND p.text = ? AND r.seed = ? AND r.steps = ? AND r.guidance = ?
-              AND r.candidates = ? AND r.scheduler = ?
-            """)
-        try s.bind(Self.values(key))
-        guard try s.step() else { return nil }
-        return try readPriorRun(s)
+        return try lock.withLock {
+            let s = try db.prepare("""
+                SELECT r.id, r.dim, r.candidates, r.embeddings, r.scores, r.chosen, r.draws
+                FROM prior_runs r JOIN prompts p ON p.id = r.prompt_id
+                WHERE r.model_id = ? AND p.text = ? AND r.seed = ? AND r.steps = ? AND r.guidance = ?
+                  AND r.candidates = ? AND r.scheduler = ?
+                """)
+            try s.bind(Self.values(key))
+            guard try s.step() else { return nil }
+            return try readPriorRun(s)
+        }
     }
 
     public func priorRun(id: Int64) throws -> CachedPriorRun? {
-        let s = try db.prepare("SELECT id, dim, candidates, embeddings, scores, chosen, draws FROM prior_runs WHERE id = ?")
-        try s.bind([.int(id)])
-        guard try s.step() else { return nil }
-        return try readPriorRun(s)
+        return try lock.withLock {
+            let s = try db.prepare("SELECT id, dim, candidates, embeddings, scores, chosen, draws FROM prior_runs WHERE id = ?")
+            try s.bind([.int(id)])
+            guard try s.step() else { return nil }
+            return try readPriorRun(s)
+        }
     }
 
     private func readPriorRun(_ s: Statement) throws -> CachedPriorRun {
@@ -323,6 +331,11 @@ public final class Store {
     @discardableResult
     public func savePriorRun(_ key: PriorRunKey, dim: Int, candidates: [Float], scores: [Float], chosenIndex: Int,
                              draws: [Int], seconds: Double?) throws -> Int64 {
+        try lock.withLock { try savePriorRunLocked(key, dim: dim, candidates: candidates, scores: scores, chosenIndex: chosenIndex, draws: draws, seconds: seconds) }
+    }
+
+    private func savePriorRunLocked(_ key: PriorRunKey, dim: Int, candidates: [Float], scores: [Float], chosenIndex: Int,
+                                    draws: [Int], seconds: Double?) throws -> Int64 {
         guard candidates.count == scores.count * dim, scores.indices.contains(chosenIndex), key.candidates == scores.count else {
             throw StoreError.invalid("prior run of \(candidates.count) values, \(scores.count) scores, choice \(chosenIndex) does not fit \(key.candidates) × \(dim)")
         }
@@ -337,7 +350,7 @@ public final class Store {
                 """, [.int(key.modelID), .int(pid), .int(Int64(bitPattern: key.seed)), .int(Int64(key.steps)),
                       .double(Double(key.guidance)), .int(Int64(key.candidates)), .text(key.scheduler), .int(Int64(dim)),
                       .floats(candidates), .floats(scores), .int(Int64(chosenIndex)), .text(drawsJSON),
-                      seconds.map { .double($0) } ?? .null, .text(Self.now())])
+                      seconds.map { .double($0) } ?? .null, .text(StoreTime.now())])
             guard let id = try db.scalarInt("""
                 SELECT id FROM prior_runs WHERE model_id = ? AND prompt_id = ? AND seed = ? AND steps = ? AND guidance = ?
                   AND candidates = ? AND scheduler = ?
@@ -356,66 +369,83 @@ public final class Store {
     /// A fresh temporary path for a new image (on the image folder's file system, so the move is a rename;
     /// the startup check removes it if this process dies before `record` moves it).
     public func temporaryImageURL() throws -> URL {
-        do { try FileManager.default.createDirectory(at: temporaryFolderURL, withIntermediateDirectories: true) } catch {
-            throw StoreError.imageFile(path: temporaryFolderURL.path, reason: "cannot create the store's image folder (\(Self.reason(error)))")
+        return try lock.withLock {
+            do { try FileManager.default.createDirectory(at: temporaryFolderURL, withIntermediateDirectories: true) } catch {
+                throw StoreError.imageFile(path: temporaryFolderURL.path, reason: "cannot create the store's image folder (\(Self.reason(error)))")
+            }
+            return temporaryFolderURL.appendingPathComponent("\(getpid())-\(UInt64.random(in: 0...UInt64.max)).png")
         }
-        return temporaryFolderURL.appendingPathComponent("\(getpid())-\(UInt64.random(in: 0...UInt64.max)).png")
+    }
+
+    /// Records a generation and its PNG: the bytes go to a temporary file in the image folder, then the row is
+    /// inserted, the file moved to `<id>.png` and the transaction committed, in that order.
+    public func record(_ g: NewGeneration, png: Data) throws -> StoredGeneration {
+        return try lock.withLock {
+            let temp = try temporaryImageURL()
+            do { try png.write(to: temp) } catch {
+                unlink(temp.path)
+                throw StoreError.imageFile(path: temp.path, reason: "cannot write the new image into the store (\(Self.reason(error)))")
+            }
+            return try record(g, temporaryImage: temp)
+        }
     }
 
     /// Records a generation whose PNG is at `temporaryImage` (in the image folder): inserts the row, moves
     /// the file to `<id>.png` and commits, in that order, inside one write transaction.
     public func record(_ g: NewGeneration, temporaryImage: URL) throws -> StoredGeneration {
-        guard isWritable else { throw StoreError.readOnly(path: url.path, detail: "opened for reading only") }
-        if g.embedding?.isEmpty == true || g.pictureEmbedding?.isEmpty == true {
-            throw StoreError.invalid("an image embedding cannot be empty (record none instead)")
-        }
-        let data: Data
-        do { data = try Data(contentsOf: temporaryImage) } catch {
-            throw StoreError.imageFile(path: temporaryImage.path, reason: "cannot read the new image (\(Self.reason(error)))")
-        }
-        let digest = SHA256.hex(data)
-        var moved: URL?
-        do {
-            let id: Int64 = try db.writeTransaction {
-                // Under the write lock the next AUTOINCREMENT id is known, so the row is inserted complete.
-                let seq = try db.scalarInt("SELECT seq FROM sqlite_sequence WHERE name = 'generations'") ?? 0
-                let maxID = try db.scalarInt("SELECT max(id) FROM generations") ?? 0
-                let id = max(seq, maxID) + 1
-                let file = "\(id).png"
-                let pid = try g.prompt.map { try promptID($0) }
-                try db.run("""
-                    INSERT INTO generations(id, created_at, kind, model_id, prompt_id, negative_prompt, settings, seed,
-                        prior_run_id, noise_level, dim, embedding, image_file, sha256, width, height, file_bytes, seconds,
-                        picture_dim, picture_embedding)
-                    VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                    """, [.int(id), .text(Self.now()), .text(g.kind.rawValue), g.modelID.map { .int($0) } ?? .null,
-                          pid.map { .int($0) } ?? .null, g.settings.negativePrompt.map { .text($0) } ?? .null,
-                          .text(try g.settings.json()), g.seed.map { .int(Int64(bitPattern: $0)) } ?? .null,
-                          g.priorRunID.map { .int($0) } ?? .null, g.settings.noiseLevel.map { .int(Int64($0)) } ?? .null,
-                          g.embedding.map { .int(Int64($0.count)) } ?? .null, g.embedding.map { .floats($0) } ?? .null, .text(file), .text(digest),
-                          .int(Int64(g.width)), .int(Int64(g.height)), .int(Int64(data.count)), .double(g.seconds),
-                          g.pictureEmbedding.map { .int(Int64($0.count)) } ?? .null, g.pictureEmbedding.map { .floats($0) } ?? .null])
-                for p in g.parents {
-                    try db.run("INSERT INTO generation_parents(child_id, role, parent_id, parent_ref) VALUES(?, ?, ?, ?)",
-                               [.int(id), .text(p.role), .int(p.id), .int(p.id)])
-                }
-                crashPoint("before-rename")
-                let final = imagesURL.appendingPathComponent(file)
-                guard rename(temporaryImage.path, final.path) == 0 else {
-                    let why = String(cString: strerror(errno))
-                    if errno == ENOSPC { throw StoreError.diskFull(path: final.path) }
-                    throw StoreError.imageFile(path: final.path, reason: "cannot move the new image into place (\(why))")
-                }
-                moved = final
-                crashPoint("after-rename")
-                return id
+        return try lock.withLock {
+            guard isWritable else { throw StoreError.readOnly(path: url.path, detail: "opened for reading only") }
+            if g.embedding?.isEmpty == true || g.pictureEmbedding?.isEmpty == true {
+                throw StoreError.invalid("an image embedding cannot be empty (record none instead)")
             }
-            return try generation(id)
-        } catch {
-            // The row was rolled back: remove its file too, so neither outlives the other.
-            if let moved { unlink(moved.path) }
-            unlink(temporaryImage.path)
-            throw error
+            let data: Data
+            do { data = try Data(contentsOf: temporaryImage) } catch {
+                throw StoreError.imageFile(path: temporaryImage.path, reason: "cannot read the new image (\(Self.reason(error)))")
+            }
+            let digest = SHA256.hex(data)
+            var moved: URL?
+            do {
+                let id: Int64 = try db.writeTransaction {
+                    // Under the write lock the next AUTOINCREMENT id is known, so the row is inserted complete.
+                    let seq = try db.scalarInt("SELECT seq FROM sqlite_sequence WHERE name = 'generations'") ?? 0
+                    let maxID = try db.scalarInt("SELECT max(id) FROM generations") ?? 0
+                    let id = max(seq, maxID) + 1
+                    let file = "\(id).png"
+                    let pid = try g.prompt.map { try promptID($0) }
+                    try db.run("""
+                        INSERT INTO generations(id, created_at, kind, model_id, prompt_id, negative_prompt, settings, seed,
+                            prior_run_id, noise_level, dim, embedding, image_file, sha256, width, height, file_bytes, seconds,
+                            picture_dim, picture_embedding)
+                        VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """, [.int(id), .text(StoreTime.now()), .text(g.kind.rawValue), g.modelID.map { .int($0) } ?? .null,
+                              pid.map { .int($0) } ?? .null, g.settings.negativePrompt.map { .text($0) } ?? .null,
+                              .text(try g.settings.json()), g.seed.map { .int(Int64(bitPattern: $0)) } ?? .null,
+                              g.priorRunID.map { .int($0) } ?? .null, g.settings.noiseLevel.map { .int(Int64($0)) } ?? .null,
+                              g.embedding.map { .int(Int64($0.count)) } ?? .null, g.embedding.map { .floats($0) } ?? .null, .text(file), .text(digest),
+                              .int(Int64(g.width)), .int(Int64(g.height)), .int(Int64(data.count)), .double(g.seconds),
+                              g.pictureEmbedding.map { .int(Int64($0.count)) } ?? .null, g.pictureEmbedding.map { .floats($0) } ?? .null])
+                    for p in g.parents {
+                        try db.run("INSERT INTO generation_parents(child_id, role, parent_id, parent_ref) VALUES(?, ?, ?, ?)",
+                                   [.int(id), .text(p.role), .int(p.id), .int(p.id)])
+                    }
+                    crashPoint("before-rename")
+                    let final = imagesURL.appendingPathComponent(file)
+                    guard rename(temporaryImage.path, final.path) == 0 else {
+                        let why = String(cString: strerror(errno))
+                        if errno == ENOSPC { throw StoreError.diskFull(path: final.path) }
+                        throw StoreError.imageFile(path: final.path, reason: "cannot move the new image into place (\(why))")
+                    }
+                    moved = final
+                    crashPoint("after-rename")
+                    return id
+                }
+                return try generation(id)
+            } catch {
+                // The row was rolled back: remove its file too, so neither outlives the other.
+                if let moved { unlink(moved.path) }
+                unlink(temporaryImage.path)
+                throw error
+            }
         }
     }
 
@@ -431,25 +461,33 @@ public final class Store {
 
     /// One generation, with its parents.
     public func generation(_ id: Int64) throws -> StoredGeneration {
-        let s = try db.prepare("SELECT \(Self.generationColumns) FROM generations g LEFT JOIN prompts p ON p.id = g.prompt_id WHERE g.id = ?")
-        try s.bind([.int(id)])
-        guard try s.step() else { throw StoreError.noSuchGeneration(id: id, path: url.path) }
-        return try readGeneration(s, parents: parents(of: id))
+        return try lock.withLock {
+            let s = try db.prepare("SELECT \(Self.generationColumns) FROM generations g LEFT JOIN prompts p ON p.id = g.prompt_id WHERE g.id = ?")
+            try s.bind([.int(id)])
+            guard try s.step() else { throw StoreError.noSuchGeneration(id: id, path: url.path) }
+            return try readGeneration(s, parents: parents(of: id))
+        }
     }
 
     /// The first generation of this kind whose image has this sha256 and model, if any.
     public func generationID(kind: GenerationKind, sha256: String, modelID: Int64) throws -> Int64? {
-        try db.scalarInt("SELECT id FROM generations WHERE kind = ? AND sha256 = ? AND model_id = ? ORDER BY id LIMIT 1",
-                         [.text(kind.rawValue), .text(sha256), .int(modelID)])
+        return try lock.withLock {
+            try db.scalarInt("SELECT id FROM generations WHERE kind = ? AND sha256 = ? AND model_id = ? ORDER BY id LIMIT 1",
+                             [.text(kind.rawValue), .text(sha256), .int(modelID)])
+        }
     }
 
     /// The first generation (of any kind) whose image has this sha256, if any.
     public func generationID(sha256: String) throws -> Int64? {
-        try db.scalarInt("SELECT id FROM generations WHERE sha256 = ? ORDER BY id LIMIT 1", [.text(sha256)])
+        return try lock.withLock {
+            try db.scalarInt("SELECT id FROM generations WHERE sha256 = ? ORDER BY id LIMIT 1", [.text(sha256)])
+        }
     }
 
     public func contains(_ id: Int64) throws -> Bool {
-        try db.scalarInt("SELECT 1 FROM generations WHERE id = ?", [.int(id)]) != nil
+        return try lock.withLock {
+            try db.scalarInt("SELECT 1 FROM generations WHERE id = ?", [.int(id)]) != nil
+        }
     }
 
     private func parents(of id: Int64) throws -> [ParentLink] {
@@ -465,11 +503,14 @@ public final class Store {
 
     /// Ids of the generations made from this one.
     public func children(of id: Int64) throws -> [Int64] {
-        let s = try db.prepare("SELECT child_id FROM generation_parents WHERE parent_id = ? ORDER BY child_id")
-        try s.bind([.int(id)])
-        var out: [Int64] = []
-        while try s.step() { out.append(s.int(0)) }
-        return out
+        return try lock.withLock {
+            // DISTINCT: an interpolation from a generation to itself links to it twice (roles "from" and "to").
+            let s = try db.prepare("SELECT DISTINCT child_id FROM generation_parents WHERE parent_id = ? ORDER BY child_id")
+            try s.bind([.int(id)])
+            var out: [Int64] = []
+            while try s.step() { out.append(s.int(0)) }
+            return out
+        }
     }
 
     private func readGeneration(_ s: Statement, parents: [ParentLink]) throws -> StoredGeneration {
@@ -504,61 +545,149 @@ public final class Store {
     }
 
     /// Generations matching the filter, newest first.
-    public func generations(_ filter: GenerationFilter = GenerationFilter(), limit: Int? = nil) throws -> [StoredGeneration] {
-        let (clause, values) = whereClause(filter)
-        let s = try db.prepare("""
-            SELECT \(Self.generationColumns) FROM generations g LEFT JOIN prompts p ON p.id = g.prompt_id
-            \(clause) ORDER BY g.id DESC \(limit.map { "LIMIT \($0)" } ?? "")
-            """)
-        try s.bind(values)
-        var rows: [StoredGeneration] = []
-        try db.readTransaction {
-            while try s.step() { rows.append(try readGeneration(s, parents: [])) }
-            for i in rows.indices { rows[i].parents = try parents(of: rows[i].id) }
+    public func generations(_ filter: GenerationFilter, limit: Int?) throws -> [StoredGeneration] {
+        return try lock.withLock {
+            let (clause, values) = whereClause(filter)
+            let s = try db.prepare("""
+                SELECT \(Self.generationColumns) FROM generations g LEFT JOIN prompts p ON p.id = g.prompt_id
+                \(clause) ORDER BY g.id DESC \(limit.map { "LIMIT \($0)" } ?? "")
+                """)
+            try s.bind(values)
+            var rows: [StoredGeneration] = []
+            try db.readTransaction {
+                while try s.step() { rows.append(try readGeneration(s, parents: [])) }
+                for i in rows.indices { rows[i].parents = try parents(of: rows[i].id) }
+            }
+            return rows
         }
-        return rows
     }
 
-    public func count(_ filter: GenerationFilter = GenerationFilter()) throws -> Int {
-        let (clause, values) = whereClause(filter)
-        return Int(try db.scalarInt("SELECT count(*) FROM generations g \(clause)", values) ?? 0)
+    public func count(_ filter: GenerationFilter) throws -> Int {
+        return try lock.withLock {
+            let (clause, values) = whereClause(filter)
+            return Int(try db.scalarInt("SELECT count(*) FROM generations g \(clause)", values) ?? 0)
+        }
     }
 
     /// Removes a generation's row, then its file. Children keep their own embeddings; their parent link
     /// keeps the old id and is marked as removed.
     @discardableResult
-    public func remove(_ id: Int64) throws -> URL {
-        guard isWritable else { throw StoreError.readOnly(path: url.path, detail: "opened for reading only") }
-        let name: String = try db.writeTransaction {
-            let s = try db.prepare("SELECT image_file FROM generations WHERE id = ?")
-            try s.bind([.int(id)])
-            guard try s.step(), let name = s.text(0) else { throw StoreError.noSuchGeneration(id: id, path: url.path) }
-            try db.run("DELETE FROM generations WHERE id = ?", [.int(id)])
-            // Committed with the deletion: a crash before the unlink below leaves a note the next open acts on.
-            try db.run("INSERT OR IGNORE INTO removed_files(file) VALUES(?)", [.text(name)])
-            return name
+    public func remove(_ id: Int64) throws -> String {
+        return try lock.withLock {
+            guard isWritable else { throw StoreError.readOnly(path: url.path, detail: "opened for reading only") }
+            let name: String = try db.writeTransaction {
+                let s = try db.prepare("SELECT image_file FROM generations WHERE id = ?")
+                try s.bind([.int(id)])
+                guard try s.step(), let name = s.text(0) else { throw StoreError.noSuchGeneration(id: id, path: url.path) }
+                try db.run("DELETE FROM generations WHERE id = ?", [.int(id)])
+                // Committed with the deletion: a crash before the unlink below leaves a note the next open acts on.
+                try db.run("INSERT OR IGNORE INTO removed_files(file) VALUES(?)", [.text(name)])
+                return name
+            }
+            let file = imagesURL.appendingPathComponent(name)
+            if unlink(file.path) != 0 && errno != ENOENT {
+                throw StoreError.imageFile(path: file.path, reason: "the generation is removed but its file could not be (\(String(cString: strerror(errno)))); the next run retries")
+            }
+            try db.writeTransaction { try db.run("DELETE FROM removed_files WHERE file = ?", [.text(name)]) }
+            return file.path
         }
-        let file = imagesURL.appendingPathComponent(name)
-        if unlink(file.path) != 0 && errno != ENOENT {
-            throw StoreError.imageFile(path: file.path, reason: "the generation is removed but its file could not be (\(String(cString: strerror(errno)))); the next run retries")
-        }
-        try db.writeTransaction { try db.run("DELETE FROM removed_files WHERE file = ?", [.text(name)]) }
-        return file
     }
 
     /// Puts back a generation's image file from a file whose bytes hash to the recorded sha256
     /// (what `regenerate` made); the temporary file is moved, not copied.
-    public func restoreImage(_ id: Int64, from temporaryImage: URL) throws {
-        let g = try generation(id)
-        guard let data = FileManager.default.contents(atPath: temporaryImage.path), SHA256.hex(data) == g.sha256 else {
-            throw StoreError.imageFile(path: temporaryImage.path, reason: "does not have generation \(id)'s recorded sha256 \(g.sha256)")
+    public func restoreImage(_ id: Int64, png: Data) throws {
+        try lock.withLock {
+            let temp = try temporaryImageURL()
+            defer { unlink(temp.path) }
+            do { try png.write(to: temp) } catch {
+                throw StoreError.imageFile(path: temp.path, reason: "cannot write the image into the store (\(Self.reason(error)))")
+            }
+            try restoreImage(id, from: temp)
         }
-        try db.writeTransaction {
-            // Under the write lock, so another process's startup check cannot see a half-done state.
-            guard rename(temporaryImage.path, g.imageURL.path) == 0 else {
-                throw StoreError.imageFile(path: g.imageURL.path, reason: "cannot move the regenerated image into place (\(String(cString: strerror(errno))))")
+    }
+
+    public func imageData(_ id: Int64) throws -> Data {
+        return try lock.withLock {
+            let g = try generation(id)
+            guard let data = FileManager.default.contents(atPath: g.imageURL.path) else {
+                throw StoreError.imageFile(path: g.imageURL.path, reason: "generation \(id)'s image is missing; regenerating it puts it back")
+            }
+            return data
+        }
+    }
+
+    public func hasImage(_ id: Int64) throws -> Bool {
+        return try lock.withLock {
+            FileManager.default.fileExists(atPath: try generation(id).imageURL.path)
+        }
+    }
+
+    /// Puts back a generation's image file from a file whose bytes hash to the recorded sha256; the file is moved.
+    public func restoreImage(_ id: Int64, from temporaryImage: URL) throws {
+        try lock.withLock {
+            let g = try generation(id)
+            guard let data = FileManager.default.contents(atPath: temporaryImage.path), SHA256.hex(data) == g.sha256 else {
+                throw StoreError.imageFile(path: temporaryImage.path, reason: "does not have generation \(id)'s recorded sha256 \(g.sha256)")
+            }
+            try db.writeTransaction {
+                // Under the write lock, so another process's startup check cannot see a half-done state.
+                guard rename(temporaryImage.path, g.imageURL.path) == 0 else {
+                    throw StoreError.imageFile(path: g.imageURL.path, reason: "cannot move the regenerated image into place (\(String(cString: strerror(errno))))")
+                }
             }
         }
+    }
+
+    // MARK: - Search
+
+    public func forEachSearchVector(filter: GenerationFilter, ranking: SearchRanking, reserve: (Int) -> Void,
+                                    row: (Int64, [Float]?) throws -> Void) throws {
+        guard let dim = filter.dim else { throw StoreError.invalid("a search needs the embedding width (filter.dim)") }
+        // Rows whose picture or decoder embedding has the query's width (`SearchRanking` combines what is there).
+        // (An expression, so SQLite reads the table in rowid order: a search reads most rows, and one pass
+        // beats an index walk with a table lookup per row.)
+        var conditions = ["coalesce(picture_dim, dim) = ?"], values: [SQLValue] = [.int(Int64(dim))]
+        if let kinds = filter.kinds, !kinds.isEmpty {
+            conditions.append("kind IN (\(kinds.map { _ in "?" }.joined(separator: ", ")))")
+            values += kinds.map { .text($0.rawValue) }
+        }
+        if let since = filter.since { conditions.append("created_at >= ?"); values.append(.text(since)) }
+        let clause = conditions.joined(separator: " AND ")
+        // Reading through a memory map skips a copy of every page into SQLite's cache.
+        try db.execute("PRAGMA mmap_size = 68719476736")
+        defer { try? db.execute("PRAGMA mmap_size = 0") }
+        try db.readTransaction {
+            let n = Int(try db.scalarInt("SELECT count(*) FROM generations WHERE \(clause)", values) ?? 0)
+            reserve(n)
+            let s = try db.prepare("SELECT id, \(Self.searchColumns) FROM generations WHERE \(clause) ORDER BY id")
+            try s.bind(values)
+            var seen = 0
+            while seen < n, try s.step() {
+                try row(s.int(0), try Self.searchVector(s, id: s.int(0), ranking: ranking))
+                seen += 1
+            }
+        }
+    }
+
+    public func searchVector(id: Int64, ranking: SearchRanking, dim: Int) throws -> [Float]? {
+        return try lock.withLock {
+            let s = try db.prepare("SELECT id, \(Self.searchColumns) FROM generations WHERE id = ?")
+            try s.bind([.int(id)])
+            guard try s.step() else { return nil }
+            return try Self.searchVector(s, id: id, ranking: ranking) ?? [Float](repeating: 0, count: dim)
+        }
+    }
+
+    /// Columns 1–4 of the statements `searchVector` reads.
+    static let searchColumns = "picture_dim, picture_embedding, dim, embedding"
+
+    /// The search vector of the row `s` stands on (columns as `searchColumns`, after the id).
+    static func searchVector(_ s: Statement, id: Int64, ranking: SearchRanking) throws -> [Float]? {
+        func read(_ dimColumn: Int32, _ blobColumn: Int32, _ what: String) throws -> [Float]? {
+            guard s.isNull(dimColumn) == false else { return nil }
+            return try s.floats(blobColumn, count: Int(s.int(dimColumn)), what: "the \(what) of generation \(id)")
+        }
+        return ranking.vector(picture: try read(1, 2, "picture embedding"), decoder: try read(3, 4, "image embedding"))
     }
 
     // MARK: - Consistency
@@ -610,12 +739,14 @@ public final class Store {
     /// The full check (`unclip check`): everything the startup check looks at, plus every image file without a
     /// row and every row without its file; `verify` re-hashes every image. With `clean`, removes the leftovers
     /// (never rows: a generation whose file is missing keeps its embedding, and `regenerate` restores the file).
-    public func check(verify: Bool, clean: Bool = false) throws -> ConsistencyReport {
-        if clean {
-            guard isWritable else { throw StoreError.readOnly(path: url.path, detail: "cleaning needs write access") }
-            return try db.writeTransaction { try fullCheck(verify: verify, clean: true) }
+    public func check(verify: Bool, clean: Bool) throws -> ConsistencyReport {
+        return try lock.withLock {
+            if clean {
+                guard isWritable else { throw StoreError.readOnly(path: url.path, detail: "cleaning needs write access") }
+                return try db.writeTransaction { try fullCheck(verify: verify, clean: true) }
+            }
+            return try db.readTransaction { try fullCheck(verify: verify, clean: false) }
         }
-        return try db.readTransaction { try fullCheck(verify: verify, clean: false) }
     }
 
     private func fullCheck(verify: Bool, clean: Bool) throws -> ConsistencyReport {

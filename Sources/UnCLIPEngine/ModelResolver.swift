@@ -1,0 +1,117 @@
+import Foundation
+import UnCLIPPipelines
+
+/// Settings a model folder recommends in an optional `unclip.json` (e.g. {"guidance_scale": 2}). Requests
+/// that leave a setting out get these; published diffusers folders have none, so diffusers' defaults apply.
+public struct ModelDefaults: Codable, Sendable, Equatable {
+    public var guidanceScale: Float?
+    enum CodingKeys: String, CodingKey { case guidanceScale = "guidance_scale" }
+    public init(guidanceScale: Float? = nil) { self.guidanceScale = guidanceScale }
+}
+
+/// A model located and identified: its folders, its pipeline class and its recommended defaults.
+public struct ResolvedModel: Sendable, Equatable {
+    /// The diffusers pipeline folder.
+    public let folder: URL
+    /// A separate Karlo-style prior folder, for decoder-only Stable unCLIP folders.
+    public let prior: URL?
+    /// A CLIP vision encoder that embeds the finished images of a model without one (plain Stable Diffusion).
+    public let clip: URL?
+    /// `model_index.json`'s `_class_name` (or, for folders without one, the class its layout implies).
+    public let className: String
+    /// Whether `className` came from `model_index.json` (false: inferred from the folders present).
+    public let declared: Bool
+    public let defaults: ModelDefaults
+    /// Warnings found while resolving (e.g. an unreadable unclip.json), for the caller's observer.
+    public let warnings: [String]
+
+    /// The folder's name, as recorded with each generation.
+    public var name: String { folder.lastPathComponent }
+    /// The folders whose files make the model's identity (model, then the separate prior).
+    public var folders: [URL] { [folder] + (prior.map { [$0] } ?? []) }
+}
+
+/// Finds and identifies models: paths, `model_index.json`, `unclip.json` defaults and weight variants.
+/// The one place that decides what a path holds; engines are then chosen by `className` (`EngineRegistry`).
+public enum ModelResolver {
+    /// Files that are single-file checkpoints rather than diffusers folders.
+    static let checkpointExtensions: Set<String> = ["safetensors", "ckpt", "pt", "pth", "bin"]
+
+    public static func resolve(model: URL, prior: URL? = nil, clip: URL? = nil, variant: String? = nil) throws -> ResolvedModel {
+        try checkFolder(model)
+        if let prior { try checkFolder(prior) }
+        if let clip { try checkFolder(clip) }
+        var warnings: [String] = []
+        let (className, declared) = try pipelineClass(model)
+        let defaults = readDefaults(model, warnings: &warnings)
+        if let variant { try checkVariant(variant, in: [model] + (prior.map { [$0] } ?? []) + (clip.map { [$0] } ?? [])) }
+        return ResolvedModel(folder: model, prior: prior, clip: clip, className: className, declared: declared,
+                             defaults: defaults, warnings: warnings)
+    }
+
+    /// A folder must exist and be a folder; single files get the error that says what they are.
+    public static func checkFolder(_ url: URL) throws {
+        var isDir: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else { throw EngineError.noSuchModel(path: url.path) }
+        guard isDir.boolValue else {
+            if checkpointExtensions.contains(url.pathExtension.lowercased()) { throw EngineError.singleFileCheckpoint(path: url.path) }
+            throw EngineError.notAModelFolder(path: url.path, reason: "it is a file, not a folder")
+        }
+    }
+
+    /// `model_index.json`'s `_class_name`, else the class the folder's layout implies.
+    static func pipelineClass(_ folder: URL) throws -> (String, Bool) {
+        let index = folder.appendingPathComponent("model_index.json")
+        if let data = FileManager.default.contents(atPath: index.path) {
+            struct Index: Decodable { let _class_name: String? }
+            let decoded: Index
+            do { decoded = try JSONDecoder().decode(Index.self, from: data) } catch {
+                throw EngineError.notAModelFolder(path: folder.path, reason: "model_index.json is not valid JSON (\(error))")
+            }
+            guard let name = decoded._class_name, !name.isEmpty else {
+                throw EngineError.notAModelFolder(path: folder.path, reason: "model_index.json has no _class_name")
+            }
+            return (name, true)
+        }
+        let has = { (name: String) in FileManager.default.fileExists(atPath: folder.appendingPathComponent(name).path) }
+        if has("unet") && has("vae") && has("text_encoder") {
+            if has("image_normalizer") { return (has("prior") ? "StableUnCLIPPipeline" : "StableUnCLIPImg2ImgPipeline", false) }
+            return ("StableDiffusionPipeline", false)
+        }
+        let missing = ["unet", "vae", "text_encoder", "tokenizer", "scheduler"].filter { !has($0) }
+        throw EngineError.notAModelFolder(path: folder.path, reason: "no model_index.json, and no \(missing.joined(separator: ", ")) component folder")
+    }
+
+    static func readDefaults(_ folder: URL, warnings: inout [String]) -> ModelDefaults {
+        let url = folder.appendingPathComponent("unclip.json")
+        guard let data = FileManager.default.contents(atPath: url.path) else { return ModelDefaults() }
+        do { return try JSONDecoder().decode(ModelDefaults.self, from: data) } catch {
+            warnings.append("ignoring \(url.path): not valid JSON (\(error))")
+            return ModelDefaults()
+        }
+    }
+
+    /// Variants are the middle part of `NAME.VARIANT.safetensors` files in the component folders.
+    static func variants(in folders: [URL]) -> Set<String> {
+        var found = Set<String>()
+        let fm = FileManager.default
+        for folder in folders {
+            for component in (try? fm.contentsOfDirectory(atPath: folder.path)) ?? [] {
+                for file in (try? fm.contentsOfDirectory(atPath: folder.appendingPathComponent(component).path)) ?? [] {
+                    let parts = file.split(separator: ".")
+                    if parts.count >= 3, ["safetensors", "bin"].contains(parts.last!), !parts[parts.count - 2].contains("-of-") {
+                        found.insert(String(parts[parts.count - 2]))
+                    }
+                }
+            }
+        }
+        return found
+    }
+
+    static func checkVariant(_ variant: String, in folders: [URL]) throws {
+        let found = variants(in: folders)
+        guard found.contains(variant) else {
+            throw EngineError.variantNotFound(variant: variant, path: folders[0].path, available: found.sorted())
+        }
+    }
+}

@@ -1,0 +1,61 @@
+import ArgumentParser
+import Foundation
+import UnCLIPEngine
+import UnCLIPService
+
+struct Edit: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Image-to-image: turn a picture toward a prompt (works with Stable unCLIP and plain Stable Diffusion folders).",
+        discussion: """
+        The picture (PNG, JPEG or WebP) is encoded by the VAE, noised to --strength (0 keeps it, 1 ignores it), and
+        denoised with the prompt for the remaining steps, as diffusers' img2img pipelines do. With a Stable unCLIP
+        model the decoder is conditioned on an image embedding that moves with the strength too: the slerp from the
+        picture's own CLIP embedding to the prior's embedding for the prompt. The picture keeps its size, whose
+        sides must be multiples of 8.
+        Each edit is recorded in the store with its init picture (path and sha256) and strength, linked to the
+        stored generation whose picture it started from, if any; `unclip regenerate ID` repeats it while the
+        init picture is unchanged.
+        Examples:
+          unclip edit --image sketch.png "a green triangle"
+          unclip edit --image photo.jpg "a blue circle" --strength 0.5
+        """)
+
+    @Option(help: "The init picture (PNG, JPEG or WebP).")
+    var image: String
+
+    @Argument(help: "The prompt.")
+    var prompt: String
+
+    @Option(name: [.customLong("strength"), .customLong("denoising-strength")], parsing: .unconditional,
+            help: "How much of the picture is replaced, 0–1.")
+    var strength: Float = 0.8
+
+    @OptionGroup var modelOptions: ModelOptions
+    @OptionGroup var priorOptions: PriorOptions
+    @OptionGroup var decoderOptions: DecoderOptions
+    @OptionGroup var seedOptions: SeedOptions
+    @OptionGroup var outputOptions: OutputOptions
+    @OptionGroup var clipOptions: ClipOptions
+    @OptionGroup var storeOptions: StoreOptions
+    @OptionGroup var cacheOptions: CacheOptions
+
+    func run() throws {
+        var request = EditRequest(prompt: prompt, picture: .file(URL(fileURLWithPath: image)))
+        request.strength = strength
+        request.prior = priorOptions.parameters
+        request.decoder = decoderOptions.parameters(previewEvery: outputOptions.previewEvery)
+        try RequestCheck.finite("strength", strength, 0...1)
+        try RequestCheck.check(request.prior)
+        let seeds = try RequestCheck.seeds(seedOptions.plan)
+        request.seeds = SeedPlan(first: seeds[0], count: seeds.count)
+        let url = { (_: Int, seed: UInt64) in outputOptions.url(seed: seed, count: seeds.count) }
+        try checkWritable(seeds.enumerated().map { url($0.offset, $0.element) })
+        let model = try modelOptions.resolve(clip: clipOptions.clip)
+        let store = try storeOptions.open()
+        let service = GenerationService(store: store, engine: try modelOptions.engine(model), useCache: !cacheOptions.noCache)
+        let deliver = Deliverer(output: outputOptions, renderer: storeOptions.json ? .json : .human, store: store, url: url)
+        Interrupts.install()
+        let observer = TerminalObserver { i, step in outputOptions.previewURL(for: url(i, seeds[i]), step: step) }
+        try service.edit(request, observer: observer, delivered: deliver.deliver)
+    }
+}
