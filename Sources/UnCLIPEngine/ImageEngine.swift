@@ -44,6 +44,8 @@ public enum RenderJob {
 public protocol ImageEngine: AnyObject, Sendable {
     /// The pipeline classes this engine runs.
     static var classNames: [String] { get }
+    /// What people call the family, for messages ("Stable unCLIP", "plain Stable Diffusion").
+    static var familyName: String { get }
     init(model: ResolvedModel, options: LoadOptions) throws
 
     var model: ResolvedModel { get }
@@ -55,6 +57,8 @@ public protocol ImageEngine: AnyObject, Sendable {
     var embeddingDim: Int? { get }
     /// The diffusion prior, when the model has one.
     var prior: PriorPipeline? { get }
+    /// The largest noise level the image embedding can be augmented with (nil: the model takes no embedding).
+    var maxNoiseLevel: Int? { get }
     /// Serialises `render` calls on this engine.
     var runLock: NSLock { get }
 
@@ -81,7 +85,7 @@ extension ImageEngine {
     /// Fails with a message naming the model when it lacks a capability.
     public func require(_ capability: EngineCapabilities, for what: String) throws {
         guard capabilities.contains(capability) else {
-            throw EngineError.unsupported("\(model.folder.path) (\(model.className)) cannot \(what): it has no \(capability.names.joined(separator: ", ")) path (it can: \(capabilities.names.joined(separator: ", ")))")
+            throw EngineError.unsupported("\(model.folder.path) is a \(Self.familyName) model (\(model.className)), which cannot \(what): it has no \(capability.names.joined(separator: ", ")) path (it can: \(capabilities.names.joined(separator: ", ")))")
         }
     }
 

@@ -8,6 +8,7 @@ import UnCLIPTensor
 /// pictures so that search covers them.
 public final class StableDiffusionEngine: ImageEngine, @unchecked Sendable {
     public static let classNames = ["StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"]
+    public static let familyName = "plain Stable Diffusion"
 
     public let model: ResolvedModel
     public let options: LoadOptions
@@ -34,6 +35,7 @@ public final class StableDiffusionEngine: ImageEngine, @unchecked Sendable {
     public var denoiser: LatentDenoiser { pipeline.base }
     public var embeddingDim: Int? { nil }
     public var prior: PriorPipeline? { nil }
+    public var maxNoiseLevel: Int? { nil }
 
     public func render(_ job: RenderJob, stages: inout PipelineStages, context: RunContext) throws -> Generation {
         let progress: ProgressHandler = { try context.progress($0, $1, $2) }

@@ -7,6 +7,7 @@ import UnCLIPTensor
 /// embedding → noise-augmented → decoder. A decoder-only folder takes its prior from `model.prior`.
 public final class StableUnCLIPEngine: ImageEngine, @unchecked Sendable {
     public static let classNames = ["StableUnCLIPPipeline", "StableUnCLIPImg2ImgPipeline"]
+    public static let familyName = "Stable unCLIP"
 
     public let model: ResolvedModel
     public let options: LoadOptions
@@ -29,6 +30,7 @@ public final class StableUnCLIPEngine: ImageEngine, @unchecked Sendable {
     public var denoiser: LatentDenoiser { pipeline.decoder.base }
     public var embeddingDim: Int? { pipeline.decoder.embeddingDim }
     public var prior: PriorPipeline? { pipeline.prior }
+    public var maxNoiseLevel: Int? { pipeline.decoder.maxNoiseLevel }
 
     public func render(_ job: RenderJob, stages: inout PipelineStages, context: RunContext) throws -> Generation {
         let progress: ProgressHandler = { try context.progress($0, $1, $2) }

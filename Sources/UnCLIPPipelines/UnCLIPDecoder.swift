@@ -36,6 +36,8 @@ public final class UnCLIPDecoder {
     public let imageNormalizer: StableUnCLIPImageNormalizer
     let noisingScheduler: any Scheduler
     let noisingTrainSteps: Int
+    /// The largest noise level the image embedding can be augmented with (the noising schedule's last step).
+    public var maxNoiseLevel: Int { noisingTrainSteps - 1 }
     /// Present when the folder has feature_extractor/ and image_encoder/ (variations from PNGs).
     public let imageEmbedder: CLIPImageEmbedder?
 

@@ -116,6 +116,7 @@ public final class GenerationService: @unchecked Sendable {
     func prepare(_ d: DecoderParameters, strength: Float? = nil, size: (Int, Int)? = nil) throws -> DecoderSettings {
         let denoiser = engine.denoiser
         try RequestCheck.check(d, sizeMultiple: max(8, denoiser.vaeScaleFactor))
+        if let m = engine.maxNoiseLevel { try RequestCheck.range("noise_level", d.noiseLevel, 0...m) }
         if let strength { try RequestCheck.finite("strength", strength, 0...1) }
         let settings = d.settings(for: model, strength: strength)
         do { try denoiser.validate(settings) } catch let e as EngineError { throw e } catch {
@@ -282,12 +283,7 @@ public final class GenerationService: @unchecked Sendable {
             let (g, report, runID) = try render(.textToImage(prompt: r.prompt, prior: r.prior.settings, settings: settings, seed: seed),
                                                prompt: r.prompt, negative: settings.negativePrompt ?? "", priorSettings: priorSettings,
                                                seed: seed, model: model, context: context)
-            var recorded = try recordedSettings(settings)
-            if engine.prior != nil {
-                recorded.priorSteps = r.prior.steps
-                recorded.priorGuidance = r.prior.guidanceScale
-                recorded.priorCandidates = r.prior.candidates
-            }
+            var recorded = try recordedSettings(settings, prior: r.prior)
             let new = NewGeneration(kind: .textToImage, modelID: model.id, prompt: r.prompt, settings: recorded, seed: seed,
                                     priorRunID: runID, embedding: engine.embeddingDim == nil ? nil : g.imageEmbeds.scalars,
                                     pictureEmbedding: try exclusive { try engine.pictureEmbedding(g.image) },
@@ -320,12 +316,7 @@ public final class GenerationService: @unchecked Sendable {
             let (g, report, runID) = try render(.imageToImage(prompt: r.prompt, picture: picture, prior: r.prior.settings, settings: settings, seed: seed),
                                                prompt: r.prompt, negative: settings.negativePrompt ?? "", priorSettings: priorSettings,
                                                seed: seed, model: model, context: context)
-            var recorded = try recordedSettings(settings)
-            if engine.prior != nil {
-                recorded.priorSteps = r.prior.steps
-                recorded.priorGuidance = r.prior.guidanceScale
-                recorded.priorCandidates = r.prior.candidates
-            }
+            var recorded = try recordedSettings(settings, prior: r.prior)
             recorded.initImage = r.picture.name
             recorded.initSHA256 = digest
             recorded.strength = r.strength
@@ -534,9 +525,15 @@ public final class GenerationService: @unchecked Sendable {
         return try store.record(new, png: try pngData(image, parameters: text))
     }
 
-    /// The decoder settings as recorded; the noise level only where there is an image embedding.
-    private func recordedSettings(_ d: DecoderSettings) throws -> RecordedSettings {
+    /// The decoder settings as recorded; the noise level only where there is an image embedding, the prior's
+    /// settings only where a prior ran.
+    private func recordedSettings(_ d: DecoderSettings, prior: PriorParameters? = nil) throws -> RecordedSettings {
         var s = RecordedSettings()
+        if let prior, engine.prior != nil {
+            s.priorSteps = prior.steps
+            s.priorGuidance = prior.guidanceScale
+            s.priorCandidates = prior.candidates
+        }
         s.steps = d.steps
         s.guidance = d.guidanceScale
         s.noiseLevel = engine.embeddingDim != nil ? d.noiseLevel : nil

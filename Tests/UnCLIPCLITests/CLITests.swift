@@ -136,7 +136,7 @@ final class GenerateCLITests: CLITestCase {
     func testGenerateWritesDiffusersImage() throws {
         let out = tmp.appendingPathComponent("g.png").path
         let r = try run(["generate", "a tiny robot watering a plant", "--model", bundle, "--seed", "42", "--steps", "4",
-                             "--prior-steps", "5", "--prior-candidates", "1", "--noise-level", "100", "--width", "32", "--height", "32", "--output", out])
+                             "--prior-steps", "5", "--prior-candidates", "1", "--noise-level", "100", "--width", "32", "--height", "32", "--output", out, "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let png = try Data(contentsOf: URL(fileURLWithPath: out))
         XCTAssertEqual(Array(png.prefix(8)), [0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A])
@@ -158,7 +158,7 @@ final class GenerateCLITests: CLITestCase {
     func testPrecisionOption() throws {
         let out = tmp.appendingPathComponent("bf16.png").path
         let r = try run(["generate", "a tiny robot watering a plant", "--model", bundle, "--seed", "42", "--steps", "4", "--precision", "bf16",
-                         "--prior-steps", "5", "--prior-candidates", "1", "--noise-level", "100", "--width", "32", "--height", "32", "--output", out])
+                         "--prior-steps", "5", "--prior-candidates", "1", "--noise-level", "100", "--width", "32", "--height", "32", "--output", out, "--json"])
         XCTAssertEqual(r.status, 0, r.stderr)
         let ours = try decodePNG(out), want = try decodePNG(CLITestCase.fixtures.appendingPathComponent("bundles/tiny-unclip-images/t2i_s42_g10_nl100_0.png").path)
         XCTAssertEqual(ours.count, want.count)
@@ -193,7 +193,7 @@ final class GenerateCLITests: CLITestCase {
         withUnsafeBytes(of: UInt64(header.count).littleEndian) { file.append(contentsOf: $0) }
         file.append(header); file.append(Data(count: 28))
         try file.write(to: emb)
-        try assertFails(["vary", "--embedding", emb.path, "--model", bundle], mentioning: ["[1, 7]", "16"])
+        try assertFails(["vary", "--embedding", emb.path, "--model", bundle], mentioning: ["7 values", "16"])
         try assertFails(["vary", "--model", bundle], mentioning: ["--image", "--embedding"])
     }
 
@@ -219,6 +219,8 @@ final class GenerateCLITests: CLITestCase {
         XCTAssertTrue(FileManager.default.fileExists(atPath: tmp.appendingPathComponent("sd.latents.safetensors").path))
         try assertFails(["vary", "--image", "Tests/Fixtures/sd/sd-init.png", "--model", sd], mentioning: ["plain Stable Diffusion", "variations"])
         try assertFails(["edit", "--image", "Tests/Fixtures/sd/sd-init.png", "x", "--model", sd, "--strength", "1.5"], mentioning: ["strength"])
-        try assertFails(["edit", "--image", "Tests/Fixtures/sd/sd-init.png", "x", "--model", sd], mentioning: ["--strength"])
+        // Without --strength an edit uses diffusers' default, 0.8 (as its help says).
+        r = try run(["edit", "--image", "Tests/Fixtures/sd/sd-init.png", "x", "--model", sd, "--steps", "2", "--output", out])
+        XCTAssertEqual(r.status, 0, r.stderr)
     }
 }

@@ -310,7 +310,9 @@ final class StoreCLITests: CLITestCase {
             p.waitUntilExit()
             return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
         }
-        let generateRun = try runReadOnly(["generate", "x", "--seed", "1", "--prior-steps", "2"] + fast)
+        // The copy goes to a folder `nobody` may write, so that the store is what is refused.
+        let copy = FileManager.default.temporaryDirectory.appendingPathComponent("unclip-ro-\(UUID().uuidString).png").path
+        let generateRun = try runReadOnly(["generate", "x", "--seed", "1", "--prior-steps", "2", "--output", copy] + fast)
         XCTAssertNotEqual(generateRun.status, 0)
         XCTAssertTrue(generateRun.stderr.contains("read-only") && generateRun.stderr.contains(store.path), generateRun.stderr)
         let rm = try runReadOnly(["rm", "1"])

@@ -177,3 +177,81 @@ extension GenerationService {
         return try nudge(r)[0]
     }
 }
+
+/// A second front end beside the CLI: requests from concurrent tasks on one engine and one store, one of them
+/// cancelled mid-run through its observer.
+final class ConcurrentServiceTests: StoreTestCase {
+    func testTwoConcurrentRequestsFinishAndACancelledThirdLeavesNothing() throws {
+        let store = try SQLiteStore(url: storeURL)
+        let model = try ModelResolver.resolve(model: GenerationServiceTests.bundle)
+        let engine = try EngineRegistry.standard.load(model, options: LoadOptions())
+        let service = GenerationService(store: store, engine: engine)
+        func request(_ prompt: String, seed: UInt64) -> TextToImageRequest {
+            var r = TextToImageRequest(prompt: prompt)
+            r.prior.steps = 2
+            r.decoder.steps = 6
+            r.decoder.width = 32
+            r.decoder.height = 32
+            r.seeds = SeedPlan(first: seed)
+            return r
+        }
+        let lock = NSLock()
+        var made: [Int: StoredGeneration] = [:]
+        var cancelled: Error?
+        var stepsSeen = 0
+        DispatchQueue.concurrentPerform(iterations: 3) { i in
+            do {
+                if i < 2 {
+                    let g = try service.generate(request("a robot number \(i)", seed: UInt64(10 + i)))[0].generation
+                    lock.withLock { made[i] = g }
+                } else {
+                    // Stops at the third denoising step: the run ends within one step and records nothing.
+                    let observer = ClosureObserver(progress: { e in
+                        guard e.stage == "denoise" else { return .proceed }
+                        lock.withLock { stepsSeen = e.step }
+                        return e.step >= 3 ? .stop : .proceed
+                    })
+                    _ = try service.generate(request("a cancelled robot", seed: 99), observer: observer)
+                }
+            } catch {
+                lock.withLock { if i == 2 { cancelled = error } else { XCTFail("request \(i): \(error)") } }
+            }
+        }
+        XCTAssertEqual(cancelled as? EngineError, .cancelled)
+        XCTAssertEqual(stepsSeen, 3, "no step ran after the stop")
+        XCTAssertEqual(try store.count(), 2, "the cancelled request left no record")
+        XCTAssertTrue(try store.check(verify: true).isClean)
+        // Concurrency changes nothing: each image equals the same request run alone.
+        let alone = GenerationService(store: try SQLiteStore(url: tmp.appendingPathComponent("alone.sqlite")), engine: engine)
+        for i in 0..<2 {
+            let g = try alone.generate(request("a robot number \(i)", seed: UInt64(10 + i)))[0].generation
+            XCTAssertEqual(made[i]?.sha256, g.sha256)
+        }
+    }
+
+    func testRequestsAreCheckedBeforeWork() throws {
+        let store = try SQLiteStore(url: storeURL)
+        let engine = try EngineRegistry.standard.load(try ModelResolver.resolve(model: GenerationServiceTests.bundle), options: LoadOptions())
+        let service = GenerationService(store: store, engine: engine)
+        var r = TextToImageRequest(prompt: "x")
+        r.decoder.guidanceScale = .nan
+        XCTAssertThrowsError(try service.generate(r)) { XCTAssertEqual($0 as? EngineError, .invalidParameter(name: "guidance_scale", reason: "must be a finite number (got nan)")) }
+        r.decoder.guidanceScale = nil
+        r.seeds = SeedPlan(first: .max, count: 2)
+        XCTAssertThrowsError(try service.generate(r)) { XCTAssertTrue("\($0)".hasPrefix("seed:"), "\($0)") }
+        r.seeds = SeedPlan(first: 1)
+        r.decoder.width = 100_000
+        r.decoder.height = 100_000
+        XCTAssertThrowsError(try service.generate(r)) {
+            guard case .insufficientMemory = $0 as? EngineError else { return XCTFail("\($0)") }
+        }
+        var v = VariationRequest(source: .embedding([1, 2, 3], origin: "test"))
+        v.seeds = SeedPlan(first: 1)
+        XCTAssertThrowsError(try service.vary(v)) { XCTAssertTrue("\($0)".contains("3 values"), "\($0)") }
+        XCTAssertEqual(try store.count(), 0)
+        // No message of the library names a command-line flag.
+        for e in [EngineError.invalidParameter(name: "guidance_scale", reason: "x"), .noSuchModel(path: "/x"), .singleFileCheckpoint(path: "/x.ckpt")] {
+            XCTAssertFalse(e.description.contains("--"), e.description)
+        }
+    }
+}

@@ -186,7 +186,7 @@ final class StoreOpenTests: StoreTestCase {
     }
 
     func testStorePathThatIsAFolder() throws {
-        assertStoreError(try SQLiteStore(url: tmp), mentioning: ["folder", "--store"])
+        assertStoreError(try SQLiteStore(url: tmp), mentioning: ["folder", "database file", "store.sqlite"])
     }
 
     func testReadOnlyStoreRefusesWrites() throws {

@@ -47,17 +47,13 @@ struct Generate: ParsableCommand {
         request.prior = priorOptions.parameters
         request.decoder = decoderOptions.parameters(size: sizeOptions, previewEvery: outputOptions.previewEvery)
         try RequestCheck.check(request.prior)
-        let seeds = try RequestCheck.seeds(seedOptions.plan)
-        request.seeds = SeedPlan(first: seeds[0], count: seeds.count)
-        let url = { (_: Int, seed: UInt64) in outputOptions.url(seed: seed, count: seeds.count) }
-        try checkWritable(seeds.enumerated().map { url($0.offset, $0.element) })
+        let plan = try ImagePlan(seedOptions, outputOptions)
+        request.seeds = plan.seedPlan
         let model = try modelOptions.resolve(clip: clipOptions.clip)
         for w in try Preflight.check(request.decoder, model: model, options: modelOptions.loadOptions) { warn("warning: \(w)") }
         let store = try storeOptions.open()
-        let service = GenerationService(store: store, engine: try modelOptions.engine(model), useCache: !cacheOptions.noCache)
-        let deliver = Deliverer(output: outputOptions, renderer: storeOptions.json ? .json : .human, store: store, url: url)
-        Interrupts.install()
-        let observer = TerminalObserver { i, step in outputOptions.previewURL(for: url(i, seeds[i]), step: step) }
-        try service.generate(request, observer: observer, delivered: deliver.deliver)
+        try plan.run(store: store, engine: try modelOptions.engine(model), useCache: !cacheOptions.noCache, json: storeOptions.json) {
+            try $0.generate(request, observer: $1, delivered: $2)
+        }
     }
 }

@@ -64,9 +64,7 @@ struct Interpolate: ParsableCommand {
         let model = try modelOptions.resolve(for: a, in: store)
         for w in try Preflight.check(request.decoder, model: model, options: modelOptions.loadOptions) { warn("warning: \(w)") }
         let service = GenerationService(store: store, engine: try modelOptions.engine(model), useCache: !cacheOptions.noCache)
-        var copies = OutputOptions()
-        copies.output = output
-        let deliver = Deliverer(output: copies, renderer: storeOptions.json ? .json : .human, store: store) { i, _ in frameURL(i) }
+        let deliver = Deliverer(saveLatents: false, renderer: storeOptions.json ? .json : .human, store: store) { i, _ in frameURL(i) }
         Interrupts.install()
         try service.interpolate(request, observer: TerminalObserver(), delivered: deliver.deliver)
     }

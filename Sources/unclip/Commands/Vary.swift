@@ -63,23 +63,21 @@ struct Vary: ParsableCommand {
         var request = VariationRequest(source: source)
         request.prompt = prompt
         request.decoder = decoderOptions.parameters(size: sizeOptions, previewEvery: outputOptions.previewEvery)
-        let seeds = try RequestCheck.seeds(seedOptions.plan)
-        request.seeds = SeedPlan(first: seeds[0], count: seeds.count)
-        let url = { (_: Int, seed: UInt64) in outputOptions.url(seed: seed, count: seeds.count) }
-        try checkWritable(seeds.enumerated().map { url($0.offset, $0.element) })
+        let plan = try ImagePlan(seedOptions, outputOptions)
+        request.seeds = plan.seedPlan
         let store = try storeOptions.open()
         let parent = try id.map { try store.generation(generationID($0)) }
         let model = try modelOptions.resolve(for: parent, in: store)
         for w in try Preflight.check(request.decoder, model: model, options: modelOptions.loadOptions) { warn("warning: \(w)") }
-        let service = GenerationService(store: store, engine: try modelOptions.engine(model), useCache: !cacheOptions.noCache)
-        if let image {
-            let imported = try service.importPicture(.file(URL(fileURLWithPath: image)))
-            warn("source: \(image) recorded as generation \(imported.id)")
-            request.source = .generation(imported.id)
+        try plan.run(store: store, engine: try modelOptions.engine(model), useCache: !cacheOptions.noCache, json: storeOptions.json) {
+            (service: GenerationService, observer: GenerationObserver, deliver: @escaping (MadeImage) throws -> Void) in
+            try service.engine.require(.decodeEmbedding, for: "make variations")
+            if let image {
+                let imported = try service.importPicture(.file(URL(fileURLWithPath: image)))
+                warn("source: \(image) recorded as generation \(imported.id)")
+                request.source = .generation(imported.id)
+            }
+            try service.vary(request, observer: observer, delivered: deliver)
         }
-        let deliver = Deliverer(output: outputOptions, renderer: storeOptions.json ? .json : .human, store: store, url: url)
-        Interrupts.install()
-        let observer = TerminalObserver { i, step in outputOptions.previewURL(for: url(i, seeds[i]), step: step) }
-        try service.vary(request, observer: observer, delivered: deliver.deliver)
     }
 }

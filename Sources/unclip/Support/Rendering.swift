@@ -3,6 +3,7 @@ import UnCLIPEngine
 import UnCLIPImage
 import UnCLIPService
 import UnCLIPStore
+import UnCLIPStoreSQLite
 import UnCLIPWeights
 
 /// One made image as `--json` prints it (one object per line, as soon as the image is stored).
@@ -142,7 +143,8 @@ enum Interrupts {
 
 /// The copies image-making commands write besides the store's own.
 struct Deliverer {
-    let output: OutputOptions
+    /// Also write the final latents beside each copy.
+    let saveLatents: Bool
     let renderer: ImageRenderer
     let store: any GenerationStore
     /// The output path of image i of the request.
@@ -152,7 +154,7 @@ struct Deliverer {
         if let cache = made.cache { warn("cache: text encodings \(cache.text.rawValue), prior \(cache.prior.rawValue)") }
         let target = url(made.index, made.generation.seed ?? 0)
         try AtomicFile.write(try store.imageData(made.generation.id), to: target)
-        if output.saveLatents, let latents = made.latents {
+        if saveLatents, let latents = made.latents {
             try SafeTensorsWriter.write([("latents", .float32(latents))], metadata: ["seed": "\(made.generation.seed ?? 0)"],
                                         to: target.deletingPathExtension().appendingPathExtension("latents.safetensors"))
         }
@@ -175,5 +177,33 @@ func checkWritable(_ urls: [URL]) throws {
         }
         guard isDir.boolValue else { throw CLIError("--output \(url.path): \(folder.path) is a file, not a folder") }
         guard access(folder.path, W_OK) == 0 else { throw CLIError("--output \(url.path): the folder \(folder.path) is not writable") }
+    }
+}
+
+/// The seeds and output files of an image-making command, checked before any work, and the pieces that run
+/// its request: the service, a Ctrl-C-aware observer writing previews beside the outputs, and the delivery of
+/// each image as it is stored.
+struct ImagePlan {
+    let seeds: [UInt64]
+    let outputs: OutputOptions
+
+    init(_ seedOptions: SeedOptions, _ outputs: OutputOptions) throws {
+        seeds = try RequestCheck.seeds(seedOptions.plan)
+        self.outputs = outputs
+        try checkWritable(seeds.enumerated().map { url($0.offset, $0.element) })
+    }
+
+    /// The seeds, fixed (a random first seed is chosen once, so the outputs named after it are the ones made).
+    var seedPlan: SeedPlan { SeedPlan(first: seeds[0], count: seeds.count) }
+
+    func url(_ index: Int, _ seed: UInt64) -> URL { outputs.url(seed: seed, count: seeds.count) }
+
+    func run(store: SQLiteStore, engine: any ImageEngine, useCache: Bool = true, json: Bool,
+             _ body: (GenerationService, GenerationObserver, @escaping (MadeImage) throws -> Void) throws -> Void) throws {
+        let service = GenerationService(store: store, engine: engine, useCache: useCache)
+        let deliver = Deliverer(saveLatents: outputs.saveLatents, renderer: json ? .json : .human, store: store, url: url)
+        Interrupts.install()
+        let observer = TerminalObserver { i, step in outputs.previewURL(for: url(i, seeds[i]), step: step) }
+        try body(service, observer, deliver.deliver)
     }
 }
