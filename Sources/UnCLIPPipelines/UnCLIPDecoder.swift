@@ -45,11 +45,6 @@ public final class UnCLIPDecoder {
     public var embeddingDim: Int { imageNormalizer.config.embeddingDim }
     public var defaultSize: Int { base.defaultSize }
 
-    /// Whether a folder is a Stable unCLIP decoder (it has an image normalizer), not plain Stable Diffusion.
-    public static func isUnCLIP(_ folder: URL) -> Bool {
-        FileManager.default.fileExists(atPath: folder.appendingPathComponent("image_normalizer").path)
-    }
-
     public convenience init(folder: URL, variant: String? = nil) throws {
         try self.init(folder: folder, options: LoadOptions(variant: variant))
     }
