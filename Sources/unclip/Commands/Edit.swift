@@ -7,13 +7,13 @@ struct Edit: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Image-to-image: turn a picture toward a prompt (works with Stable unCLIP and plain Stable Diffusion folders).",
         discussion: """
-        The picture (PNG, JPEG or WebP) is encoded by the VAE, noised to --strength (0 keeps it, 1 ignores it), and
-        denoised with the prompt for the remaining steps, as diffusers' img2img pipelines do. With a Stable unCLIP
-        model the decoder is conditioned on an image embedding that moves with the strength too: the slerp from the
-        picture's own CLIP embedding to the prior's embedding for the prompt. The picture keeps its size, whose
-        sides must be multiples of 8.
-        Each edit is recorded in the store with its init picture (path and sha256) and strength, linked to the
-        stored generation whose picture it started from, if any; `unclip regenerate ID` repeats it while the
+        The picture (PNG, JPEG or WebP) is encoded by the VAE, noised to --strength (0 keeps it, 1 ignores it), and \
+        denoised with the prompt for the remaining steps, as diffusers' img2img pipelines do. With a Stable unCLIP \
+        model the decoder is conditioned on an image embedding that moves with the strength too: the slerp from the \
+        picture's own CLIP embedding to the prior's embedding for the prompt. The picture keeps its size, whose \
+        sides must be multiples of 8. \
+        Each edit is recorded in the store with its init picture (path and sha256) and strength, linked to the \
+        stored generation whose picture it started from, if any; `unclip regenerate ID` repeats it while the \
         init picture is unchanged.
         Examples:
           unclip edit --image sketch.png "a green triangle"

@@ -7,14 +7,14 @@ struct Generate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Make images from a prompt: CLIP text → prior (best of N image embeddings) → decoder → PNG.",
         discussion: """
-        The prior samples --prior-candidates CLIP image embeddings and keeps the one closest to the prompt
-        (DALL·E 2's rule); the decoder draws it. With --prior-candidates 1 and the same seed and settings,
-        the image equals diffusers' StableUnCLIPPipeline output.
-        Every image is recorded in the store (see --store) with its embedding and settings; text encodings
-        and prior runs are cached there, so repeating a prompt skips those stages (--no-cache recomputes them).
-        Each image prints a line (id, file, seed, seconds) as soon as it is stored; --json prints one JSON object
-        per image instead. Ctrl-C stops after the current step; finished images are kept.
-        A plain Stable Diffusion folder (StableDiffusionPipeline layout) runs prompt → UNet → VAE without a prior;
+        The prior samples --prior-candidates CLIP image embeddings and keeps the one closest to the prompt \
+        (DALL·E 2's rule); the decoder draws it. With --prior-candidates 1 and the same seed and settings, \
+        the image equals diffusers' StableUnCLIPPipeline output. \
+        Every image is recorded in the store (see --store) with its embedding and settings; text encodings \
+        and prior runs are cached there, so repeating a prompt skips those stages (--no-cache recomputes them). \
+        Each image prints a line (id, file, seed, seconds) as soon as it is stored; --json prints one JSON object \
+        per image instead. Ctrl-C stops after the current step; finished images are kept. \
+        A plain Stable Diffusion folder (StableDiffusionPipeline layout) runs prompt → UNet → VAE without a prior; \
         its images are stored without an embedding unless --clip names a CLIP vision encoder to embed them.
         Examples:
           unclip generate "a small red circle on the left"

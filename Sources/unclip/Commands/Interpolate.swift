@@ -7,8 +7,8 @@ struct Interpolate: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Images along the great circle between two stored generations' CLIP image embeddings.",
         discussion: """
-        Spherical interpolation (slerp) over the whole embedding: --frames images with t = 0, 1/(N−1), …, 1,
-        so the first and last frames use the two generations' own embeddings. Every frame is decoded with
+        Spherical interpolation (slerp) over the whole embedding: --frames images with t = 0, 1/(N−1), …, 1, \
+        so the first and last frames use the two generations' own embeddings. Every frame is decoded with \
         the same seed, so only the embedding changes from frame to frame. Each frame is recorded.
         Example:
           unclip interpolate 12 31 --frames 8 --seed 5 --output walk.png     # walk-0.png … walk-7.png

@@ -7,9 +7,9 @@ struct Nudge: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "DALL·E 2's text diff: turn a stored generation's embedding toward a phrase and decode it.",
         discussion: """
-        direction = normalize(text_embeds(--toward) − text_embeds(--from)), with the CLIP text embeddings of
-        the prior's text encoder; --from defaults to the generation's own prompt. The image embedding is
-        rotated toward the direction by --amount θ with slerp (its length kept): 0 keeps the image, DALL·E 2
+        direction = normalize(text_embeds(--toward) − text_embeds(--from)), with the CLIP text embeddings of \
+        the prior's text encoder; --from defaults to the generation's own prompt. The image embedding is \
+        rotated toward the direction by --amount θ with slerp (its length kept): 0 keeps the image, DALL·E 2 \
         shows 0.25–0.5. The result is recorded with the generation as its parent.
         Example:
           unclip nudge 12 --toward "a photo of a cat in winter" --from "a photo of a cat" --amount 0.35

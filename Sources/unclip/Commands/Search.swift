@@ -8,11 +8,11 @@ struct Search: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Find stored generations by meaning: rank them by similarity in CLIP image-embedding space.",
         discussion: """
-        The query is a text (its CLIP text embedding from the prior's text encoder), a picture (--image, through
-        the CLIP vision encoder) or a stored generation (--like ID, its own embedding). Image queries compare the
-        CLIP embeddings of the finished pictures. Text queries score each generation by its picture's embedding
-        (what was drawn) plus, at half weight, the embedding the decoder was given (what was meant). Each CLIP
-        model has its own space, so the query is embedded by the models that made the stored generations (or by
+        The query is a text (its CLIP text embedding from the prior's text encoder), a picture (--image, through \
+        the CLIP vision encoder) or a stored generation (--like ID, its own embedding). Image queries compare the \
+        CLIP embeddings of the finished pictures. Text queries score each generation by its picture's embedding \
+        (what was drawn) plus, at half weight, the embedding the decoder was given (what was meant). Each CLIP \
+        model has its own space, so the query is embedded by the models that made the stored generations (or by \
         --model alone when given).
         Examples:
           unclip search "a red lighthouse"

@@ -8,10 +8,10 @@ struct Vary: ParsableCommand {
     static let configuration = CommandConfiguration(
         abstract: "Variations of a stored generation, a picture or a CLIP image embedding (Stable unCLIP).",
         discussion: """
-        `vary ID` decodes the stored generation's own image embedding with new seeds. --image embeds an
-        outside picture (PNG, JPEG or WebP) with the model's CLIP vision encoder and records it in the store as a
-        source; --embedding reads a .safetensors file (the tensor 'image_embeds', or its only tensor). The
-        embedding is noise-augmented by --noise-level and decoded; an optional --prompt steers the decoder. Every
+        `vary ID` decodes the stored generation's own image embedding with new seeds. --image embeds an \
+        outside picture (PNG, JPEG or WebP) with the model's CLIP vision encoder and records it in the store as a \
+        source; --embedding reads a .safetensors file (the tensor 'image_embeds', or its only tensor). The \
+        embedding is noise-augmented by --noise-level and decoded; an optional --prompt steers the decoder. Every \
         variation is recorded in the store.
         Examples:
           unclip vary 12 --count 4
