@@ -51,6 +51,8 @@ from diffusers import (
     PNDMScheduler,
 )
 
+from fixtures_schedulers import DrawCounter, f32  # this folder: randn_tensor call counting, float32 arrays
+
 assert diffusers.__version__ == "0.42.1", diffusers.__version__
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
@@ -90,32 +92,6 @@ SD21 = {
 
 def fake_model(x, t):
     return x * 0.1 + float(np.float32(0.05 * math.cos(float(t) / 100.0)))
-
-
-class DrawCounter:
-    """Counts randn_tensor calls in a scheduler module (as fixtures_schedulers.py)."""
-
-    def __init__(self, module):
-        self.module = module
-        self.original = getattr(module, "randn_tensor", None)
-        self.count = 0
-
-    def __enter__(self):
-        def counting(*args, **kwargs):
-            self.count += 1
-            return self.original(*args, **kwargs)
-
-        if self.original is not None:
-            self.module.randn_tensor = counting
-        return self
-
-    def __exit__(self, *exc):
-        if self.original is not None:
-            self.module.randn_tensor = self.original
-
-
-def f32(t):
-    return np.ascontiguousarray(np.asarray(t, dtype=np.float32))
 
 
 def run(make, n, seed, begin):
