@@ -121,6 +121,9 @@ public final class LatentDenoiser {
             let order = timesteps.count / max(s.steps, 1)   // PNDM's schedule has extra entries
             let start = max(s.steps - keep, 0) * max(order, 1)
             timesteps = Array(timesteps.dropFirst(start))
+            // As diffusers' img2img pipelines: the sigma schedulers start at this position, not at
+            // whatever index the first kept timestep looks up to.
+            try scheduler.setBeginIndex(start)
             let x = try initTensor(initImage)
             let (mean, logvar) = try vae.get().encodeDistribution(x)
             let eps = try generator.randn(count: mean.count)
@@ -139,6 +142,10 @@ public final class LatentDenoiser {
         } else {
             let f = vaeScaleFactor
             let h = (s.height ?? defaultSize) / f, w = (s.width ?? defaultSize) / f
+            // A full run starts at index 0. Looking the first timestep up instead (diffusers' text-to-image
+            // pipelines do) takes the second of repeated timesteps, which cosine schedules with Karras
+            // sigmas have, and then runs out of sigmas before the last step.
+            try scheduler.setBeginIndex(0)
             latents = Tensor(shape: [1, c, h, w], data: try generator.randn(count: c * h * w))
             if scheduler.initNoiseSigma != 1 { latents = scale(latents, scheduler.initNoiseSigma) }
         }

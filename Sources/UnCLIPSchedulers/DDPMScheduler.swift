@@ -14,36 +14,22 @@ public enum VarianceType: String, CaseIterable, Sendable {
 }
 
 /// diffusers' DDPMScheduler (Ho et al. 2020), as Stable unCLIP uses it for its prior and image noising.
-public struct DDPMScheduler: Scheduler {
+public struct DDPMScheduler: ConfigurableScheduler {
     public static let className = "DDPMScheduler"
 
     /// The scheduler_config.json keys DDPMScheduler reads, with diffusers' defaults.
-    public struct Config: Decodable, Sendable {
-        public var numTrainTimesteps = 1000
-        public var betaStart = 0.0001
-        public var betaEnd = 0.02
-        public var betaSchedule = BetaSchedule.linear
-        public var trainedBetas: [Double]? = nil
+    public struct Config: Decodable, Sendable, TrainingScheduleConfig {
+        static let rules = TrainingSchedule.Rules(timestepSpacing: .leading, betaSchedules: BetaSchedule.allCases)
+        public var training = TrainingSchedule(rules)
+        public var clipping = SampleClipping()
         public var varianceType = VarianceType.fixedSmall
-        public var clipSample = true
-        public var predictionType = PredictionType.epsilon
-        public var thresholding = false
-        public var dynamicThresholdingRatio = 0.995
-        public var clipSampleRange = 1.0
-        public var sampleMaxValue = 1.0
-        public var timestepSpacing = TimestepSpacing.leading
-        public var stepsOffset = 0
-        public var rescaleBetasZeroSnr = false
 
         public init() {}
 
         public init(from decoder: Decoder) throws {
             let r = try ConfigReader(decoder)
-            numTrainTimesteps = try r("num_train_timesteps", numTrainTimesteps)
-            betaStart = try r("beta_start", betaStart)
-            betaEnd = try r("beta_end", betaEnd)
-            betaSchedule = try r.choice("beta_schedule", betaSchedule, allowed: BetaSchedule.allCases)
-            trainedBetas = try r.optional("trained_betas")
+            training = try TrainingSchedule(reading: r, Self.rules)
+            clipping = try SampleClipping(reading: r)
             // fixed_large_log takes the square root of a log (NaN noise in diffusers), so it is refused.
             if try r.optional("variance_type") == VarianceType.fixedLargeLog.rawValue {
                 throw SchedulerError.unsupported(scheduler: DDPMScheduler.className,
@@ -51,15 +37,6 @@ public struct DDPMScheduler: Scheduler {
             }
             varianceType = try r.choice("variance_type", varianceType,
                                         allowed: [.fixedSmall, .fixedSmallLog, .fixedLarge, .learned, .learnedRange])
-            clipSample = try r("clip_sample", clipSample)
-            predictionType = try r.choice("prediction_type", predictionType, allowed: PredictionType.allCases)
-            thresholding = try r("thresholding", thresholding)
-            dynamicThresholdingRatio = try r("dynamic_thresholding_ratio", dynamicThresholdingRatio)
-            clipSampleRange = try r("clip_sample_range", clipSampleRange)
-            sampleMaxValue = try r("sample_max_value", sampleMaxValue)
-            timestepSpacing = try r.choice("timestep_spacing", timestepSpacing, allowed: TimestepSpacing.allCases)
-            stepsOffset = try r("steps_offset", stepsOffset)
-            rescaleBetasZeroSnr = try r("rescale_betas_zero_snr", rescaleBetasZeroSnr)
         }
     }
 
@@ -67,8 +44,8 @@ public struct DDPMScheduler: Scheduler {
     /// The training schedule.
     public let schedule: NoiseSchedule
     /// The current integer timesteps, descending.
-    public private(set) var integerTimesteps: [Int]
-    private var numInferenceSteps: Int?
+    public var integerTimesteps: [Int] { steps.timesteps }
+    private var steps: DiscreteSteps
 
     public var name: String { Self.className }
     public var timesteps: [Float] { integerTimesteps.map { Float($0) } }
@@ -80,27 +57,19 @@ public struct DDPMScheduler: Scheduler {
             throw SchedulerError.unsupported(scheduler: Self.className, feature: "variance_type fixed_large_log")
         }
         self.config = config
-        schedule = try NoiseSchedule(numTrainTimesteps: config.numTrainTimesteps, betaStart: config.betaStart,
-                                     betaEnd: config.betaEnd, betaSchedule: config.betaSchedule,
-                                     trainedBetas: config.trainedBetas, rescaleBetasZeroSnr: config.rescaleBetasZeroSnr)
-        integerTimesteps = Array((0..<config.numTrainTimesteps).reversed())
+        schedule = try config.training.noiseSchedule()
+        steps = DiscreteSteps(config.training)
     }
 
     public mutating func setTimesteps(_ count: Int) throws {
-        guard count >= 1, count <= config.numTrainTimesteps else {
-            throw SchedulerError.invalidStepCount(scheduler: name, count: count,
-                                                  reason: "must be in 1...\(config.numTrainTimesteps) (num_train_timesteps)")
-        }
-        numInferenceSteps = count
-        integerTimesteps = discreteTimesteps(spacing: config.timestepSpacing, numTrainTimesteps: config.numTrainTimesteps,
-                                             count: count, stepsOffset: config.stepsOffset)
+        try steps.set(count, config.training, scheduler: name)
     }
 
     public func scaleModelInput(_ sample: Tensor, timestep: Float) throws -> Tensor { sample }
 
     /// The timestep after `t` in the schedule (-1 after the last), or t - 1 before setTimesteps.
     func previousTimestep(_ t: Int) throws -> Int {
-        guard numInferenceSteps != nil else { return t - 1 }
+        guard steps.count != nil else { return t - 1 }
         guard let index = integerTimesteps.firstIndex(of: t) else {
             throw SchedulerError.invalidTimestep(scheduler: name, timestep: Float(t), reason: "not in the schedule")
         }
@@ -133,19 +102,11 @@ public struct DDPMScheduler: Scheduler {
         let currentBetaT = 1 - currentAlphaT
 
         // 2. predicted x0
-        var predOriginal: Tensor
-        switch config.predictionType {
-        case .epsilon: predOriginal = subtractScaledDivide(sample, betaProdT.squareRoot(), output, alphaProdT.squareRoot())
-        case .sample: predOriginal = output
-        case .vPrediction: predOriginal = linearCombination([(alphaProdT.squareRoot(), sample), (-betaProdT.squareRoot(), output)])
-        }
+        var predOriginal = alphaPredictedOriginal(config.predictionType, alphaProdT: alphaProdT, betaProdT: betaProdT,
+                                                  modelOutput: output, sample: sample)
 
         // 3. clip or threshold x0
-        if config.thresholding {
-            predOriginal = dynamicThreshold(predOriginal, ratio: config.dynamicThresholdingRatio, maxValue: config.sampleMaxValue)
-        } else if config.clipSample {
-            predOriginal = clamped(predOriginal, Float(-config.clipSampleRange), Float(config.clipSampleRange))
-        }
+        predOriginal = config.clipping.apply(predOriginal)
 
         // 4.-5. posterior mean
         let originalCoeff = (alphaProdPrev.squareRoot() * currentBetaT) / betaProdT

@@ -5,7 +5,7 @@ import UnCLIPWeights
 
 /// diffusers' DPMSolverMultistepScheduler (DPM-Solver / DPM-Solver++ of Lu et al., orders 1-3, optionally
 /// the SDE variants that draw noise every step).
-public struct DPMSolverMultistepScheduler: Scheduler {
+public struct DPMSolverMultistepScheduler: ConfigurableScheduler {
     public static let className = "DPMSolverMultistepScheduler"
 
     /// `algorithm_type`.
@@ -23,48 +23,31 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     }
 
     /// The scheduler_config.json keys DPMSolverMultistepScheduler reads, with diffusers' defaults.
-    public struct Config: Decodable, Sendable {
-        public var numTrainTimesteps = 1000
-        public var betaStart = 0.0001
-        public var betaEnd = 0.02
-        public var betaSchedule = BetaSchedule.linear
-        public var trainedBetas: [Double]? = nil
+    public struct Config: Decodable, Sendable, TrainingScheduleConfig, SigmaOptionsConfig {
+        static let rules = TrainingSchedule.Rules(timestepSpacing: .linspace)
+        public var training = TrainingSchedule(rules)
+        /// Thresholding only: DPM-Solver has no clip_sample.
+        public var clipping = SampleClipping(clipSample: false)
+        public var sigmaOptions = SigmaOptions()
         public var solverOrder = 2
-        public var predictionType = PredictionType.epsilon
-        public var thresholding = false
-        public var dynamicThresholdingRatio = 0.995
-        public var sampleMaxValue = 1.0
         public var algorithmType = Algorithm.dpmsolverPlusPlus
         public var solverType = SolverType.midpoint
         public var lowerOrderFinal = true
         public var eulerAtFinal = false
-        public var useKarrasSigmas = false
-        public var useExponentialSigmas = false
         public var useLuLambdas = false
-        /// `final_sigmas_type`: true for "sigma_min", false for "zero".
-        public var finalSigmaIsMin = false
         public var lambdaMinClipped = -Double.infinity
         /// `variance_type` learned / learned_range: the model's first 3 channels are the prediction.
         public var learnedVariance = false
-        public var timestepSpacing = TimestepSpacing.linspace
-        public var stepsOffset = 0
-        public var rescaleBetasZeroSnr = false
 
         public init() {}
 
         public init(from decoder: Decoder) throws {
             let r = try ConfigReader(decoder)
             let name = DPMSolverMultistepScheduler.className
-            numTrainTimesteps = try r("num_train_timesteps", numTrainTimesteps)
-            betaStart = try r("beta_start", betaStart)
-            betaEnd = try r("beta_end", betaEnd)
-            betaSchedule = try r.choice("beta_schedule", betaSchedule, allowed: [.linear, .scaledLinear, .squaredcosCapV2])
-            trainedBetas = try r.optional("trained_betas")
+            training = try TrainingSchedule(reading: r, Self.rules)
+            clipping = try SampleClipping(reading: r, readsClip: false)
+            sigmaOptions = try SigmaOptions(reading: r, scheduler: name, readsFinalSigmasType: true)
             solverOrder = try r("solver_order", solverOrder)
-            predictionType = try r.choice("prediction_type", predictionType, allowed: PredictionType.allCases)
-            thresholding = try r("thresholding", thresholding)
-            dynamicThresholdingRatio = try r("dynamic_thresholding_ratio", dynamicThresholdingRatio)
-            sampleMaxValue = try r("sample_max_value", sampleMaxValue)
             // diffusers maps "deis" to dpmsolver++ and the UniPC solver types to midpoint.
             algorithmType = try r.choice("algorithm_type", algorithmType, allowed: Algorithm.allCases,
                                          aliases: ["deis": .dpmsolverPlusPlus])
@@ -72,26 +55,16 @@ public struct DPMSolverMultistepScheduler: Scheduler {
                                       aliases: ["logrho": .midpoint, "bh1": .midpoint, "bh2": .midpoint])
             lowerOrderFinal = try r("lower_order_final", lowerOrderFinal)
             eulerAtFinal = try r("euler_at_final", eulerAtFinal)
-            useKarrasSigmas = try r("use_karras_sigmas", useKarrasSigmas)
-            useExponentialSigmas = try r("use_exponential_sigmas", useExponentialSigmas)
             useLuLambdas = try r("use_lu_lambdas", useLuLambdas)
-            for key in ["use_beta_sigmas", "use_flow_sigmas", "use_dynamic_shifting"] where try r(key, false) {
+            for key in ["use_flow_sigmas", "use_dynamic_shifting"] where try r(key, false) {
                 throw SchedulerError.unsupported(scheduler: name, feature: key)
             }
-            let final: String = try r("final_sigmas_type", "zero")
-            guard ["zero", "sigma_min"].contains(final) else {
-                throw ConfigValueError(key: "final_sigmas_type", value: final, allowed: ["zero", "sigma_min"])
-            }
-            finalSigmaIsMin = final == "sigma_min"
             lambdaMinClipped = try r("lambda_min_clipped", lambdaMinClipped)
             let variance: String? = try r.optional("variance_type")
             if let variance, !["learned", "learned_range"].contains(variance) {
                 throw ConfigValueError(key: "variance_type", value: variance, allowed: ["learned", "learned_range"])
             }
             learnedVariance = variance != nil
-            timestepSpacing = try r.choice("timestep_spacing", timestepSpacing, allowed: TimestepSpacing.allCases)
-            stepsOffset = try r("steps_offset", stepsOffset)
-            rescaleBetasZeroSnr = try r("rescale_betas_zero_snr", rescaleBetasZeroSnr)
         }
     }
 
@@ -100,19 +73,20 @@ public struct DPMSolverMultistepScheduler: Scheduler {
     public let schedule: NoiseSchedule
     /// alphas_cumprod as the sigmas use it (the last one is 2^-24 with rescale_betas_zero_snr).
     public let alphasCumprod: [Float]
-    /// The current sigmas: one per timestep plus the final one.
-    public private(set) var sigmas: [Float]
-    /// The current integer timesteps.
-    public private(set) var integerTimesteps: [Int]
     private let lambdas: [Float]
+    private var steps: SigmaSteps
     private var numInferenceSteps: Int?
     /// The last `solverOrder` converted model outputs, oldest first.
     private var modelOutputs: [Tensor?]
     private var lowerOrderNums = 0
-    private var stepIndex: Int?
 
     public var name: String { Self.className }
-    public var timesteps: [Float] { integerTimesteps.map { Float($0) } }
+    /// The current sigmas: one per timestep plus the final one.
+    public var sigmas: [Float] { steps.sigmas }
+    /// The current timesteps: whole numbers (torch int64 in diffusers).
+    public var timesteps: [Float] { steps.timesteps }
+    /// The current integer timesteps.
+    public var integerTimesteps: [Int] { steps.timesteps.map { Int($0) } }
     public var initNoiseSigma: Float { 1 }
 
     /// A scheduler for `config`; throws for combinations diffusers rejects.
@@ -120,87 +94,70 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         guard (1...3).contains(config.solverOrder) else {
             throw SchedulerError.invalidConfig("solver_order must be 1, 2 or 3, got \(config.solverOrder)")
         }
-        if [config.useKarrasSigmas, config.useExponentialSigmas].filter({ $0 }).count > 1 {
-            throw SchedulerError.invalidConfig("only one of use_karras_sigmas and use_exponential_sigmas can be set")
-        }
+        try config.sigmaOptions.validate()
         let plusPlus = config.algorithmType == .dpmsolverPlusPlus || config.algorithmType == .sdeDpmsolverPlusPlus
         if !plusPlus && !config.finalSigmaIsMin {
             throw SchedulerError.invalidConfig(
                 "final_sigmas_type 'zero' is not supported for algorithm_type \(config.algorithmType.rawValue); use 'sigma_min'")
         }
         self.config = config
-        schedule = try NoiseSchedule(numTrainTimesteps: config.numTrainTimesteps, betaStart: config.betaStart,
-                                     betaEnd: config.betaEnd, betaSchedule: config.betaSchedule,
-                                     trainedBetas: config.trainedBetas, rescaleBetasZeroSnr: config.rescaleBetasZeroSnr)
-        var ac = schedule.alphasCumprod
-        if config.rescaleBetasZeroSnr { ac[ac.count - 1] = Float(1.0 / 16_777_216.0) }
-        alphasCumprod = ac
-        lambdas = ac.map { logf32($0.squareRoot()) - logf32((1 - $0).squareRoot()) }
-        sigmas = trainingSigmas(ac)
-        integerTimesteps = (0..<config.numTrainTimesteps).reversed().map { $0 }
+        schedule = try config.training.noiseSchedule()
+        alphasCumprod = sigmaAlphasCumprod(schedule, zeroSnr: config.rescaleBetasZeroSnr)
+        lambdas = alphasCumprod.map { logf32($0.squareRoot()) - logf32((1 - $0).squareRoot()) }
+        steps = SigmaSteps(sigmas: trainingSigmas(alphasCumprod),
+                           timesteps: (0..<config.numTrainTimesteps).reversed().map { Float($0) },
+                           scheduler: Self.className, absentMeansLast: true)
         modelOutputs = Array(repeating: nil, count: config.solverOrder)
     }
 
     public mutating func setTimesteps(_ count: Int) throws {
-        guard count >= 1 else {
-            throw SchedulerError.invalidStepCount(scheduler: name, count: count, reason: "must be at least 1")
-        }
+        try requirePositiveStepCount(count, scheduler: name)
         let trainSteps = config.numTrainTimesteps
         // Timesteps whose lambda falls below lambda_min_clipped are cut from the top of the range.
         let clipped = Float(config.lambdaMinClipped)
         let clippedCount = lambdas.reversed().filter { $0 < clipped }.count
         let lastTimestep = trainSteps - clippedCount
-        var steps: [Double]
+        var timesteps: [Double]
         switch config.timestepSpacing {
         case .linspace:
-            steps = Array(npLinspace(0, Double(lastTimestep - 1), count + 1).map(npRound).reversed().dropLast())
+            timesteps = Array(npLinspace(0, Double(lastTimestep - 1), count + 1).map(npRound).reversed().dropLast())
         case .leading:
             let ratio = lastTimestep / (count + 1)
-            steps = Array((0...count).reversed().dropLast().map { Double($0 * ratio + config.stepsOffset) })
+            timesteps = Array((0...count).reversed().dropLast().map { Double($0 * ratio + config.stepsOffset) })
         case .trailing:
             let ratio = Double(trainSteps) / Double(count)
-            steps = npArange(Double(lastTimestep), 0, -ratio).map { npRound($0) - 1 }
+            timesteps = npArange(Double(lastTimestep), 0, -ratio).map { npRound($0) - 1 }
         }
 
         let train = trainingSigmas(alphasCumprod)
         let logSigmas = train.map(logf32)
+        // diffusers rounds Karras and Lu timesteps except on the cosine schedule; the int64 cast below
+        // then truncates the fractional ones, so neighbouring sigmas can share a timestep there.
         let rounds = config.betaSchedule != .squaredcosCapV2
         var newSigmas: [Double]
-        if config.useKarrasSigmas || config.useExponentialSigmas {
-            let sigmaMin = Double(train[0]), sigmaMax = Double(train[train.count - 1])
-            newSigmas = config.useKarrasSigmas
-                ? karrasSigmas(sigmaMin: sigmaMin, sigmaMax: sigmaMax, count: count)
-                : exponentialSigmas(sigmaMin: sigmaMin, sigmaMax: sigmaMax, count: count)
-            steps = newSigmas.map { sigmaToT($0, logSigmas: logSigmas) }
-            if config.useKarrasSigmas && rounds { steps = steps.map(npRound) }
+        if let respaced = config.sigmaOptions.respaced(train.reversed().map { Double($0) }, count: count, logSigmas: logSigmas) {
+            (newSigmas, timesteps) = respaced
+            if config.useKarrasSigmas && rounds { timesteps = timesteps.map(npRound) }
         } else if config.useLuLambdas {
             // Uniform in log-sigma between the extremes (rho = 1).
             let lambdaMin = Double(logSigmas[0]), lambdaMax = Double(logSigmas[logSigmas.count - 1])
             newSigmas = npLinspace(0, 1, count).map { Foundation.exp(lambdaMax + $0 * (lambdaMin - lambdaMax)) }
-            steps = newSigmas.map { sigmaToT($0, logSigmas: logSigmas) }
-            if rounds { steps = steps.map(npRound) }
+            timesteps = newSigmas.map { sigmaToT($0, logSigmas: logSigmas) }
+            if rounds { timesteps = timesteps.map(npRound) }
         } else {
-            let fp = train.map { Double($0) }
-            newSigmas = steps.map { npInterpOnIndexGrid($0, fp) }
+            newSigmas = interpolatedSigmas(timesteps, trainingSigmas: train)
         }
-        let last: Float = config.finalSigmaIsMin ? ((1 - alphasCumprod[0]) / alphasCumprod[0]).squareRoot() : 0
-        sigmas = newSigmas.map { Float($0) } + [last]
         // torch's .to(int64) truncates toward zero (fractional only for cosine + Karras/Lu/exponential).
-        integerTimesteps = steps.map { Int($0.rounded(.towardZero)) }
-        numInferenceSteps = integerTimesteps.count
+        steps.reset(sigmas: newSigmas.map { Float($0) } + [config.sigmaOptions.finalSigma(alphasCumprod)],
+                    timesteps: timesteps.map { Float(Int($0.rounded(.towardZero))) })
+        numInferenceSteps = timesteps.count
         modelOutputs = Array(repeating: nil, count: config.solverOrder)
         lowerOrderNums = 0
-        stepIndex = nil
     }
+
+    public mutating func setBeginIndex(_ index: Int) throws { try steps.setBeginIndex(index) }
 
     public func scaleModelInput(_ sample: Tensor, timestep: Float) throws -> Tensor { sample }
-
-    /// diffusers' index_for_timestep: the second match if repeated, the last index if absent.
-    private func index(for timestep: Float) -> Int {
-        let matches = integerTimesteps.indices.filter { Float(integerTimesteps[$0]) == timestep }
-        if matches.isEmpty { return integerTimesteps.count - 1 }
-        return matches.count > 1 ? matches[1] : matches[0]
-    }
 
     /// (alpha_t, sigma_t) of the VP process for a sigma: 1 / sqrt(sigma² + 1) and sigma * alpha_t.
     private func alphaSigma(_ sigma: Float) -> (alpha: Float, sigma: Float) {
@@ -225,16 +182,13 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         try checkSameShape(output, sample, scheduler: name)
         let (alphaT, sigmaT) = alphaSigma(sigmas[i])
         if isPlusPlus {
-            var x0: Tensor
+            let x0: Tensor
             switch config.predictionType {
             case .epsilon: x0 = subtractScaledDivide(sample, sigmaT, output, alphaT)
             case .sample: x0 = output
             case .vPrediction: x0 = linearCombination([(alphaT, sample), (-sigmaT, output)])
             }
-            if config.thresholding {
-                x0 = dynamicThreshold(x0, ratio: config.dynamicThresholdingRatio, maxValue: config.sampleMaxValue)
-            }
-            return x0
+            return config.clipping.thresholding ? config.clipping.threshold(x0) : x0
         }
         var epsilon: Tensor
         switch config.predictionType {
@@ -242,9 +196,8 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         case .sample: epsilon = subtractScaledDivide(sample, alphaT, output, sigmaT)
         case .vPrediction: epsilon = linearCombination([(alphaT, output), (sigmaT, sample)])
         }
-        if config.thresholding {
-            var x0 = subtractScaledDivide(sample, sigmaT, epsilon, alphaT)
-            x0 = dynamicThreshold(x0, ratio: config.dynamicThresholdingRatio, maxValue: config.sampleMaxValue)
+        if config.clipping.thresholding {
+            let x0 = config.clipping.threshold(subtractScaledDivide(sample, sigmaT, epsilon, alphaT))
             epsilon = subtractScaledDivide(sample, alphaT, x0, sigmaT)
         }
         return epsilon
@@ -255,11 +208,8 @@ public struct DPMSolverMultistepScheduler: Scheduler {
         guard numInferenceSteps != nil else {
             throw SchedulerError.invalidState(scheduler: name, reason: "call setTimesteps before step")
         }
-        let i = stepIndex ?? index(for: timestep)
-        guard i + 1 < sigmas.count else {
-            throw SchedulerError.invalidState(scheduler: name, reason: "step \(i) is past the last sigma (\(sigmas.count - 1) steps)")
-        }
-        let count = integerTimesteps.count
+        let i = try steps.stepIndex(for: timestep)
+        let count = steps.timesteps.count
         let lowerOrderFinal = i == count - 1
             && (config.eulerAtFinal || (config.lowerOrderFinal && count < 15) || !config.finalSigmaIsMin)
         let lowerOrderSecond = i == count - 2 && config.lowerOrderFinal && count < 15
@@ -282,7 +232,7 @@ public struct DPMSolverMultistepScheduler: Scheduler {
             prev = try thirdOrderUpdate(sample: sample, noise: noise, index: i)
         }
         if lowerOrderNums < config.solverOrder { lowerOrderNums += 1 }
-        stepIndex = i + 1
+        steps.advance(past: i)
         return SchedulerOutput(prevSample: prev, predOriginalSample: isPlusPlus ? converted : nil)
     }
 
@@ -401,9 +351,10 @@ public struct DPMSolverMultistepScheduler: Scheduler {
 
     public func addNoise(original: Tensor, noise: Tensor, timesteps: [Float]) throws -> Tensor {
         let items = try perItem(timesteps, batch: original, noise: noise, scheduler: name)
+        let indices = try steps.noiseIndices(timesteps)
         var a: [Float] = [], b: [Float] = []
         for k in items {
-            let (alpha, sigma) = alphaSigma(sigmas[index(for: timesteps[k])])
+            let (alpha, sigma) = alphaSigma(sigmas[indices[k]])
             a.append(alpha)
             b.append(sigma)
         }

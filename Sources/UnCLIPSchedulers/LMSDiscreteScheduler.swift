@@ -4,100 +4,65 @@ import UnCLIPTensor
 import UnCLIPWeights
 
 /// diffusers' LMSDiscreteScheduler: linear multistep over up to four derivatives in sigma space.
-public struct LMSDiscreteScheduler: Scheduler {
+public struct LMSDiscreteScheduler: ConfigurableScheduler {
     public static let className = "LMSDiscreteScheduler"
     /// diffusers' default `order` argument of step().
     static let order = 4
 
     /// The scheduler_config.json keys LMSDiscreteScheduler reads, with diffusers' defaults.
-    public struct Config: Decodable, Sendable {
-        public var numTrainTimesteps = 1000
-        public var betaStart = 0.0001
-        public var betaEnd = 0.02
-        public var betaSchedule = BetaSchedule.linear
-        public var trainedBetas: [Double]? = nil
-        public var useKarrasSigmas = false
-        public var useExponentialSigmas = false
-        public var predictionType = PredictionType.epsilon
-        public var timestepSpacing = TimestepSpacing.linspace
-        public var stepsOffset = 0
+    public struct Config: Decodable, Sendable, TrainingScheduleConfig, SigmaOptionsConfig {
+        static let rules = TrainingSchedule.Rules(timestepSpacing: .linspace, readsZeroSnr: false)
+        public var training = TrainingSchedule(rules)
+        public var sigmaOptions = SigmaOptions()
 
         public init() {}
 
         public init(from decoder: Decoder) throws {
             let r = try ConfigReader(decoder)
-            numTrainTimesteps = try r("num_train_timesteps", numTrainTimesteps)
-            betaStart = try r("beta_start", betaStart)
-            betaEnd = try r("beta_end", betaEnd)
-            betaSchedule = try r.choice("beta_schedule", betaSchedule, allowed: [.linear, .scaledLinear, .squaredcosCapV2])
-            trainedBetas = try r.optional("trained_betas")
-            useKarrasSigmas = try r("use_karras_sigmas", useKarrasSigmas)
-            useExponentialSigmas = try r("use_exponential_sigmas", useExponentialSigmas)
-            if try r("use_beta_sigmas", false) {
-                throw SchedulerError.unsupported(scheduler: LMSDiscreteScheduler.className, feature: "use_beta_sigmas")
-            }
-            predictionType = try r.choice("prediction_type", predictionType, allowed: PredictionType.allCases)
-            timestepSpacing = try r.choice("timestep_spacing", timestepSpacing, allowed: TimestepSpacing.allCases)
-            stepsOffset = try r("steps_offset", stepsOffset)
+            training = try TrainingSchedule(reading: r, Self.rules)
+            sigmaOptions = try SigmaOptions(reading: r, scheduler: LMSDiscreteScheduler.className, readsFinalSigmasType: false)
         }
     }
 
     public let config: Config
     /// The training schedule.
     public let schedule: NoiseSchedule
-    /// The current sigmas: one per timestep plus the final 0.
-    public private(set) var sigmas: [Float] = []
-    public private(set) var timesteps: [Float] = []
-    private var stepIndex: Int?
+    private var steps: SigmaSteps
     /// The last up to four derivatives (x - x0) / sigma, oldest first.
     private var derivatives: [Tensor] = []
 
     public var name: String { Self.className }
-    public var initNoiseSigma: Float { sigmaInitNoise(sigmas, spacing: config.timestepSpacing) }
+    /// The current sigmas: one per timestep plus the final 0.
+    public var sigmas: [Float] { steps.sigmas }
+    public var timesteps: [Float] { steps.timesteps }
+    public var initNoiseSigma: Float { steps.initNoiseSigma(spacing: config.timestepSpacing) }
 
     /// A scheduler for `config` (set to num_train_timesteps steps, as diffusers' constructor does).
     public init(config: Config = Config()) throws {
-        if config.useKarrasSigmas && config.useExponentialSigmas {
-            throw SchedulerError.invalidConfig("only one of use_karras_sigmas and use_exponential_sigmas can be set")
-        }
+        try config.sigmaOptions.validate()
         self.config = config
-        schedule = try NoiseSchedule(numTrainTimesteps: config.numTrainTimesteps, betaStart: config.betaStart,
-                                     betaEnd: config.betaEnd, betaSchedule: config.betaSchedule,
-                                     trainedBetas: config.trainedBetas, rescaleBetasZeroSnr: false)
+        schedule = try config.training.noiseSchedule()
+        steps = SigmaSteps(sigmas: [], timesteps: [], scheduler: Self.className)
         try setTimesteps(config.numTrainTimesteps)
     }
 
     public mutating func setTimesteps(_ count: Int) throws {
-        guard count >= 1 else {
-            throw SchedulerError.invalidStepCount(scheduler: name, count: count, reason: "must be at least 1")
-        }
-        let steps = floatTimesteps(spacing: config.timestepSpacing, numTrainTimesteps: config.numTrainTimesteps,
-                                   count: count, stepsOffset: config.stepsOffset)
+        try requirePositiveStepCount(count, scheduler: name)
+        let spaced = floatTimesteps(config.training, count: count)
         let train = trainingSigmas(schedule.alphasCumprod)
-        let fp = train.map { Double($0) }
-        var newSigmas = steps.map { npInterpOnIndexGrid(Double($0), fp) }
-        var newTimesteps = steps.map { Double($0) }
-        if config.useKarrasSigmas || config.useExponentialSigmas {
-            let sigmaMin = newSigmas[newSigmas.count - 1], sigmaMax = newSigmas[0]
-            newSigmas = config.useKarrasSigmas
-                ? karrasSigmas(sigmaMin: sigmaMin, sigmaMax: sigmaMax, count: count)
-                : exponentialSigmas(sigmaMin: sigmaMin, sigmaMax: sigmaMax, count: count)
-            let logSigmas = train.map(logf32)
-            newTimesteps = newSigmas.map { sigmaToT($0, logSigmas: logSigmas) }
+        var newTimesteps = spaced.map { Double($0) }
+        var newSigmas = interpolatedSigmas(newTimesteps, trainingSigmas: train)
+        if let respaced = config.sigmaOptions.respaced(newSigmas, count: count, logSigmas: train.map(logf32)) {
+            (newSigmas, newTimesteps) = respaced
         }
-        sigmas = newSigmas.map { Float($0) } + [0]
-        timesteps = newTimesteps.map { Float($0) }
-        stepIndex = nil
+        steps.reset(sigmas: newSigmas.map { Float($0) } + [0], timesteps: newTimesteps.map { Float($0) })
         derivatives = []
     }
 
-    private func index(for timestep: Float) throws -> Int {
-        try stepIndex ?? sigmaIndex(of: timestep, in: timesteps, scheduler: name)
-    }
+    public mutating func setBeginIndex(_ index: Int) throws { try steps.setBeginIndex(index) }
 
     public func scaleModelInput(_ sample: Tensor, timestep: Float) throws -> Tensor {
-        let sigma = sigmas[try index(for: timestep)]
-        return divide(sample, (sigma * sigma + 1).squareRoot())
+        try steps.scaleModelInput(sample, timestep: timestep)
     }
 
     /// ∫ over [sigma_t, sigma_{t+1}] of the Lagrange basis polynomial of node `current` among the nodes
@@ -120,10 +85,7 @@ public struct LMSDiscreteScheduler: Scheduler {
     public mutating func step(modelOutput: Tensor, timestep: Float, sample: Tensor,
                               generator: RandomSource?) throws -> SchedulerOutput {
         try checkSameShape(modelOutput, sample, scheduler: name)
-        let i = try index(for: timestep)
-        guard i + 1 < sigmas.count else {
-            throw SchedulerError.invalidState(scheduler: name, reason: "step called after the last timestep")
-        }
+        let i = try steps.stepIndex(for: timestep)
         let sigma = sigmas[i]
         let predOriginal = sigmaPredictedOriginal(config.predictionType, sigma: sigma, modelOutput: modelOutput, sample: sample)
         derivatives.append(derivative(sample: sample, denoised: predOriginal, sigma: sigma))
@@ -139,12 +101,11 @@ public struct LMSDiscreteScheduler: Scheduler {
         }
         terms.append((1, linearCombination(sum)))
         let prev = linearCombination(terms)
-        stepIndex = i + 1
+        steps.advance(past: i)
         return SchedulerOutput(prevSample: prev, predOriginalSample: predOriginal)
     }
 
     public func addNoise(original: Tensor, noise: Tensor, timesteps: [Float]) throws -> Tensor {
-        try sigmaAddNoise(original: original, noise: noise, timesteps: timesteps, schedule: self.timesteps,
-                          sigmas: sigmas, scheduler: name)
+        try steps.addNoise(original: original, noise: noise, timesteps: timesteps)
     }
 }

@@ -208,30 +208,29 @@ func exponentialSigmas(sigmaMin: Double, sigmaMax: Double, count: Int) -> [Doubl
 /// float32 exp, correctly rounded via double (torch's vectorised exp is within an ulp of it).
 @inline(__always) func expf32(_ x: Float) -> Float { Float(Foundation.exp(Double(x))) }
 
-/// Timesteps of the DDPM-family `set_timesteps` (DDPM, DDIM): integers, descending.
-func discreteTimesteps(spacing: TimestepSpacing, numTrainTimesteps: Int, count: Int, stepsOffset: Int) -> [Int] {
-    switch spacing {
+/// The inference timesteps of `set_timesteps` for the config's spacing, descending, as the float64
+/// values numpy computes before the DDPM family rounds them to integers (leading and trailing ones are
+/// whole numbers already).
+private func spacedTimesteps(_ t: TrainingSchedule, count: Int) -> [Double] {
+    let trainSteps = t.numTrainTimesteps
+    switch t.timestepSpacing {
     case .linspace:
-        return npLinspace(0, Double(numTrainTimesteps - 1), count).reversed().map { Int(npRound($0)) }
+        return npLinspace(0, Double(trainSteps - 1), count).reversed()
     case .leading:
-        let ratio = numTrainTimesteps / count
-        return (0..<count).reversed().map { $0 * ratio + stepsOffset }
+        let ratio = trainSteps / count
+        return (0..<count).reversed().map { Double($0 * ratio + t.stepsOffset) }
     case .trailing:
-        let ratio = Double(numTrainTimesteps) / Double(count)
-        return npArange(Double(numTrainTimesteps), 0, -ratio).map { Int(npRound($0)) - 1 }
+        let ratio = Double(trainSteps) / Double(count)
+        return npArange(Double(trainSteps), 0, -ratio).map { npRound($0) - 1 }
     }
 }
 
+/// Timesteps of the DDPM-family `set_timesteps` (DDPM, DDIM, PNDM): integers, descending.
+func discreteTimesteps(_ t: TrainingSchedule, count: Int) -> [Int] {
+    spacedTimesteps(t, count: count).map { Int(npRound($0)) }
+}
+
 /// Timesteps of the sigma-based `set_timesteps` (Euler, Euler ancestral, LMS) as float32, descending.
-func floatTimesteps(spacing: TimestepSpacing, numTrainTimesteps: Int, count: Int, stepsOffset: Int) -> [Float] {
-    switch spacing {
-    case .linspace:
-        return npLinspace(0, Double(numTrainTimesteps - 1), count).reversed().map { Float($0) }
-    case .leading:
-        let ratio = numTrainTimesteps / count
-        return (0..<count).reversed().map { Float($0 * ratio) + Float(stepsOffset) }
-    case .trailing:
-        let ratio = Double(numTrainTimesteps) / Double(count)
-        return npArange(Double(numTrainTimesteps), 0, -ratio).map { Float(npRound($0)) - 1 }
-    }
+func floatTimesteps(_ t: TrainingSchedule, count: Int) -> [Float] {
+    spacedTimesteps(t, count: count).map { Float($0) }
 }

@@ -5,36 +5,24 @@ import UnCLIPWeights
 
 /// diffusers' PNDMScheduler (Liu et al. 2022): Runge-Kutta warm-up steps (unless `skip_prk_steps`) then
 /// linear multistep (PLMS). Stable Diffusion configs use `skip_prk_steps: true`.
-public struct PNDMScheduler: Scheduler {
+public struct PNDMScheduler: ConfigurableScheduler {
     public static let className = "PNDMScheduler"
 
     /// The scheduler_config.json keys PNDMScheduler reads, with diffusers' defaults.
-    public struct Config: Decodable, Sendable {
-        public var numTrainTimesteps = 1000
-        public var betaStart = 0.0001
-        public var betaEnd = 0.02
-        public var betaSchedule = BetaSchedule.linear
-        public var trainedBetas: [Double]? = nil
+    public struct Config: Decodable, Sendable, TrainingScheduleConfig {
+        static let rules = TrainingSchedule.Rules(timestepSpacing: .leading, predictionTypes: [.epsilon, .vPrediction],
+                                                  readsZeroSnr: false)
+        public var training = TrainingSchedule(rules)
         public var skipPrkSteps = false
         public var setAlphaToOne = false
-        public var predictionType = PredictionType.epsilon
-        public var timestepSpacing = TimestepSpacing.leading
-        public var stepsOffset = 0
 
         public init() {}
 
         public init(from decoder: Decoder) throws {
             let r = try ConfigReader(decoder)
-            numTrainTimesteps = try r("num_train_timesteps", numTrainTimesteps)
-            betaStart = try r("beta_start", betaStart)
-            betaEnd = try r("beta_end", betaEnd)
-            betaSchedule = try r.choice("beta_schedule", betaSchedule, allowed: [.linear, .scaledLinear, .squaredcosCapV2])
-            trainedBetas = try r.optional("trained_betas")
+            training = try TrainingSchedule(reading: r, Self.rules)
             skipPrkSteps = try r("skip_prk_steps", skipPrkSteps)
             setAlphaToOne = try r("set_alpha_to_one", setAlphaToOne)
-            predictionType = try r.choice("prediction_type", predictionType, allowed: [.epsilon, .vPrediction])
-            timestepSpacing = try r.choice("timestep_spacing", timestepSpacing, allowed: TimestepSpacing.allCases)
-            stepsOffset = try r("steps_offset", stepsOffset)
         }
     }
 
@@ -60,29 +48,15 @@ public struct PNDMScheduler: Scheduler {
     /// A scheduler for `config`.
     public init(config: Config = Config()) throws {
         self.config = config
-        schedule = try NoiseSchedule(numTrainTimesteps: config.numTrainTimesteps, betaStart: config.betaStart,
-                                     betaEnd: config.betaEnd, betaSchedule: config.betaSchedule,
-                                     trainedBetas: config.trainedBetas, rescaleBetasZeroSnr: false)
+        schedule = try config.training.noiseSchedule()
         finalAlphaCumprod = config.setAlphaToOne ? 1 : schedule.alphasCumprod[0]
     }
 
     public mutating func setTimesteps(_ count: Int) throws {
         let trainSteps = config.numTrainTimesteps
-        guard count >= 1 else {
-            throw SchedulerError.invalidStepCount(scheduler: name, count: count, reason: "must be at least 1")
-        }
+        try requirePositiveStepCount(count, scheduler: name)
         // Ascending base timesteps (diffusers' `_timesteps`).
-        let base: [Int]
-        switch config.timestepSpacing {
-        case .linspace:
-            base = npLinspace(0, Double(trainSteps - 1), count).map { Int(npRound($0)) }
-        case .leading:
-            let ratio = trainSteps / count
-            base = (0..<count).map { $0 * ratio + config.stepsOffset }
-        case .trailing:
-            let ratio = Double(trainSteps) / Double(count)
-            base = npArange(Double(trainSteps), 0, -ratio).reversed().map { Int(npRound($0)) - 1 }
-        }
+        let base = Array(discreteTimesteps(config.training, count: count).reversed())
         if config.skipPrkSteps {
             // concat(base[:-1], base[-2:-1], base[-1:]) reversed: the second-to-last timestep repeats.
             var plms = Array(base.dropLast())

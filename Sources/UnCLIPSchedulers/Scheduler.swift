@@ -22,12 +22,31 @@ public protocol Scheduler {
     var initNoiseSigma: Float { get }
     /// diffusers' `set_timesteps(count)`: the schedule for `count` inference steps; resets step state.
     mutating func setTimesteps(_ count: Int) throws
+    /// diffusers' `set_begin_index(index)`: the caller starts stepping at schedule position `index` (0 for a
+    /// full run; image-to-image skips the first ones). Without it, the sigma schedulers find their position
+    /// from the first timestep, which is ambiguous where the schedule repeats a timestep. Call it after
+    /// `setTimesteps`, which clears it. Schedulers that index by timestep value ignore it.
+    mutating func setBeginIndex(_ index: Int) throws
     /// diffusers' `scale_model_input(sample, t)`: the model input for timestep `timestep`.
     func scaleModelInput(_ sample: Tensor, timestep: Float) throws -> Tensor
     /// diffusers' `step(model_output, t, sample, generator=...)`; `generator` is needed only by steps that draw noise.
     mutating func step(modelOutput: Tensor, timestep: Float, sample: Tensor, generator: RandomSource?) throws -> SchedulerOutput
     /// diffusers' `add_noise(original, noise, timesteps)`: one timestep per batch item, or one for all.
     func addNoise(original: Tensor, noise: Tensor, timesteps: [Float]) throws -> Tensor
+}
+
+extension Scheduler {
+    /// DDPM, DDIM, PNDM and UnCLIP look their coefficients up by timestep value (or count their calls),
+    /// so where the caller starts does not change what a step does.
+    public mutating func setBeginIndex(_ index: Int) throws {}
+}
+
+/// A scheduler built from its diffusers config, the way `makeScheduler` builds every class.
+public protocol ConfigurableScheduler: Scheduler {
+    associatedtype Config: Decodable
+    /// The diffusers class name (`_class_name`).
+    static var className: String { get }
+    init(config: Config) throws
 }
 
 /// The result of one scheduler step.
@@ -43,6 +62,8 @@ public struct SchedulerOutput {
 public enum SchedulerError: Error, CustomStringConvertible, Equatable {
     /// `_class_name` (or an override) names no scheduler this package has.
     case unknownScheduler(name: String, supported: [String])
+    /// An A1111 schedule type the sampler does not have here.
+    case unknownScheduleType(String, sampler: String, supported: [String])
     /// A config value combination the scheduler cannot run.
     case invalidConfig(String)
     /// A config feature this port does not implement.
@@ -62,6 +83,8 @@ public enum SchedulerError: Error, CustomStringConvertible, Equatable {
         switch self {
         case let .unknownScheduler(name, supported):
             return "unknown scheduler '\(name)' (supported: \(supported.joined(separator: ", ")))"
+        case let .unknownScheduleType(type, sampler, supported):
+            return "unknown schedule type '\(type)' for sampler '\(sampler)' (supported: \(supported.joined(separator: ", ")))"
         case let .invalidConfig(reason): return "invalid scheduler config: \(reason)"
         case let .unsupported(scheduler, feature): return "\(scheduler): \(feature) is not supported"
         case let .invalidStepCount(scheduler, count, reason):
@@ -78,21 +101,22 @@ public enum SchedulerError: Error, CustomStringConvertible, Equatable {
 
 // MARK: factory
 
-/// The scheduler classes `makeScheduler` can build, by diffusers class name.
-public let supportedSchedulers: [String] = [
-    DDPMScheduler.className, UnCLIPScheduler.className, DDIMScheduler.className, PNDMScheduler.className,
-    EulerDiscreteScheduler.className, EulerAncestralDiscreteScheduler.className,
-    DPMSolverMultistepScheduler.className, LMSDiscreteScheduler.className,
+/// The scheduler classes `makeScheduler` can build, in the order they are listed to users.
+let schedulerTypes: [any ConfigurableScheduler.Type] = [
+    DDPMScheduler.self, UnCLIPScheduler.self, DDIMScheduler.self, PNDMScheduler.self,
+    EulerDiscreteScheduler.self, EulerAncestralDiscreteScheduler.self,
+    DPMSolverMultistepScheduler.self, LMSDiscreteScheduler.self,
 ]
+
+/// The scheduler classes `makeScheduler` can build, by diffusers class name.
+public let supportedSchedulers: [String] = schedulerTypes.map { $0.className }
 
 /// Builds the scheduler a `scheduler_config.json` describes. `override` picks another class fed with the
 /// same config, like diffusers' `OtherScheduler.from_config(config)`: keys it does not know are ignored and
-/// missing ones take that class's defaults.
+/// missing ones take that class's defaults. A `_class_name` this package does not have is an error naming
+/// the class and the file (there is no fallback class).
 public func makeScheduler(configURL: URL, override name: String? = nil) throws -> any Scheduler {
-    guard let data = FileManager.default.contents(atPath: configURL.path) else {
-        throw WeightError.missingFile(path: configURL.path, what: "scheduler config")
-    }
-    return try makeScheduler(configData: data, path: configURL.path, override: name)
+    try makeScheduler(configData: readSchedulerConfig(configURL), path: configURL.path, override: name)
 }
 
 /// `makeScheduler(configURL:override:)` for config JSON already in memory; `path` names it in errors.
@@ -107,39 +131,30 @@ public func makeScheduler(configData data: Data, path: String, override name: St
         }
         className = try decodeSchedulerConfig(ClassName.self, from: data, path: path).name
     }
-    guard supportedSchedulers.contains(className) else {
+    guard let type = schedulerTypes.first(where: { $0.className == className }) else {
         let error = SchedulerError.unknownScheduler(name: className, supported: supportedSchedulers)
         // An override is the caller's choice; a bad _class_name is the file's fault, so name the file.
         if name != nil { throw error }
         throw WeightError.badConfig(path: path, reason: "_class_name: \(error)")
     }
     do {
-        switch className {
-        case DDPMScheduler.className:
-            return try DDPMScheduler(config: decodeSchedulerConfig(DDPMScheduler.Config.self, from: data, path: path))
-        case UnCLIPScheduler.className:
-            return try UnCLIPScheduler(config: decodeSchedulerConfig(UnCLIPScheduler.Config.self, from: data, path: path))
-        case DDIMScheduler.className:
-            return try DDIMScheduler(config: decodeSchedulerConfig(DDIMScheduler.Config.self, from: data, path: path))
-        case PNDMScheduler.className:
-            return try PNDMScheduler(config: decodeSchedulerConfig(PNDMScheduler.Config.self, from: data, path: path))
-        case EulerDiscreteScheduler.className:
-            return try EulerDiscreteScheduler(
-                config: decodeSchedulerConfig(EulerDiscreteScheduler.Config.self, from: data, path: path))
-        case EulerAncestralDiscreteScheduler.className:
-            return try EulerAncestralDiscreteScheduler(
-                config: decodeSchedulerConfig(EulerAncestralDiscreteScheduler.Config.self, from: data, path: path))
-        case DPMSolverMultistepScheduler.className:
-            return try DPMSolverMultistepScheduler(
-                config: decodeSchedulerConfig(DPMSolverMultistepScheduler.Config.self, from: data, path: path))
-        default:
-            return try LMSDiscreteScheduler(
-                config: decodeSchedulerConfig(LMSDiscreteScheduler.Config.self, from: data, path: path))
-        }
+        return try build(type, data: data, path: path)
     } catch let error as SchedulerError {
         // Value combinations the constructor rejects are config errors too: say which file.
         throw WeightError.badConfig(path: path, reason: "\(className): \(error)")
     }
+}
+
+private func build<S: ConfigurableScheduler>(_ type: S.Type, data: Data, path: String) throws -> any Scheduler {
+    try S(config: decodeSchedulerConfig(S.Config.self, from: data, path: path))
+}
+
+/// The bytes of a scheduler_config.json, or an error naming the missing file.
+func readSchedulerConfig(_ url: URL) throws -> Data {
+    guard let data = FileManager.default.contents(atPath: url.path) else {
+        throw WeightError.missingFile(path: url.path, what: "scheduler config")
+    }
+    return data
 }
 
 /// Decodes a scheduler config, reporting failures with the file and key like `loadJSONConfig`.
@@ -270,17 +285,4 @@ func alphaAddNoise(original: Tensor, noise: Tensor, timesteps: [Float], alphasCu
         b.append((1 - alphasCumprod[t]).squareRoot())
     }
     return mixPerItem(original, noise, a: a, b: b)
-}
-
-/// diffusers' index_for_timestep of the sigma schedulers: the second match if the timestep repeats.
-func sigmaIndex(of timestep: Float, in timesteps: [Float], scheduler: String) throws -> Int {
-    var matches: [Int] = []
-    for (i, t) in timesteps.enumerated() where t == timestep {
-        matches.append(i)
-        if matches.count == 2 { break }
-    }
-    guard let first = matches.first else {
-        throw SchedulerError.invalidTimestep(scheduler: scheduler, timestep: timestep, reason: "not in the schedule \(timesteps.prefix(8))…")
-    }
-    return matches.count > 1 ? matches[1] : first
 }

@@ -5,7 +5,7 @@ import UnCLIPWeights
 
 /// diffusers' UnCLIPScheduler: the DDPM variant of Karlo's unCLIP prior and decoder. It spaces timesteps
 /// with `(T - 1) / (n - 1)` and recomputes beta from the timestep it jumps to.
-public struct UnCLIPScheduler: Scheduler {
+public struct UnCLIPScheduler: ConfigurableScheduler {
     public static let className = "UnCLIPScheduler"
 
     /// The scheduler_config.json keys UnCLIPScheduler reads, with diffusers' defaults.
