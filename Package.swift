@@ -22,9 +22,11 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
     ],
     targets: [
-        // System libraries (Debian: libopenblas-dev, libpng-dev, libsqlite3-dev).
+        // System libraries (Debian: libopenblas-dev, libpng-dev, libjpeg62-turbo-dev, libwebp-dev, libsqlite3-dev).
         .systemLibrary(name: "CBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CPNG", pkgConfig: "libpng", providers: [.apt(["libpng-dev"])]),
+        .systemLibrary(name: "CJPEG", pkgConfig: "libjpeg", providers: [.apt(["libjpeg62-turbo-dev"])]),
+        .systemLibrary(name: "CWebP", pkgConfig: "libwebpdemux", providers: [.apt(["libwebp-dev"])]),
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
 
         // Fused element-wise kernels in C, built for AVX2/FMA.
@@ -36,8 +38,8 @@ let package = Package(
         .target(name: "UnCLIPRandom", swiftSettings: fastSwift),
         // CLIP byte-level BPE tokenizer, as transformers' CLIPTokenizer.
         .target(name: "UnCLIPTokenizer", swiftSettings: fastSwift),
-        // PNG in/out (libpng) and CLIPImageProcessor preprocessing.
-        .target(name: "UnCLIPImage", dependencies: ["CPNG"], swiftSettings: fastSwift),
+        // PNG in/out (libpng), JPEG/WebP input (libjpeg-turbo, libwebp) and CLIPImageProcessor preprocessing.
+        .target(name: "UnCLIPImage", dependencies: ["CPNG", "CJPEG", "CWebP"], swiftSettings: fastSwift),
         // safetensors (mmap) and diffusers/transformers folder loading.
         .target(name: "UnCLIPWeights", dependencies: ["UnCLIPTensor"], swiftSettings: fastSwift),
         // Noise schedulers sharing one protocol, configured from scheduler_config.json.

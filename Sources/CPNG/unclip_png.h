@@ -9,6 +9,7 @@
 #define UNCLIP_PNG_H
 
 #include <png.h>
+#include <zlib.h>
 #include <setjmp.h>
 #include <stdint.h>
 #include <stdio.h>
@@ -20,6 +21,7 @@
 typedef struct {
     char message[512];
     FILE *reading;  // the file being read, to recognise truncation; NULL when writing
+    int truncated;  // the error happened at the end of the data
 } unclip_png_error;
 
 /// One text chunk. key: Latin-1, NUL-terminated; text: `text_length` bytes,
@@ -31,6 +33,14 @@ typedef struct {
     int is_utf8;
 } unclip_png_text;
 
+enum {
+    UNCLIP_PNG_OK = 0,
+    UNCLIP_PNG_CORRUPT = 1,
+    UNCLIP_PNG_TRUNCATED = 2,
+    UNCLIP_PNG_TOO_LARGE = 3,  // width/height are set; nothing was allocated for pixels
+    UNCLIP_PNG_NO_MEMORY = 5,
+};
+
 /// A decoded file: 8-bit RGBA, row-major, width*height*4 bytes (malloc'd).
 typedef struct {
     uint32_t width, height;
@@ -38,15 +48,18 @@ typedef struct {
     int bit_depth, color_type, interlaced;
     unclip_png_text *texts;
     int text_count;
+    int status;  // UNCLIP_PNG_*; set by every reader
     unclip_png_error error;
 } unclip_png_decoded;
 
 static void unclip_png_on_error(png_structp png, png_const_charp msg) {
     unclip_png_error *err = (unclip_png_error *)png_get_error_ptr(png);
-    if (err && err->reading && feof(err->reading))
+    if (err && err->reading && feof(err->reading)) {
         snprintf(err->message, sizeof err->message, "file is truncated (libpng: %s)", msg);
-    else if (err)
+        err->truncated = 1;
+    } else if (err) {
         snprintf(err->message, sizeof err->message, "%s", msg);
+    }
     png_longjmp(png, 1);
 }
 
@@ -103,21 +116,19 @@ static int unclip_png_collect_texts(png_structp png, png_infop info, unclip_png_
     return 1;
 }
 
-/// Decodes `path` to 8-bit RGBA the way PIL unpacks PNG samples: palette -> RGB,
-/// 1/2/4-bit gray scaled to 8 bits, 16-bit samples keep their high byte, tRNS -> alpha
-/// (keys compared at the file's bit depth), opaque alpha added when absent, no gamma.
-/// Returns 1 on success; on failure 0 with d->error.message set and nothing to free.
-static inline int unclip_png_read_file(const char *path, unclip_png_decoded *d) {
-    memset(d, 0, sizeof *d);
-    FILE *fp = fopen(path, "rb");
-    if (!fp) {
-        snprintf(d->error.message, sizeof d->error.message, "cannot open file (%s)", strerror(errno));
-        return 0;
-    }
+/// Decodes the PNG stream `fp` (positioned at the start) to 8-bit RGBA the way PIL unpacks PNG
+/// samples: palette -> RGB, 1/2/4-bit gray scaled to 8 bits, 16-bit samples keep their high byte,
+/// tRNS -> alpha (keys compared at the file's bit depth), opaque alpha added when absent, no gamma.
+/// With collect_text == 0, text and eXIf chunks are skipped unread by libpng (no memory is spent
+/// on them). Images over max_width x max_height are refused by libpng's user limits while it reads
+/// IHDR. Returns 1 on success; on failure 0 with d->status and d->error.message set and nothing
+/// to free. Does not close fp.
+static inline int unclip_png_read_stream(FILE *fp, int collect_text, uint32_t max_width, uint32_t max_height,
+                                         unclip_png_decoded *d) {
+    d->status = UNCLIP_PNG_CORRUPT;
     unsigned char sig[8];
     if (fread(sig, 1, 8, fp) != 8 || png_sig_cmp(sig, 0, 8) != 0) {
         snprintf(d->error.message, sizeof d->error.message, "not a PNG file (no PNG signature)");
-        fclose(fp);
         return 0;
     }
     png_structp png = png_create_read_struct(PNG_LIBPNG_VER_STRING, &d->error, unclip_png_on_error, unclip_png_on_warning);
@@ -126,7 +137,7 @@ static inline int unclip_png_read_file(const char *path, unclip_png_decoded *d) 
     if (!png || !info || !end_info) {
         snprintf(d->error.message, sizeof d->error.message, "out of memory creating the libpng reader");
         png_destroy_read_struct(png ? &png : NULL, info ? &info : NULL, end_info ? &end_info : NULL);
-        fclose(fp);
+        d->status = UNCLIP_PNG_NO_MEMORY;
         return 0;
     }
     // Written after setjmp and read after a longjmp: must be volatile.
@@ -139,13 +150,19 @@ static inline int unclip_png_read_file(const char *path, unclip_png_decoded *d) 
         d->texts = NULL;
         d->text_count = 0;
         png_destroy_read_struct(&png, &info, &end_info);
-        fclose(fp);
         d->error.reading = NULL;
+        if (d->error.truncated) d->status = UNCLIP_PNG_TRUNCATED;
         return 0;
     }
     d->error.reading = fp;
     png_init_io(png, fp);
     png_set_sig_bytes(png, 8);
+    png_set_user_limits(png, max_width, max_height);
+    if (!collect_text) {
+        static const png_byte skipped[] = {'t', 'E', 'X', 't', 0, 'z', 'T', 'X', 't', 0, 'i', 'T', 'X', 't', 0,
+                                           'e', 'X', 'I', 'f', 0};
+        png_set_keep_unknown_chunks(png, PNG_HANDLE_CHUNK_NEVER, skipped, 4);
+    }
     png_read_info(png, info);
 
     png_uint_32 width = 0, height = 0;
@@ -167,21 +184,118 @@ static inline int unclip_png_read_file(const char *path, unclip_png_decoded *d) 
     if (height != 0 && (size_t)width * 4 > SIZE_MAX / height) png_error(png, "image too large");
     pixels = (unsigned char *)malloc(rowbytes * height);
     rows = (png_bytep *)malloc(sizeof(png_bytep) * height);
-    if (!pixels || !rows) png_error(png, "out of memory for the decoded image");
+    if (!pixels || !rows) {
+        d->status = UNCLIP_PNG_NO_MEMORY;
+        png_error(png, "out of memory for the decoded image");
+    }
     for (png_uint_32 y = 0; y < height; y++) rows[y] = pixels + (size_t)y * rowbytes;
     png_read_image(png, rows);
     png_read_end(png, end_info);  // checks the trailing chunks (truncation, CRCs) and reads late text
 
-    if (!unclip_png_collect_texts(png, info, d) || !unclip_png_collect_texts(png, end_info, d))
+    if (collect_text && (!unclip_png_collect_texts(png, info, d) || !unclip_png_collect_texts(png, end_info, d))) {
+        d->status = UNCLIP_PNG_NO_MEMORY;
         png_error(png, "out of memory for text chunks");
+    }
 
     free(rows);
     d->rgba = pixels;
     d->width = width;
     d->height = height;
     png_destroy_read_struct(&png, &info, &end_info);
-    fclose(fp);
     d->error.reading = NULL;
+    d->status = UNCLIP_PNG_OK;
+    return 1;
+}
+
+/// Decodes `path` (see unclip_png_read_stream), with its text chunks and no size limit beyond
+/// libpng's. Returns 1 on success; on failure 0 with d->error.message set and nothing to free.
+static inline int unclip_png_read_file(const char *path, unclip_png_decoded *d) {
+    memset(d, 0, sizeof *d);
+    FILE *fp = fopen(path, "rb");
+    if (!fp) {
+        snprintf(d->error.message, sizeof d->error.message, "cannot open file (%s)", strerror(errno));
+        d->status = UNCLIP_PNG_CORRUPT;
+        return 0;
+    }
+    int ok = unclip_png_read_stream(fp, 1, PNG_USER_WIDTH_MAX, PNG_USER_HEIGHT_MAX, d);
+    fclose(fp);
+    return ok;
+}
+
+static inline uint32_t unclip_png_be32(const unsigned char *p) {
+    return ((uint32_t)p[0] << 24) | ((uint32_t)p[1] << 16) | ((uint32_t)p[2] << 8) | p[3];
+}
+
+/// Decodes a whole PNG held in memory, without its text chunks. The size in IHDR (which the
+/// format requires to be the first chunk) is checked against the limits before libpng is even
+/// created: on UNCLIP_PNG_TOO_LARGE, d->width/height hold the declared size and nothing was
+/// allocated. Returns 1 on success; on failure 0 with d->status/d->error.message set.
+static inline int unclip_png_read_memory(const unsigned char *data, size_t size, uint32_t max_width,
+                                         uint32_t max_height, uint64_t max_pixels, unclip_png_decoded *d) {
+    memset(d, 0, sizeof *d);
+    d->status = UNCLIP_PNG_CORRUPT;
+    if (size < 8 || png_sig_cmp(data, 0, 8) != 0) {
+        snprintf(d->error.message, sizeof d->error.message, "not a PNG file (no PNG signature)");
+        return 0;
+    }
+    if (size < 8 + 8 + 13 + 4) {
+        d->status = UNCLIP_PNG_TRUNCATED;
+        snprintf(d->error.message, sizeof d->error.message, "file is truncated (it ends inside the IHDR chunk)");
+        return 0;
+    }
+    if (memcmp(data + 12, "IHDR", 4) != 0) {
+        snprintf(d->error.message, sizeof d->error.message, "the first chunk is not IHDR");
+        return 0;
+    }
+    uint32_t width = unclip_png_be32(data + 16), height = unclip_png_be32(data + 20);
+    if (width > max_width || height > max_height || (uint64_t)width * height > max_pixels) {
+        d->width = width;
+        d->height = height;
+        d->status = UNCLIP_PNG_TOO_LARGE;
+        snprintf(d->error.message, sizeof d->error.message, "too large");
+        return 0;
+    }
+    // fmemopen gives libpng's stdio reader a stream over the bytes, so file and memory input share
+    // one decoder (and its end-of-data detection for truncated files).
+    FILE *fp = fmemopen((void *)data, size, "rb");
+    if (!fp) {
+        snprintf(d->error.message, sizeof d->error.message, "cannot open a memory stream (%s)", strerror(errno));
+        d->status = UNCLIP_PNG_NO_MEMORY;
+        return 0;
+    }
+    int ok = unclip_png_read_stream(fp, 0, width > 0 ? width : 1, height > 0 ? height : 1, d);
+    fclose(fp);
+    return ok;
+}
+
+/// Inflates zlib data `src` into a new buffer of at most `cap` bytes (PNG zTXt / iTXt text).
+/// Returns 1 with *out (malloc'd, caller frees) and *out_length set; 0 when the data is not
+/// valid zlib or inflates to more than `cap` bytes (nothing to free).
+static inline int unclip_png_inflate(const unsigned char *src, size_t length, size_t cap, unsigned char **out,
+                                     size_t *out_length) {
+    *out = NULL;
+    *out_length = 0;
+    unsigned char *buffer = (unsigned char *)malloc(cap ? cap : 1);
+    if (!buffer) return 0;
+    z_stream z;
+    memset(&z, 0, sizeof z);
+    if (inflateInit(&z) != Z_OK) {
+        free(buffer);
+        return 0;
+    }
+    z.next_in = (Bytef *)src;
+    z.avail_in = (uInt)(length > UINT32_MAX ? UINT32_MAX : length);
+    z.next_out = buffer;
+    z.avail_out = (uInt)cap;
+    int result = inflate(&z, Z_FINISH);
+    size_t produced = cap - z.avail_out;
+    inflateEnd(&z);
+    if (result != Z_STREAM_END) {
+        free(buffer);
+        return 0;
+    }
+    *out = buffer;
+    *out_length = produced;
     return 1;
 }
 
