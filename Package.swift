@@ -67,12 +67,12 @@ let package = Package(
         .target(name: "UnCLIPStoreSQLite", dependencies: ["CSQLite", "UnCLIPStore", "UnCLIPTensor"], swiftSettings: fastSwift),
         // Generation with memory: an engine and a store; caches, variations, interpolation, text diffs, search.
         .target(name: "UnCLIPService",
-                dependencies: ["UnCLIPEngine", "UnCLIPStore", "UnCLIPPipelines", "UnCLIPImage", "UnCLIPTensor", "UnCLIPWeights"],
+                dependencies: ["UnCLIPEngine", "UnCLIPStore", "UnCLIPPipelines", "UnCLIPSchedulers", "UnCLIPImage", "UnCLIPTensor", "UnCLIPWeights"],
                 swiftSettings: fastSwift),
 
         .executableTarget(name: "unclip",
                           dependencies: ["UnCLIPPipelines", "UnCLIPEval", "UnCLIPRandom", "UnCLIPStore", "UnCLIPStoreSQLite",
-                                         "UnCLIPEngine", "UnCLIPService",
+                                         "UnCLIPEngine", "UnCLIPService", "UnCLIPSchedulers",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: fastSwift),
         // Model benchmarks against notebooks-export/bench_peer.py, plus kernel micro-benchmarks (not a test).

@@ -22,7 +22,8 @@ public final class LatentDenoiser {
     public let textEncoderConfig: CLIPTextConfig
     public let unetConfig: UNet2DConditionConfig
     public let vaeConfig: AutoencoderKLConfig
-    let schedulerConfig: URL
+    /// The scheduler's scheduler_config.json.
+    public let schedulerConfig: URL
 
     public init(folder: URL, options: LoadOptions) throws {
         self.folder = folder

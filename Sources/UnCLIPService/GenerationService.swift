@@ -2,6 +2,7 @@ import Foundation
 import UnCLIPEngine
 import UnCLIPImage
 import UnCLIPPipelines
+import UnCLIPSchedulers
 import UnCLIPStore
 import UnCLIPTensor
 import UnCLIPWeights
@@ -119,7 +120,9 @@ public final class GenerationService: @unchecked Sendable {
         if let m = engine.maxNoiseLevel { try RequestCheck.range("noise_level", d.noiseLevel, 0...m) }
         if let strength { try RequestCheck.finite("strength", strength, 0...1) }
         let settings = d.settings(for: model, strength: strength)
-        do { try denoiser.validate(settings) } catch let e as EngineError { throw e } catch {
+        do { try denoiser.validate(settings) } catch let e as SchedulerError {
+            throw EngineError.invalidParameter(name: "scheduler", reason: e.description)
+        } catch let e as EngineError { throw e } catch {
             throw EngineError.invalidParameter(name: "decoder settings", reason: "\(error)")
         }
         let (w, h) = size ?? (settings.width ?? denoiser.defaultSize, settings.height ?? denoiser.defaultSize)
@@ -437,7 +440,7 @@ public final class GenerationService: @unchecked Sendable {
         let new = NewGeneration(kind: .source, modelID: model.id, prompt: nil, settings: settings, seed: nil, embedding: embedding,
                                 width: image.width, height: image.height, seconds: seconds(since: start))
         // The store keeps the picture as it was given when it is a PNG; other formats are stored as PNG.
-        let png = PictureFormat.of(data) == .png ? data : try pngData(image, parameters: nil)
+        let png = ImageFile.format(of: data) == .png ? data : try pngData(image, parameters: nil)
         return try store.record(new, png: png)
     }
 
@@ -542,6 +545,7 @@ public final class GenerationService: @unchecked Sendable {
         s.height = d.height ?? engine.nativeSize
         s.scheduler = d.scheduler
         s.schedulerName = d.scheduler ?? engine.denoiser.schedulerName
+        s.samplerName = try SchedulerRegistry.a1111Name(configURL: engine.denoiser.schedulerConfig, name: d.scheduler)
         s.modelName = model.name
         s.modelHash = try modelHash()
         s.parametersFormat = RecordedSettings.currentParametersFormat

@@ -18,7 +18,7 @@ public func parametersText(kind: GenerationKind, prompt: String, settings s: Rec
     let a1111 = (s.parametersFormat ?? 1) >= 2
     var fields: [(String, String)] = [
         ("Steps", "\(s.steps ?? 0)"),
-        ("Sampler", a1111 ? SamplerNames.a1111(s.scheduler ?? s.schedulerName) : (s.schedulerName ?? "?")),
+        ("Sampler", (a1111 ? s.samplerName : nil) ?? s.schedulerName ?? "?"),
         ("CFG scale", "\(s.guidance ?? 0)"), ("Seed", "\(seed)"), ("Size", "\(s.width ?? 0)x\(s.height ?? 0)"),
     ]
     if a1111, let hash = s.modelHash { fields.append(("Model hash", hash)) }

@@ -3,19 +3,6 @@ import UnCLIPEngine
 import UnCLIPImage
 import UnCLIPStore
 
-/// Picture file formats, told apart by their first bytes (never by the file name).
-enum PictureFormat {
-    case png, jpeg, webp
-
-    static func of(_ data: Data) -> PictureFormat? {
-        let b = [UInt8](data.prefix(12))
-        if b.starts(with: [0x89, 0x50, 0x4E, 0x47]) { return .png }
-        if b.starts(with: [0xFF, 0xD8, 0xFF]) { return .jpeg }
-        if b.count >= 12, b[0..<4] == [0x52, 0x49, 0x46, 0x46], b[8..<12] == [0x57, 0x45, 0x42, 0x50] { return .webp }
-        return nil
-    }
-}
-
 /// The bytes of a picture source.
 func pictureBytes(_ source: PictureSource) throws -> Data {
     switch source {
@@ -34,15 +21,10 @@ func readPicture(_ source: PictureSource) throws -> (image: RGBImage, sha256: St
     return (try decodePicture(data, name: source.name), SHA256.hex(data))
 }
 
-/// Decodes PNG, JPEG or WebP bytes, checking the size in the header before allocating.
+/// Decodes PNG, JPEG or WebP bytes as diffusers' `load_image` does (EXIF orientation applied, alpha dropped),
+/// checking the size in the header before allocating.
 func decodePicture(_ data: Data, name: String) throws -> RGBImage {
-    guard PictureFormat.of(data) == .png else {
-        throw StoreError.imageFile(path: name, reason: "not a PNG picture")
-    }
-    let temp = FileManager.default.temporaryDirectory.appendingPathComponent("unclip-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).png")
-    defer { unlink(temp.path) }
-    try data.write(to: temp)
-    return try PNG.read(temp)
+    try ImageFile.decode(data, source: name)
 }
 
 /// A PNG of `image` with an optional A1111 `parameters` text chunk.

@@ -54,6 +54,8 @@ public struct RecordedSettings: Codable, Equatable, Sendable {
     /// The CLIP vision encoder that embedded the finished image, when the model has no image embedding of its
     /// own (plain Stable Diffusion with --clip).
     public var clipModel: String?
+    /// AUTOMATIC1111's name of the sampler that ran ("Euler a", "DPM++ 2M Karras"), where it has one.
+    public var samplerName: String?
     /// A1111's "Model hash" of the model that made it (the first 10 hex digits of its fingerprint).
     public var modelHash: String?
     /// Which `parameters` text format the PNG was written with (nil: the first one).

@@ -12,7 +12,7 @@ struct EmbedImage: ParsableCommand {
         abstract: "Embed PNG images with a CLIP vision encoder (CLIPImageProcessor preprocessing).",
         discussion: "Writes image_embeds [B,P] and pixel_values [B,3,S,S] as safetensors and prints a summary as JSON.")
 
-    @Argument(help: "PNG files (8/16-bit, gray/RGB/RGBA/palette; transparency is composited on white).")
+    @Argument(help: "Pictures: PNG, JPEG or WebP (EXIF orientation applied, transparency dropped, as diffusers' load_image).")
     var images: [String]
 
     @Option(help: "Vision encoder folder (CLIPVisionModelWithProjection).")
@@ -32,7 +32,7 @@ struct EmbedImage: ParsableCommand {
         try ModelResolver.checkFolder(fx)
         let processor = try CLIPImageProcessor(contentsOf: fx.appendingPathComponent("preprocessor_config.json"))
         let model = try CLIPVisionModel(folder: ModelFolder(encoderURL))
-        let pixels = try images.map { try processor.preprocess(PNG.read(URL(fileURLWithPath: $0))) }
+        let pixels = try images.map { try processor.preprocess(ImageFile.read(URL(fileURLWithPath: $0))) }
         let (c, h, w) = (pixels[0].channels, pixels[0].height, pixels[0].width)
         let batch = Tensor(shape: [pixels.count, c, h, w], data: pixels.flatMap(\.data))
         let out = try model(pixelValues: batch)

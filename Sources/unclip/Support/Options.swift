@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import UnCLIPEngine
 import UnCLIPPipelines
+import UnCLIPSchedulers
 import UnCLIPService
 import UnCLIPStore
 import UnCLIPStoreSQLite
@@ -87,7 +88,7 @@ struct DecoderOptions: ParsableArguments {
     var noiseLevel = 0
 
     @Option(name: [.customLong("scheduler"), .customLong("sampler")],
-            help: "Decoder scheduler, overriding the model's: ddim, pndm, ddpm, euler, euler-karras, euler-a, dpm++2m, dpm++2m-karras, lms, lms-karras, an AUTOMATIC1111 name (\"Euler a\", \"DPM++ 2M Karras\") or a diffusers class name.")
+            help: ArgumentHelp("Decoder scheduler, overriding the model's: \(SchedulerRegistry.presets.map(\.alias).joined(separator: ", ")), an AUTOMATIC1111 name (\(SchedulerRegistry.presets.map { "\"\($0.a1111Name)\"" }.joined(separator: ", "))) or a diffusers class name."))
     var scheduler: String?
 
     func parameters(size: SizeOptions? = nil, previewEvery: Int? = nil) -> DecoderParameters {
