@@ -175,6 +175,22 @@ final class NewUserFaultTests: CLITestCase {
         XCTAssertFalse(version.stdout.trimmingCharacters(in: .whitespacesAndNewlines).isEmpty)
     }
 
+    /// 11 (last part). JPEG and WebP pictures are read wherever a picture is, as diffusers' load_image reads them.
+    func testJPEGAndWebPPicturesAreAccepted() throws {
+        let jpeg = "Tests/Fixtures/image_formats/exif6.jpg", webp = "Tests/Fixtures/image_formats/lossy.webp"
+        let v = try run(["vary", "--image", jpeg, "--seed", "1", "--steps", "2", "--json"])
+        XCTAssertEqual(v.status, 0, v.stderr)
+        XCTAssertTrue(v.stderr.contains("recorded as generation 1"), v.stderr)
+        let store = try SQLiteStore(url: storeURL, access: .readOnly)
+        let source = try store.generation(1)
+        XCTAssertEqual(source.kind, .source)
+        XCTAssertEqual([source.width, source.height], [45, 67], "EXIF orientation 6 turns the 67×45 picture upright")
+        XCTAssertEqual(try ImageFile.format(of: store.imageData(1)), .png, "the store keeps a PNG of it")
+        let s = try run(["search", "--image", webp, "--json"])
+        XCTAssertEqual(s.status, 0, s.stderr)
+        try assertFails(["vary", "--image", "Tests/Fixtures/image_formats/manifest.json"], mentioning: ["manifest.json", "PNG, JPEG or WebP"])
+    }
+
     /// 5 and the A1111 vocabulary: the PNG's parameters chunk uses A1111's sampler names and a model hash.
     func testParametersChunkSpeaksA1111() throws {
         let r = try run(["generate", "a red circle", "--negative-prompt", "blurry", "--cfg-scale", "3", "--sampler", "Euler a",
