@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Hot numeric code must be compiled for a CPU with FMA/AVX2, or Swift's SIMD types
-// lower to one scalar fmaf call per lane (measured: 0.8 vs 95 GFLOP/s).
+// lower to one scalar fmaf call per lane (BENCHMARKS.md, "Figures behind choices in the code").
 let fastSwift: [SwiftSetting] = [
     .unsafeFlags(["-target-cpu", "haswell", "-Ounchecked", "-wmo"], .when(configuration: .release)),
     .unsafeFlags(["-target-cpu", "haswell"], .when(configuration: .debug)),
