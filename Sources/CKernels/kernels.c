@@ -254,9 +254,6 @@ void uc_bf16_to_f32(const uint16_t *src, float *dst, long n) {
 
 void uc_add(const float *a, const float *b, float *y, long n) { for (long i = 0; i < n; i++) y[i] = a[i] + b[i]; }
 void uc_mul(const float *a, const float *b, float *y, long n) { for (long i = 0; i < n; i++) y[i] = a[i] * b[i]; }
-void uc_add_row_bias(float *y, const float *bias, long rows, long cols) {
-    for (long r = 0; r < rows; r++) { float *yr = y + r * cols; for (long c = 0; c < cols; c++) yr[c] += bias[c]; }
-}
 
 #if defined(__linux__)
 #include <sched.h>
