@@ -18,32 +18,23 @@ public struct CLIPTextConfig: Decodable, Sendable {
     /// The checkpoint class, e.g. "CLIPTextModelWithProjection" (decides whether a projection exists).
     public var architectures: [String] = []
 
-    enum CodingKeys: String, CodingKey {
-        case vocabSize = "vocab_size", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
-        case projectionDim = "projection_dim", numHiddenLayers = "num_hidden_layers"
-        case numAttentionHeads = "num_attention_heads", maxPositionEmbeddings = "max_position_embeddings"
-        case hiddenAct = "hidden_act", layerNormEps = "layer_norm_eps", padTokenId = "pad_token_id"
-        case bosTokenId = "bos_token_id", eosTokenId = "eos_token_id", architectures
-    }
-
     public init() {}
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        func get<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T { try c.decodeIfPresent(T.self, forKey: key) ?? fallback }
-        vocabSize = try get(.vocabSize, vocabSize)
-        hiddenSize = try get(.hiddenSize, hiddenSize)
-        intermediateSize = try get(.intermediateSize, intermediateSize)
-        projectionDim = try get(.projectionDim, projectionDim)
-        numHiddenLayers = try get(.numHiddenLayers, numHiddenLayers)
-        numAttentionHeads = try get(.numAttentionHeads, numAttentionHeads)
-        maxPositionEmbeddings = try get(.maxPositionEmbeddings, maxPositionEmbeddings)
-        hiddenAct = try get(.hiddenAct, hiddenAct)
-        layerNormEps = try get(.layerNormEps, layerNormEps)
-        padTokenId = try get(.padTokenId, padTokenId)
-        bosTokenId = try get(.bosTokenId, bosTokenId)
-        eosTokenId = try get(.eosTokenId, eosTokenId)
-        architectures = try get(.architectures, architectures)
+        let r = try ConfigReader(decoder)
+        vocabSize = try r("vocab_size", vocabSize)
+        hiddenSize = try r("hidden_size", hiddenSize)
+        intermediateSize = try r("intermediate_size", intermediateSize)
+        projectionDim = try r("projection_dim", projectionDim)
+        numHiddenLayers = try r("num_hidden_layers", numHiddenLayers)
+        numAttentionHeads = try r("num_attention_heads", numAttentionHeads)
+        maxPositionEmbeddings = try r("max_position_embeddings", maxPositionEmbeddings)
+        hiddenAct = try r("hidden_act", hiddenAct)
+        layerNormEps = try r("layer_norm_eps", layerNormEps)
+        padTokenId = try r("pad_token_id", padTokenId)
+        bosTokenId = try r("bos_token_id", bosTokenId)
+        eosTokenId = try r("eos_token_id", eosTokenId)
+        architectures = try r("architectures", architectures)
         try validate(hidden: hiddenSize, heads: numAttentionHeads)
     }
 }
@@ -61,28 +52,20 @@ public struct CLIPVisionConfig: Decodable, Sendable {
     public var hiddenAct: Activation = .quickGelu
     public var layerNormEps: Float = 1e-5
 
-    enum CodingKeys: String, CodingKey {
-        case hiddenSize = "hidden_size", intermediateSize = "intermediate_size", projectionDim = "projection_dim"
-        case numHiddenLayers = "num_hidden_layers", numAttentionHeads = "num_attention_heads"
-        case numChannels = "num_channels", imageSize = "image_size", patchSize = "patch_size"
-        case hiddenAct = "hidden_act", layerNormEps = "layer_norm_eps"
-    }
-
     public init() {}
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        func get<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T { try c.decodeIfPresent(T.self, forKey: key) ?? fallback }
-        hiddenSize = try get(.hiddenSize, hiddenSize)
-        intermediateSize = try get(.intermediateSize, intermediateSize)
-        projectionDim = try get(.projectionDim, projectionDim)
-        numHiddenLayers = try get(.numHiddenLayers, numHiddenLayers)
-        numAttentionHeads = try get(.numAttentionHeads, numAttentionHeads)
-        numChannels = try get(.numChannels, numChannels)
-        imageSize = try get(.imageSize, imageSize)
-        patchSize = try get(.patchSize, patchSize)
-        hiddenAct = try get(.hiddenAct, hiddenAct)
-        layerNormEps = try get(.layerNormEps, layerNormEps)
+        let r = try ConfigReader(decoder)
+        hiddenSize = try r("hidden_size", hiddenSize)
+        intermediateSize = try r("intermediate_size", intermediateSize)
+        projectionDim = try r("projection_dim", projectionDim)
+        numHiddenLayers = try r("num_hidden_layers", numHiddenLayers)
+        numAttentionHeads = try r("num_attention_heads", numAttentionHeads)
+        numChannels = try r("num_channels", numChannels)
+        imageSize = try r("image_size", imageSize)
+        patchSize = try r("patch_size", patchSize)
+        hiddenAct = try r("hidden_act", hiddenAct)
+        layerNormEps = try r("layer_norm_eps", layerNormEps)
         try validate(hidden: hiddenSize, heads: numAttentionHeads)
         guard patchSize > 0, imageSize % patchSize == 0 else {
             throw ConfigValueError(key: "patch_size", value: "\(patchSize)", allowed: ["a divisor of image_size \(imageSize)"])

@@ -25,41 +25,26 @@ public struct PriorTransformerConfig: Decodable, Sendable {
     /// Width of the text embedding (`proj_embedding`) it is conditioned on.
     public var projDim: Int { embeddingProjDim ?? embeddingDim }
 
-    enum CodingKeys: String, CodingKey {
-        case numAttentionHeads = "num_attention_heads", attentionHeadDim = "attention_head_dim", numLayers = "num_layers"
-        case embeddingDim = "embedding_dim", numEmbeddings = "num_embeddings", additionalEmbeddings = "additional_embeddings"
-        case timeEmbedActFn = "time_embed_act_fn", normInType = "norm_in_type", embeddingProjNormType = "embedding_proj_norm_type"
-        case encoderHidProjType = "encoder_hid_proj_type", addedEmbType = "added_emb_type", timeEmbedDim = "time_embed_dim"
-        case embeddingProjDim = "embedding_proj_dim", clipEmbedDim = "clip_embed_dim", dropout
-    }
-
     public init() {}
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        func get<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T { try c.decodeIfPresent(T.self, forKey: key) ?? fallback }
-        numAttentionHeads = try get(.numAttentionHeads, numAttentionHeads)
-        attentionHeadDim = try get(.attentionHeadDim, attentionHeadDim)
-        numLayers = try get(.numLayers, numLayers)
-        embeddingDim = try get(.embeddingDim, embeddingDim)
-        numEmbeddings = try get(.numEmbeddings, numEmbeddings)
-        additionalEmbeddings = try get(.additionalEmbeddings, additionalEmbeddings)
-        timeEmbedActFn = try get(.timeEmbedActFn, timeEmbedActFn)
+        let r = try ConfigReader(decoder)
+        numAttentionHeads = try r("num_attention_heads", numAttentionHeads)
+        attentionHeadDim = try r("attention_head_dim", attentionHeadDim)
+        numLayers = try r("num_layers", numLayers)
+        embeddingDim = try r("embedding_dim", embeddingDim)
+        numEmbeddings = try r("num_embeddings", numEmbeddings)
+        additionalEmbeddings = try r("additional_embeddings", additionalEmbeddings)
+        timeEmbedActFn = try r("time_embed_act_fn", timeEmbedActFn)
         // Optional strings: present-but-null means None, as in diffusers; absent means the default.
-        func optional(_ key: CodingKeys, _ fallback: String?, allowed: [String]) throws -> String? {
-            guard c.contains(key) else { return fallback }
-            let v = try c.decodeIfPresent(String.self, forKey: key)
-            if let v, !allowed.contains(v) { throw ConfigValueError(key: key.rawValue, value: v, allowed: allowed + ["null"]) }
-            return v
-        }
-        normInType = try optional(.normInType, nil, allowed: ["layer"])
-        embeddingProjNormType = try optional(.embeddingProjNormType, nil, allowed: ["layer"])
-        encoderHidProjType = try optional(.encoderHidProjType, "linear", allowed: ["linear"])
-        addedEmbType = try optional(.addedEmbType, "prd", allowed: ["prd"])
-        timeEmbedDim = try c.decodeIfPresent(Int.self, forKey: .timeEmbedDim)
-        embeddingProjDim = try c.decodeIfPresent(Int.self, forKey: .embeddingProjDim)
-        clipEmbedDim = try c.decodeIfPresent(Int.self, forKey: .clipEmbedDim)
-        // `dropout` is inactive at inference: accepted and ignored.
+        normInType = try r.nullable("norm_in_type", normInType, allowed: ["layer"])
+        embeddingProjNormType = try r.nullable("embedding_proj_norm_type", embeddingProjNormType, allowed: ["layer"])
+        encoderHidProjType = try r.nullable("encoder_hid_proj_type", encoderHidProjType, allowed: ["linear"])
+        addedEmbType = try r.nullable("added_emb_type", addedEmbType, allowed: ["prd"])
+        timeEmbedDim = try r.optional("time_embed_dim")
+        embeddingProjDim = try r.optional("embedding_proj_dim")
+        clipEmbedDim = try r.optional("clip_embed_dim")
+        // `dropout` is inactive at inference: left unread.
     }
 }
 

@@ -21,36 +21,26 @@ public struct AutoencoderKLConfig: Decodable, Sendable {
     public var usePostQuantConv = true
     public var midBlockAddAttention = true
 
-    enum CodingKeys: String, CodingKey {
-        case inChannels = "in_channels", outChannels = "out_channels", downBlockTypes = "down_block_types"
-        case upBlockTypes = "up_block_types", blockOutChannels = "block_out_channels", layersPerBlock = "layers_per_block"
-        case actFn = "act_fn", latentChannels = "latent_channels", normNumGroups = "norm_num_groups", sampleSize = "sample_size"
-        case scalingFactor = "scaling_factor", shiftFactor = "shift_factor", forceUpcast = "force_upcast"
-        case useQuantConv = "use_quant_conv", usePostQuantConv = "use_post_quant_conv", midBlockAddAttention = "mid_block_add_attention"
-        case latentsMean = "latents_mean"
-    }
-
     public init() {}
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        func get<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T { try c.decodeIfPresent(T.self, forKey: key) ?? fallback }
-        inChannels = try get(.inChannels, inChannels)
-        outChannels = try get(.outChannels, outChannels)
-        downBlockTypes = try get(.downBlockTypes, downBlockTypes)
-        upBlockTypes = try get(.upBlockTypes, upBlockTypes)
-        blockOutChannels = try get(.blockOutChannels, blockOutChannels)
-        layersPerBlock = try get(.layersPerBlock, layersPerBlock)
-        actFn = try get(.actFn, actFn)
-        latentChannels = try get(.latentChannels, latentChannels)
-        normNumGroups = try get(.normNumGroups, normNumGroups)
-        sampleSize = try c.decodeIfPresent(Int.self, forKey: .sampleSize)
-        scalingFactor = try get(.scalingFactor, scalingFactor)
-        shiftFactor = try c.decodeIfPresent(Float.self, forKey: .shiftFactor)
-        forceUpcast = try get(.forceUpcast, forceUpcast)
-        useQuantConv = try get(.useQuantConv, useQuantConv)
-        usePostQuantConv = try get(.usePostQuantConv, usePostQuantConv)
-        midBlockAddAttention = try get(.midBlockAddAttention, midBlockAddAttention)
+        let r = try ConfigReader(decoder)
+        inChannels = try r("in_channels", inChannels)
+        outChannels = try r("out_channels", outChannels)
+        downBlockTypes = try r("down_block_types", downBlockTypes)
+        upBlockTypes = try r("up_block_types", upBlockTypes)
+        blockOutChannels = try r("block_out_channels", blockOutChannels)
+        layersPerBlock = try r("layers_per_block", layersPerBlock)
+        actFn = try r("act_fn", actFn)
+        latentChannels = try r("latent_channels", latentChannels)
+        normNumGroups = try r("norm_num_groups", normNumGroups)
+        sampleSize = try r.optional("sample_size")
+        scalingFactor = try r("scaling_factor", scalingFactor)
+        shiftFactor = try r.optional("shift_factor")
+        forceUpcast = try r("force_upcast", forceUpcast)
+        useQuantConv = try r("use_quant_conv", useQuantConv)
+        usePostQuantConv = try r("use_post_quant_conv", usePostQuantConv)
+        midBlockAddAttention = try r("mid_block_add_attention", midBlockAddAttention)
         guard actFn == "silu" || actFn == "swish" else { throw ConfigValueError(key: "act_fn", value: actFn, allowed: ["silu"]) }
         for t in downBlockTypes where t != "DownEncoderBlock2D" {
             throw ConfigValueError(key: "down_block_types", value: t, allowed: ["DownEncoderBlock2D"])
