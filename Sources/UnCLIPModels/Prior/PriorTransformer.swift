@@ -69,7 +69,7 @@ struct PriorBlock: Sendable {
 }
 
 /// The unCLIP diffusion prior: predicts a CLIP image embedding from a noisy one and the text.
-public struct PriorTransformer: Sendable {
+public struct PriorTransformer: Sendable, DiffusersFolderModel {
     public let config: PriorTransformerConfig
     let timeEmbedding: TimestepEmbedding
     let projIn, embeddingProj, projToClip: Linear
@@ -81,13 +81,6 @@ public struct PriorTransformer: Sendable {
     let normOut: LayerNorm
     /// Statistics that map the prior's normalised output back to CLIP's scale.
     public let clipMean, clipStd: Tensor
-
-    /// Loads a diffusers folder; Linear/Conv2d products run in `precision` (default: `ComputePrecision.requested`).
-    public init(folder: ModelFolder, variant: String? = nil, precision: GemmPrecision = ComputePrecision.requested) throws {
-        let weights = try folder.weights(variant: variant)
-        weights.gemmPrecision = precision
-        try self.init(config: folder.config(PriorTransformerConfig.self), weights: weights)
-    }
 
     public init(config c: PriorTransformerConfig, weights w: WeightMap) throws {
         config = c

@@ -172,7 +172,7 @@ struct UpBlock: Sendable {
 
 /// diffusers' UNet2DConditionModel: the latent denoiser, conditioned on text by cross-attention and
 /// (Stable unCLIP) on a noise-augmented image embedding through the class-embedding projection.
-public struct UNet2DConditionModel: Sendable {
+public struct UNet2DConditionModel: Sendable, DiffusersFolderModel {
     public let config: UNet2DConditionConfig
     let timeEmbedding: TimestepEmbedding
     let classEmbedding: TimestepEmbedding?
@@ -182,13 +182,6 @@ public struct UNet2DConditionModel: Sendable {
     let midAttentions: [Transformer2D]
     let upBlocks: [UpBlock]
     let convNormOut: GroupNorm
-
-    /// Loads a diffusers folder; Linear/Conv2d products run in `precision` (default: `ComputePrecision.requested`).
-    public init(folder: ModelFolder, variant: String? = nil, precision: GemmPrecision = ComputePrecision.requested) throws {
-        let weights = try folder.weights(variant: variant)
-        weights.gemmPrecision = precision
-        try self.init(config: folder.config(UNet2DConditionConfig.self), weights: weights)
-    }
 
     public init(config c: UNet2DConditionConfig, weights w: WeightMap) throws {
         config = c

@@ -93,7 +93,7 @@ struct VAEMidBlock: Sendable {
 }
 
 /// diffusers' AutoencoderKL: the encoder to the latent mean, and the decoder back to pixels in [-1, 1].
-public struct AutoencoderKL: Sendable {
+public struct AutoencoderKL: Sendable, DiffusersFolderModel {
     public let config: AutoencoderKLConfig
     // Encoder
     let encConvIn, encConvOut: Conv2d
@@ -107,13 +107,6 @@ public struct AutoencoderKL: Sendable {
     let decMid: VAEMidBlock
     let decUp: [(resnets: [ResnetBlock2D], up: Upsample2D?)]
     let decNormOut: GroupNorm
-
-    /// Loads a diffusers folder; Linear/Conv2d products run in `precision` (default: `ComputePrecision.requested`).
-    public init(folder: ModelFolder, variant: String? = nil, precision: GemmPrecision = ComputePrecision.requested) throws {
-        let weights = try folder.weights(variant: variant)
-        weights.gemmPrecision = precision
-        try self.init(config: folder.config(AutoencoderKLConfig.self), weights: weights)
-    }
 
     public init(config c: AutoencoderKLConfig, weights w: WeightMap) throws {
         config = c
