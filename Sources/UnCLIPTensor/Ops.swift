@@ -305,6 +305,16 @@ public func upsampleNearest2x(_ x: Tensor) -> Tensor {
 
 // MARK: - Shape operations
 
+/// Token `positions[i]` of batch item i of x [B, T, D], as [B, D]: the pooled token of each item.
+public func gatherRows(_ x: Tensor, positions: [Int]) -> Tensor {
+    precondition(x.rank == 3 && positions.count == x.shape[0] && positions.allSatisfy { (0..<x.shape[1]).contains($0) },
+                 "gatherRows: positions \(positions) for \(x.shape)")
+    let t = x.shape[1], d = x.shape[2]
+    let y = Tensor(uninitialized: [positions.count, d])
+    for (i, p) in positions.enumerated() { (y.pointer + i * d).update(from: x.pointer + (i * t + p) * d, count: d) }
+    return y
+}
+
 /// Concatenates along `axis`; all other dimensions must agree.
 public func concat(_ parts: [Tensor], axis: Int) -> Tensor {
     let rank = parts[0].rank

@@ -64,9 +64,7 @@ public struct CLIPVisionModel: Sendable {
         let x = preLayerNorm(add(tokens, positionEmbedding))
         let states = encoder(x, causal: false, keyMask: nil)
         let last = states.last!
-        let cls = Tensor(uninitialized: [b, d])
-        for i in 0..<b { (cls.pointer + i * d).update(from: last.pointer + i * (n + 1) * d, count: d) }
-        let pooled = postLayerNorm(cls)
+        let pooled = postLayerNorm(gatherRows(last, positions: Array(repeating: 0, count: b)))  // the class token
         return CLIPVisionOutput(lastHiddenState: last, hiddenStates: states, poolerOutput: pooled,
                                 imageEmbeds: visualProjection.map { linear(pooled, weight: $0) })
     }

@@ -168,16 +168,9 @@ public struct PriorTransformer: Sendable, DiffusersFolderModel {
         for block in blocks { x = block(x, keyMask: keyMask) }
         x = normOut(x)
 
-        let out: Tensor
-        if prdEmbedding != nil {
-            out = Tensor(uninitialized: [b, inner])
-            for i in 0..<b { (out.pointer + i * inner).update(from: x.pointer + (i * seq + seq - 1) * inner, count: inner) }
-        } else {
-            // Without the learned final token diffusers returns every token after the text; the image
-            // embedding is the last one of them (the noisy-embedding position).
-            out = slice(x, axis: 1, (seq - 1)..<seq).reshaped([b, inner])
-        }
-        return projToClip(out)
+        // The prediction is the last token: the learned prd token, or without it the noisy-embedding position
+        // (diffusers then returns every token after the text, and the image embedding is the last of them).
+        return projToClip(gatherRows(x, positions: Array(repeating: seq - 1, count: b)))
     }
 
     /// Maps a normalised prior output to CLIP's scale: x · clip_std + clip_mean.
