@@ -223,9 +223,7 @@ public struct UNet2DConditionModel: Sendable, DiffusersFolderModel {
             let inC = outC
             outC = ch[i]
             let p = "down_blocks.\(i)"
-            let resnets = try (0..<layers[i]).map {
-                try ResnetBlock2D(w, "\(p).resnets.\($0)", in: $0 == 0 ? inC : outC, out: outC, tembChannels: timeDim, groups: groups, eps: eps)
-            }
+            let resnets = try ResnetBlock2D.chain(w, p, count: layers[i], in: inC, out: outC, tembChannels: timeDim, groups: groups, eps: eps)
             let attns = type == "CrossAttnDownBlock2D" ? try (0..<layers[i]).map {
                 try transformer("\(p).attentions.\($0)", channels: outC, block: i, heads: heads[i], crossDim: crossDims[i], layers: tLayers[i])
             } : []

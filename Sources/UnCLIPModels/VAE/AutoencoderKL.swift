@@ -121,9 +121,7 @@ public struct AutoencoderKL: Sendable, DiffusersFolderModel {
             let inC = outC
             outC = ch[i]
             let p = "encoder.down_blocks.\(i)"
-            let resnets = try (0..<c.layersPerBlock).map {
-                try ResnetBlock2D(w, "\(p).resnets.\($0)", in: $0 == 0 ? inC : outC, out: outC, tembChannels: nil, groups: g, eps: 1e-6)
-            }
+            let resnets = try ResnetBlock2D.chain(w, p, count: c.layersPerBlock, in: inC, out: outC, tembChannels: nil, groups: g, eps: 1e-6)
             down.append((resnets, i == n - 1 ? nil : try Downsample2D(w, "\(p).downsamplers.0", channels: outC, padding: 0)))
         }
         encDown = down
@@ -142,9 +140,8 @@ public struct AutoencoderKL: Sendable, DiffusersFolderModel {
             let prev = upOut
             upOut = rch[i]
             let p = "decoder.up_blocks.\(i)"
-            let resnets = try (0..<(c.layersPerBlock + 1)).map {
-                try ResnetBlock2D(w, "\(p).resnets.\($0)", in: $0 == 0 ? prev : upOut, out: upOut, tembChannels: nil, groups: g, eps: 1e-6)
-            }
+            let resnets = try ResnetBlock2D.chain(w, p, count: c.layersPerBlock + 1, in: prev, out: upOut, tembChannels: nil,
+                                                  groups: g, eps: 1e-6)
             up.append((resnets, i == n - 1 ? nil : try Upsample2D(w, "\(p).upsamplers.0", channels: upOut)))
         }
         decUp = up
