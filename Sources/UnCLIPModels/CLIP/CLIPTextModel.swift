@@ -34,8 +34,7 @@ public struct CLIPTextModel: Sendable {
         let d = c.hiddenSize
         tokenEmbedding = try w.tensor("text_model.embeddings.token_embedding.weight", shape: [c.vocabSize, d])
         positionEmbedding = try w.tensor("text_model.embeddings.position_embedding.weight", shape: [c.maxPositionEmbeddings, d])
-        encoder = try CLIPEncoder(w, "text_model.encoder", layers: c.numHiddenLayers, hidden: d,
-                                  intermediate: c.intermediateSize, heads: c.numAttentionHeads, act: c.hiddenAct, eps: c.layerNormEps)
+        encoder = try CLIPEncoder(w, "text_model.encoder", config: c)
         finalLayerNorm = try LayerNorm(w, "text_model.final_layer_norm", dim: d, eps: c.layerNormEps)
         // The projection exists for CLIPTextModelWithProjection; a folder says so by its architecture or its weights.
         let wantsProjection = c.architectures.contains { $0.hasSuffix("WithProjection") }
