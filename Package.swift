@@ -2,7 +2,7 @@
 import PackageDescription
 
 // Hot numeric code must be compiled for a CPU with FMA/AVX2, or Swift's SIMD types
-// lower to one scalar fmaf call per lane (measured: 0.8 vs 95 GFLOP/s).
+// lower to one scalar fmaf call per lane (BENCHMARKS.md, "Figures behind choices in the code").
 let fastSwift: [SwiftSetting] = [
     .unsafeFlags(["-target-cpu", "haswell", "-Ounchecked", "-wmo"], .when(configuration: .release)),
     .unsafeFlags(["-target-cpu", "haswell"], .when(configuration: .debug)),
@@ -84,19 +84,25 @@ let package = Package(
         // Search benchmark over 100k / 1M random embeddings in a real store (not a test).
         .executableTarget(name: "unclip-store-bench", dependencies: ["UnCLIPStore", "UnCLIPStoreSQLite", "CBLAS"], swiftSettings: fastSwift),
 
+        // Helpers the test targets share: fixture paths and files, tolerance and pixel checks, error-message
+        // checks, temporary folders, pseudo-random inputs, running a built executable. A plain target beside the
+        // tests (not a test target), so any test target can depend on it; only tests link it.
+        .target(name: "UnCLIPTestSupport", dependencies: ["UnCLIPTensor", "UnCLIPWeights"], path: "Tests/UnCLIPTestSupport"),
+
         .testTarget(name: "UnCLIPStoreTests", dependencies: ["UnCLIPStore", "UnCLIPStoreSQLite", "CStoreKernels", "UnCLIPService",
-                                                         "UnCLIPEngine", "UnCLIPPipelines", "UnCLIPImage"],
+                                                         "UnCLIPEngine", "UnCLIPPipelines", "UnCLIPImage", "UnCLIPTestSupport"],
                     swiftSettings: fastSwift),
-        .testTarget(name: "UnCLIPTensorTests", dependencies: ["UnCLIPTensor"], swiftSettings: fastSwift),
-        .testTarget(name: "UnCLIPRandomTests", dependencies: ["UnCLIPRandom", "UnCLIPWeights"], swiftSettings: fastSwift),
-        .testTarget(name: "UnCLIPTokenizerTests", dependencies: ["UnCLIPTokenizer"], swiftSettings: fastSwift),
+        .testTarget(name: "UnCLIPTensorTests", dependencies: ["UnCLIPTensor", "UnCLIPTestSupport"], swiftSettings: fastSwift),
+        .testTarget(name: "UnCLIPRandomTests", dependencies: ["UnCLIPRandom", "UnCLIPWeights", "UnCLIPTestSupport"], swiftSettings: fastSwift),
+        .testTarget(name: "UnCLIPTokenizerTests", dependencies: ["UnCLIPTokenizer", "UnCLIPTestSupport"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPImageTests", dependencies: ["UnCLIPImage", "UnCLIPWeights"], swiftSettings: fastSwift),
-        .testTarget(name: "UnCLIPWeightsTests", dependencies: ["UnCLIPWeights"], swiftSettings: fastSwift),
+        .testTarget(name: "UnCLIPWeightsTests", dependencies: ["UnCLIPWeights", "UnCLIPTestSupport"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPSchedulersTests", dependencies: ["UnCLIPSchedulers", "UnCLIPRandom", "UnCLIPTensor", "UnCLIPWeights"], swiftSettings: fastSwift),
-        .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels"], swiftSettings: fastSwift),
-        .testTarget(name: "UnCLIPPipelinesTests", dependencies: ["UnCLIPPipelines"], swiftSettings: fastSwift),
-        .testTarget(name: "UnCLIPEvalTests", dependencies: ["UnCLIPEval"], swiftSettings: fastSwift),
-        .testTarget(name: "UnCLIPCLITests", dependencies: ["unclip", "UnCLIPImage", "UnCLIPStore", "UnCLIPStoreSQLite"], swiftSettings: fastSwift),
+        .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels", "UnCLIPTestSupport"], swiftSettings: fastSwift),
+        .testTarget(name: "UnCLIPPipelinesTests", dependencies: ["UnCLIPPipelines", "UnCLIPTestSupport"], swiftSettings: fastSwift),
+        .testTarget(name: "UnCLIPEvalTests", dependencies: ["UnCLIPEval", "UnCLIPTestSupport"], swiftSettings: fastSwift),
+        .testTarget(name: "UnCLIPCLITests", dependencies: ["unclip", "UnCLIPImage", "UnCLIPStore", "UnCLIPStoreSQLite", "UnCLIPTestSupport"],
+                    swiftSettings: fastSwift),
     ],
     // Swift 5 mode: the numeric core shares raw buffers across Dispatch workers by design.
     swiftLanguageModes: [.v5]

@@ -1,6 +1,6 @@
 """Benchmark peer of `unclip-bench` (issue 7): the same items timed with diffusers / transformers.
 
-Run with /work/venv/bin/python from the repository root. Three subcommands:
+Run with venv/bin/python from the repository root. Three subcommands:
 
     bench_peer.py prepare [--work DIR] [--quick] [--items LIST]
         Writes seeded random weight folders, the inputs of every item and DIR/<mode>/manifest.json

@@ -2,8 +2,8 @@
 
 Run by hand (not in CI), from the repository root, after `swift build -c release`:
 
-    /work/venv/bin/python notebooks-export/check_fullsize_clip.py
-    /work/venv/bin/python notebooks-export/check_fullsize_clip.py --models vitl --threads 2 --keep
+    venv/bin/python notebooks-export/check_fullsize_clip.py
+    venv/bin/python notebooks-export/check_fullsize_clip.py --models vitl --threads 2 --keep
 
 For each model it builds the real architecture with seeded random weights (no download),
 saves it as a transformers folder (fp32 safetensors, hub key layout) plus a tokenizer folder,

@@ -2,9 +2,9 @@
 
 Run by hand (not in CI), from the repository root, after `swift build -c release`:
 
-    /work/venv/bin/python notebooks-export/check_fullsize_prior.py                 # threads 2 and 1
-    /work/venv/bin/python notebooks-export/check_fullsize_prior.py --threads 2 --repeat 3
-    /work/venv/bin/python notebooks-export/check_fullsize_prior.py --tiny           # seconds: smoke test
+    venv/bin/python notebooks-export/check_fullsize_prior.py                 # threads 2 and 1
+    venv/bin/python notebooks-export/check_fullsize_prior.py --threads 2 --repeat 3
+    venv/bin/python notebooks-export/check_fullsize_prior.py --tiny           # seconds: smoke test
 
 Architecture: kakaobrain/karlo-v1-alpha's prior. diffusers' converter for it
 (scripts/convert_kakao_brain_unclip_to_diffusers.py: `PRIOR_CONFIG = {}  # Uses default arguments`)

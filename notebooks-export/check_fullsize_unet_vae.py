@@ -3,10 +3,10 @@
 Run by hand (not in CI), from the repository root, after `swift build -c release`. It is slow at
 full size (diffusers: roughly half a minute per 768x768 UNet step on 2 threads):
 
-    /work/venv/bin/python notebooks-export/check_fullsize_unet_vae.py                    # 512 and 768
-    /work/venv/bin/python notebooks-export/check_fullsize_unet_vae.py --sizes 512 --components unet
-    /work/venv/bin/python notebooks-export/check_fullsize_unet_vae.py --skip-diffusers     # ours only
-    /work/venv/bin/python notebooks-export/check_fullsize_unet_vae.py --tiny               # seconds: smoke test
+    venv/bin/python notebooks-export/check_fullsize_unet_vae.py                    # 512 and 768
+    venv/bin/python notebooks-export/check_fullsize_unet_vae.py --sizes 512 --components unet
+    venv/bin/python notebooks-export/check_fullsize_unet_vae.py --skip-diffusers     # ours only
+    venv/bin/python notebooks-export/check_fullsize_unet_vae.py --tiny               # seconds: smoke test
 
 Architectures (random weights, no download):
   unet  stabilityai/stable-diffusion-2-1-unclip-small's UNet2DConditionModel (SD 2.1-v shape):

@@ -1,6 +1,6 @@
 """Check that weights/shapes is a standard diffusers StableUnCLIPPipeline folder that diffusers can run.
 
-Run from the repository root:  /work/venv/bin/python notebooks-export/check_shapes_diffusers.py [--out DIR]
+Run from the repository root:  venv/bin/python notebooks-export/check_shapes_diffusers.py [--out DIR]
 (diffusers 0.42.1, transformers 5.23.0, torch CPU; nothing is written into the repository).
 
 1. Loads the folder with StableUnCLIPPipeline.from_pretrained (float32 on CPU) and the variation parts

@@ -1,7 +1,7 @@
 """diffusers vs unclip on the shipped model: same seed, --prior-candidates 1 → same PNG.
 
 Run from the repository root after `swift build -c release`:
-    /work/venv/bin/python notebooks-export/check_shapes_parity.py [--model weights/shapes] [--seeds 5 6 7]
+    venv/bin/python notebooks-export/check_shapes_parity.py [--model weights/shapes] [--seeds 5 6 7]
 Prints the mean and max absolute pixel difference per prompt (diffusers' StableUnCLIPPipeline with 20 decoder
 steps, prior 25 steps, prior guidance 4 — `unclip generate`'s defaults — and the decoder guidance the folder's
 unclip.json recommends, else diffusers' 10; passed to both sides explicitly).

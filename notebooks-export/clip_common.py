@@ -8,13 +8,26 @@
 """
 
 import gzip
+import importlib.util
 import math
 import os
 
 import torch
 from transformers import CLIPTokenizer
 
-BPE_PATH = "/work/venv/lib/python3.11/site-packages/open_clip/bpe_simple_vocab_16e6.txt.gz"
+
+
+def open_clip_file(name):
+    """Path of a file inside the open_clip package of the running interpreter (README: `venv/` at the
+    repository root), found without importing the package (its __init__ needs torchvision)."""
+    spec = importlib.util.find_spec("open_clip")
+    if spec is None or not spec.submodule_search_locations:
+        raise FileNotFoundError("open_clip is not installed for this interpreter; set up venv/ as README's "
+                                "'Reference fixtures' says (venv/bin/pip install --no-deps open-clip-torch)")
+    return os.path.join(list(spec.submodule_search_locations)[0], name)
+
+
+BPE_FILE = "bpe_simple_vocab_16e6.txt.gz"
 
 
 def _bytes_to_unicode():
@@ -30,9 +43,9 @@ def _bytes_to_unicode():
     return dict(zip(bs, [chr(c) for c in cs]))
 
 
-def clip_vocab_and_merges(bpe_path=BPE_PATH):
+def clip_vocab_and_merges(bpe_path=None):
     """Returns (vocab dict token->id, merges list of "a b" strings), 49408 tokens as in open_clip."""
-    lines = gzip.open(bpe_path).read().decode("utf-8").split("\n")
+    lines = gzip.open(bpe_path or open_clip_file(BPE_FILE)).read().decode("utf-8").split("\n")
     merges = lines[1 : 49152 - 256 - 2 + 1]
     units = list(_bytes_to_unicode().values())
     tokens = units + [u + "</w>" for u in units]

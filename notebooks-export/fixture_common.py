@@ -1,13 +1,12 @@
-"""Shared helpers for the prior / unCLIP fixture scripts (run with /work/venv/bin/python).
+"""Shared helpers for the prior / unCLIP fixture scripts (run with venv/bin/python from the repository root).
 
 - `randomize_`: re-draws EVERY parameter of a torch module (diffusers zero-initialises several
   layers and sets norms to 1/0, which would hide bugs such as a missing bias or a skipped norm).
-- `clip_tokenizer`: a transformers CLIPTokenizer built from open_clip's BPE vocabulary (the same
-  49408-token vocabulary as openai/clip-vit-large-patch14 and SD2's tokenizer).
+- `save_clip_tokenizer`: a transformers CLIPTokenizer built from open_clip's BPE vocabulary (the same
+  49408-token vocabulary as openai/clip-vit-large-patch14 and SD2's tokenizer; clip_common.py rebuilds it).
 - `RandnLog`: records every `randn_tensor` draw diffusers makes (module, shape, value) in order.
 """
 
-import gzip
 import json
 import math
 import os
@@ -16,7 +15,7 @@ import shutil
 import torch
 from torch import nn
 
-BPE_PATH = "/work/venv/lib/python3.11/site-packages/open_clip/bpe_simple_vocab_16e6.txt.gz"
+from clip_common import clip_vocab_and_merges
 
 # Name fragments of parameters that are plain nn.Parameter attributes rather than weights of
 # Linear/Conv/Embedding/Norm modules, with how to draw them.
@@ -80,19 +79,6 @@ def assert_all_random(state: dict, where: str) -> None:
     for k, v in state.items():
         if v.numel() > 1 and v.float().std() == 0:
             raise AssertionError(f"{where}: tensor {k} is constant ({v.flatten()[0].item()})")
-
-
-def clip_vocab_and_merges():
-    """The openai CLIP vocabulary (49408 entries) and BPE merges, rebuilt from open_clip's file."""
-    from transformers.convert_slow_tokenizer import bytes_to_unicode
-
-    merges = gzip.open(BPE_PATH).read().decode("utf-8").split("\n")
-    merges = merges[1 : 49152 - 256 - 2 + 1]
-    bu = list(bytes_to_unicode().values())
-    vocab = bu + [v + "</w>" for v in bu] + ["".join(m.split()) for m in merges]
-    vocab += ["<|startoftext|>", "<|endoftext|>"]
-    assert len(vocab) == 49408
-    return {t: i for i, t in enumerate(vocab)}, merges
 
 
 def save_clip_tokenizer(folder: str, pad_token: str = "<|endoftext|>"):

@@ -1,6 +1,6 @@
 """Reference fixtures for the Swift CLIP text/vision encoders and the safetensors dtype reader.
 
-Run:  /work/venv/bin/python notebooks-export/fixtures_clip.py   (from the repository root)
+Run:  venv/bin/python notebooks-export/fixtures_clip.py   (from the repository root)
 
 Writes (deterministic: seeded generators, torch float32, 1 thread):
   Tests/Fixtures/clip/<name>/                      tiny transformers CLIP model folders

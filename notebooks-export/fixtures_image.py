@@ -1,7 +1,7 @@
 #!/usr/bin/env python
 """Reference fixtures for UnCLIPImage (PNG decoding + CLIPImageProcessor preprocessing).
 
-Run from the repository root:  /work/venv/bin/python notebooks-export/fixtures_image.py
+Run from the repository root:  venv/bin/python notebooks-export/fixtures_image.py
 Writes Tests/Fixtures/image/ (deterministic; re-running gives identical files).
 
 What the references are:

@@ -1,6 +1,6 @@
 """Reference fixtures for the PriorTransformer and Karlo's prior sampling loop.
 
-Run from the repository root:  /work/venv/bin/python notebooks-export/fixtures_prior.py
+Run from the repository root:  venv/bin/python notebooks-export/fixtures_prior.py
 (diffusers 0.42.1, transformers 5.23.0, torch CPU, float32 everywhere).
 
 Writes Tests/Fixtures/prior/:

@@ -1,7 +1,7 @@
 """Reference values of torch's CPU generator for Tests/UnCLIPRandomTests.
 
 Run with the reference environment (torch 2.13 CPU):
-    /work/venv/bin/python notebooks-export/fixtures_rng.py
+    venv/bin/python notebooks-export/fixtures_rng.py
 
 Writes Tests/Fixtures/rng/manifest.json and Tests/Fixtures/rng/values.bin. Every case starts from
 `torch.Generator().manual_seed(seed)` and runs a list of operations on that one generator; each

@@ -2,7 +2,7 @@
 
 Run with the reference environment (torch 2.13 CPU, diffusers 0.42.1) plus scipy, which diffusers'
 LMSDiscreteScheduler needs (e.g. `pip install --target /tmp/sched-pydeps --no-deps scipy`):
-    PYTHONPATH=/tmp/sched-pydeps /work/venv/bin/python notebooks-export/fixtures_schedulers.py
+    PYTHONPATH=/tmp/sched-pydeps venv/bin/python notebooks-export/fixtures_schedulers.py
 
 For every case in CASES it writes Tests/Fixtures/schedulers/<case>/:
 - scheduler_config.json: the scheduler's own `save_config` output (what a model folder holds),

@@ -1,7 +1,7 @@
 """Two tiny plain Stable Diffusion folders and reference runs of diffusers' SD pipelines on them.
 
 Run from the repository root (scipy is needed by LMSDiscreteScheduler):
-    PYTHONPATH=/tmp/sched-pydeps /work/venv/bin/python notebooks-export/fixtures_sd.py
+    PYTHONPATH=/tmp/sched-pydeps venv/bin/python notebooks-export/fixtures_sd.py
 (diffusers 0.42.1, transformers 5.23.0, torch CPU, float32, one thread.)
 
 Writes Tests/Fixtures/sd/:

@@ -22,7 +22,7 @@ Folders:
   The tokenizer.json-only fixture folder is checked here to give ids identical to "openai".
 
 Needs ftfy for the open_clip comparison: pip install --target /tmp/pylib ftfy; PYTHONPATH=/tmp/pylib.
-Run: PYTHONPATH=/tmp/pylib /work/venv/bin/python notebooks-export/fixtures_tokenizer.py
+Run: PYTHONPATH=/tmp/pylib venv/bin/python notebooks-export/fixtures_tokenizer.py
 """
 import importlib.util
 import json

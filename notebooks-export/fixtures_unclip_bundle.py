@@ -1,6 +1,6 @@
 """A complete tiny Stable unCLIP bundle and end-to-end reference runs of diffusers' pipelines on it.
 
-Run from the repository root:  /work/venv/bin/python notebooks-export/fixtures_unclip_bundle.py
+Run from the repository root:  venv/bin/python notebooks-export/fixtures_unclip_bundle.py
 (diffusers 0.42.1, transformers 5.23.0, torch CPU, float32 everywhere).
 
 Writes Tests/Fixtures/bundles/:

@@ -2,7 +2,7 @@
 augmentation at levels 0, 100 and 999.
 
 Run from the repository root (after fixtures_unclip_bundle.py):
-    /work/venv/bin/python notebooks-export/fixtures_unclip_schedulers.py
+    venv/bin/python notebooks-export/fixtures_unclip_schedulers.py
 LMSDiscreteScheduler needs scipy (pip install --target /tmp/sched-pydeps scipy; PYTHONPATH=/tmp/sched-pydeps).
 
 Writes Tests/Fixtures/bundles/tiny-unclip-schedulers.safetensors:

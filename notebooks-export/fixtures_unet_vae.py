@@ -1,6 +1,6 @@
 """Reference fixtures for UNet2DConditionModel and AutoencoderKL forward passes (single components).
 
-Run from the repository root:  /work/venv/bin/python notebooks-export/fixtures_unet_vae.py
+Run from the repository root:  venv/bin/python notebooks-export/fixtures_unet_vae.py
 (diffusers 0.42.1, torch CPU, float32 everywhere).
 
 Writes

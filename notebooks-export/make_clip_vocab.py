@@ -18,7 +18,7 @@ special_tokens_map.json. transformers 5.x `save_pretrained` writes only tokenize
 tokenizer_config.json, so vocab.json / merges.txt are written from the tokenizer transformers built
 (and checked to round-trip through `CLIPTokenizer.from_pretrained`).
 
-Run: /work/venv/bin/python notebooks-export/make_clip_vocab.py
+Run: venv/bin/python notebooks-export/make_clip_vocab.py
 Optional: ftfy on PYTHONPATH for the open_clip comparison (open_clip cleans text with ftfy).
 """
 import gzip
@@ -32,10 +32,10 @@ import types
 
 from transformers import CLIPTokenizer
 
+from clip_common import BPE_FILE, open_clip_file
+
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-SITE = os.path.dirname(os.path.dirname(os.path.abspath(sys.modules["transformers"].__file__)))
-OPEN_CLIP_DIR = os.path.join(SITE, "open_clip")
-BPE_PATH = os.path.join(OPEN_CLIP_DIR, "bpe_simple_vocab_16e6.txt.gz")
+BPE_PATH = open_clip_file(BPE_FILE)
 BOS, EOS = "<|startoftext|>", "<|endoftext|>"
 
 
@@ -72,7 +72,7 @@ def load_open_clip_tokenizer():
         # ftfy.fix_text is the identity on the plain strings compared below.
         sys.modules["ftfy"] = types.SimpleNamespace(fix_text=lambda s: s)
         have_ftfy = False
-    spec = importlib.util.spec_from_file_location("open_clip_tokenizer", os.path.join(OPEN_CLIP_DIR, "tokenizer.py"))
+    spec = importlib.util.spec_from_file_location("open_clip_tokenizer", open_clip_file("tokenizer.py"))
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module.SimpleTokenizer(BPE_PATH), have_ftfy

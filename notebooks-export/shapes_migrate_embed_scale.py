@@ -3,7 +3,7 @@ steps on the image embeddings as CLIP trained them, switch to train_shapes.IMAGE
 what the UNet computes: the CLIP cache embeddings/statistics are multiplied by 8 and the columns of the UNet's
 class_embedding.linear_1 weight that read the embedding are divided by 8 (weights, EMA, Adam moments).
 A from-scratch rerun of train_shapes.py does not need it (load_clip applies the scale from the start).
-Run from the repository root: /work/venv/bin/python notebooks-export/shapes_migrate_embed_scale.py
+Run from the repository root: venv/bin/python notebooks-export/shapes_migrate_embed_scale.py
 """
 import sys, torch
 sys.path.insert(0, "notebooks-export")

@@ -1,6 +1,6 @@
 """The procedural "shapes" world of the shipped model (weights/shapes): seeded (image, caption, attributes).
 
-Run from the repository root with /work/venv/bin/python (numpy + pillow only).
+Run from the repository root with venv/bin/python (numpy + pillow only).
   python notebooks-export/shapes_world.py --prompts     writes prompts/shapes-eval.txt and prompts/shapes-demo.txt
   python notebooks-export/shapes_world.py --sheet PATH  writes a contact sheet of 64 samples (PNG)
 

@@ -1,6 +1,6 @@
 """Train the small unCLIP of the "shapes" world (notebooks-export/shapes_world.py) and export weights/shapes.
 
-Run from the repository root with /work/venv/bin/python (torch CPU, diffusers 0.42.1, transformers 5.23.0):
+Run from the repository root with venv/bin/python (torch CPU, diffusers 0.42.1, transformers 5.23.0):
   python notebooks-export/train_shapes.py clip  [--steps N]   contrastive CLIP pair (text + vision towers)
   python notebooks-export/train_shapes.py vae   [--steps N]   AutoencoderKL, 32x32x3 <-> 8x8x4
   python notebooks-export/train_shapes.py vaedec [--steps N]  fine-tune the VAE decoder only (encoder frozen)

@@ -1,5 +1,6 @@
 #define _GNU_SOURCE
 #include "kernels.h"
+#include "half_float.h"
 #include <math.h>
 #include <string.h>
 #ifdef __AVX2__
@@ -217,35 +218,13 @@ void uc_im2col(const float *x, float *col, long c, long h, long w, long kh, long
             }
 }
 
-static inline float half_to_float(uint16_t h) {
-    const uint32_t sign = (uint32_t)(h & 0x8000) << 16;
-    const uint32_t exp = (h >> 10) & 0x1f;
-    const uint32_t mant = h & 0x3ff;
-    uint32_t bits;
-    if (exp == 0) {
-        if (mant == 0) bits = sign;
-        else { // subnormal: value = mant * 2^-24, exact in float32
-            float f = (float)mant * 5.9604644775390625e-8f;
-            memcpy(&bits, &f, 4);
-            bits |= sign;
-        }
-    } else if (exp == 31) {
-        bits = sign | 0x7f800000u | (mant << 13);
-    } else {
-        bits = sign | ((exp + 112) << 23) | (mant << 13);
-    }
-    float out;
-    memcpy(&out, &bits, 4);
-    return out;
-}
-
 void uc_f16_to_f32(const uint16_t *src, float *dst, long n) {
     long i = 0;
 #ifdef __F16C__
     // Hardware conversion (exact, subnormals and infinities included).
     for (; i + 8 <= n; i += 8) _mm256_storeu_ps(dst + i, _mm256_cvtph_ps(_mm_loadu_si128((const __m128i *)(src + i))));
 #endif
-    for (; i < n; i++) dst[i] = half_to_float(src[i]);
+    for (; i < n; i++) dst[i] = uc_half_to_float(src[i]);
 }
 
 void uc_bf16_to_f32(const uint16_t *src, float *dst, long n) {
@@ -254,9 +233,6 @@ void uc_bf16_to_f32(const uint16_t *src, float *dst, long n) {
 
 void uc_add(const float *a, const float *b, float *y, long n) { for (long i = 0; i < n; i++) y[i] = a[i] + b[i]; }
 void uc_mul(const float *a, const float *b, float *y, long n) { for (long i = 0; i < n; i++) y[i] = a[i] * b[i]; }
-void uc_add_row_bias(float *y, const float *bias, long rows, long cols) {
-    for (long r = 0; r < rows; r++) { float *yr = y + r * cols; for (long c = 0; c < cols; c++) yr[c] += bias[c]; }
-}
 
 #if defined(__linux__)
 #include <sched.h>

@@ -1,11 +1,12 @@
 #include "store_kernels.h"
+#include "../CKernels/half_float.h"  // shared with CKernels (a private header, no module dependency)
 #include <string.h>
 #if defined(__F16C__) && defined(__FMA__) && defined(__AVX2__)
 #include <immintrin.h>
 #define US_X86 1
 #endif
 
-/// Portable half <-> float conversions (used for tails and on CPUs without F16C).
+/// Portable float -> half conversion (used for tails and on CPUs without F16C).
 static uint16_t f32_to_f16_scalar(float f) {
     uint32_t x;
     memcpy(&x, &f, 4);
@@ -24,25 +25,6 @@ static uint16_t f32_to_f16_scalar(float f) {
     uint32_t half = ((uint32_t)e << 10) | (man >> 13), rem = man & 0x1FFFu;
     if (rem > 0x1000u || (rem == 0x1000u && (half & 1))) half++;            // may carry into the exponent: correct
     return (uint16_t)(sign | half);
-}
-
-static float f16_to_f32_scalar(uint16_t h) {
-    uint32_t sign = (uint32_t)(h & 0x8000u) << 16, exp = (h >> 10) & 0x1Fu, man = h & 0x3FFu, x;
-    if (exp == 0) {
-        if (man == 0) x = sign;
-        else {                                                                // normalise the subnormal
-            int e = -1;
-            do { man <<= 1; e++; } while (!(man & 0x400u));
-            x = sign | ((uint32_t)(127 - 15 - e) << 23) | ((man & 0x3FFu) << 13);
-        }
-    } else if (exp == 31) {
-        x = sign | 0x7F800000u | (man << 13);
-    } else {
-        x = sign | ((exp + 127 - 15) << 23) | (man << 13);
-    }
-    float f;
-    memcpy(&f, &x, 4);
-    return f;
 }
 
 void us_f32_to_f16(const float *src, uint16_t *dst, size_t n) {
@@ -76,7 +58,7 @@ void us_dot_f16_rows(const uint16_t *matrix, size_t rows, size_t dim, const floa
         h = _mm_add_ss(h, _mm_shuffle_ps(h, h, 1));
         sum = _mm_cvtss_f32(h);
 #endif
-        for (; i < dim; i++) sum += f16_to_f32_scalar(row[i]) * query[i];
+        for (; i < dim; i++) sum += uc_half_to_float(row[i]) * query[i];
         out[r] = sum;
     }
 }

@@ -72,11 +72,7 @@ public final class TorchGenerator: RandomSource {
 
     /// `torch.randn(count, generator=g)` as float32.
     public func randn(_ count: Int) throws -> [Float] {
-        guard count >= 0 else { throw RandomError.negativeCount(operation: "randn", count: count) }
-        return [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
-            randn(into: buffer)
-            initialized = count
-        }
+        try Self.filled(count, operation: "randn") { randn(into: $0) }
     }
 
     /// `torch.randn(shape, generator=g)` as float32, flattened in row-major order.
@@ -86,65 +82,25 @@ public final class TorchGenerator: RandomSource {
 
     /// Fills `buffer` exactly as `torch.randn(buffer.count, generator=g)` would (float32).
     public func randn(into buffer: UnsafeMutableBufferPointer<Float>) {
-        guard let data = buffer.baseAddress else { return }
-        let count = buffer.count
-        if count < 16 {
-            for i in 0..<count { data[i] = Float(nextScalarNormal()) }
-            return
-        }
-        fillUniform(data, count: count)
-        var start = 0
-        while start + 16 <= count {
-            boxMuller16(data + start)
-            start += 16
-        }
-        if count % 16 != 0 {
-            // torch redraws the last (overlapping) 16 instead of handling a short block.
-            let tail = data + (count - 16)
-            fillUniform(tail, count: 16)
-            boxMuller16(tail)
-        }
+        normalFill(buffer, scalar: { Float($0) }, uniforms: { self.fillUniform($0, count: $1) }, boxMuller: boxMuller16)
     }
 
     /// `torch.randn(count, generator=g, dtype=torch.float64)`.
     public func randnDouble(_ count: Int) throws -> [Double] {
-        guard count >= 0 else { throw RandomError.negativeCount(operation: "randnDouble", count: count) }
-        return [Double](unsafeUninitializedCapacity: count) { buffer, initialized in
-            randnDouble(into: buffer)
-            initialized = count
-        }
+        try Self.filled(count, operation: "randnDouble") { randnDouble(into: $0) }
     }
 
     /// Fills `buffer` exactly as `torch.randn(buffer.count, generator=g, dtype=torch.float64)` would.
     public func randnDouble(into buffer: UnsafeMutableBufferPointer<Double>) {
-        guard let data = buffer.baseAddress else { return }
-        let count = buffer.count
-        if count < 16 {
-            for i in 0..<count { data[i] = nextScalarNormal() }
-            return
-        }
-        for i in 0..<count { data[i] = nextUniformDouble() }
-        var start = 0
-        while start + 16 <= count {
-            boxMuller16(data + start)
-            start += 16
-        }
-        if count % 16 != 0 {
-            let tail = data + (count - 16)
-            for i in 0..<16 { tail[i] = nextUniformDouble() }
-            boxMuller16(tail)
-        }
+        normalFill(buffer, scalar: { $0 }, uniforms: { data, count in for i in 0..<count { data[i] = self.nextUniformDouble() } },
+                   boxMuller: boxMuller16)
     }
 
     // MARK: rand
 
     /// `torch.rand(count, generator=g)` as float32, values in [0, 1).
     public func rand(_ count: Int) throws -> [Float] {
-        guard count >= 0 else { throw RandomError.negativeCount(operation: "rand", count: count) }
-        return [Float](unsafeUninitializedCapacity: count) { buffer, initialized in
-            rand(into: buffer)
-            initialized = count
-        }
+        try Self.filled(count, operation: "rand") { rand(into: $0) }
     }
 
     /// `torch.rand(shape, generator=g)` as float32, flattened in row-major order.
@@ -163,12 +119,7 @@ public final class TorchGenerator: RandomSource {
 
     /// `torch.randint(low, high, (count,), generator=g)` (int64, high exclusive).
     public func randint(low: Int64, high: Int64, count: Int) throws -> [Int64] {
-        guard count >= 0 else { throw RandomError.negativeCount(operation: "randint", count: count) }
-        guard low < high else { throw RandomError.emptyRange(low: low, high: high) }
-        return try [Int64](unsafeUninitializedCapacity: count) { buffer, initialized in
-            try randint(low: low, high: high, into: buffer)
-            initialized = count
-        }
+        try Self.filled(count, operation: "randint") { try randint(low: low, high: high, into: $0) }
     }
 
     /// `torch.randint(low, high, shape, generator=g)` (int64), flattened in row-major order.
@@ -192,6 +143,43 @@ public final class TorchGenerator: RandomSource {
     }
 
     // MARK: internals
+
+    /// torch's normal fill, the same for float32 and float64 (only the uniforms and the Box–Muller block differ):
+    /// below 16 values the scalar double path one at a time; else uniforms for every value, Box–Muller on each
+    /// block of 16, and a short tail redone on the last (overlapping) 16 from fresh uniforms, as torch does
+    /// instead of handling a short block.
+    @inline(__always)
+    private func normalFill<T>(_ buffer: UnsafeMutableBufferPointer<T>, scalar: (Double) -> T,
+                               uniforms: (UnsafeMutablePointer<T>, Int) -> Void,
+                               boxMuller: (UnsafeMutablePointer<T>) -> Void) {
+        guard let data = buffer.baseAddress else { return }
+        let count = buffer.count
+        if count < 16 {
+            for i in 0..<count { data[i] = scalar(nextScalarNormal()) }
+            return
+        }
+        uniforms(data, count)
+        var start = 0
+        while start + 16 <= count {
+            boxMuller(data + start)
+            start += 16
+        }
+        if count % 16 != 0 {
+            let tail = data + (count - 16)
+            uniforms(tail, 16)
+            boxMuller(tail)
+        }
+    }
+
+    /// A new array of `count` values written by `fill`, refusing a negative count.
+    private static func filled<T>(_ count: Int, operation: String,
+                                  _ fill: (UnsafeMutableBufferPointer<T>) throws -> Void) throws -> [T] {
+        guard count >= 0 else { throw RandomError.negativeCount(operation: operation, count: count) }
+        return try [T](unsafeUninitializedCapacity: count) { buffer, initialized in
+            try fill(buffer)
+            initialized = count
+        }
+    }
 
     /// float32 uniforms in [0, 1): the low 24 bits of one word times 2^-24, as uniform_real<float>.
     private func fillUniform(_ data: UnsafeMutablePointer<Float>, count: Int) {

@@ -3,8 +3,8 @@ import Foundation
 
 // Every fp32 matrix product goes through `sgemm` below: OpenBLAS runs single-threaded and we split the
 // output over our own workers. Why: OpenBLAS's idle pool threads spin in sched_yield for ~2^28 cycles
-// after each call, competing with our own parallel loops (attention, norms) that run between products.
-// On the 2-core machine that spinning cost 15% of a UNet step (11.5 s → 9.8 s with it gone).
+// after each call, competing with our own parallel loops (attention, norms) that run between products;
+// on a small machine that spinning costs a visible share of every UNet step (BENCHMARKS.md, session 4).
 
 /// OpenBLAS is switched to one thread per call once, before the first product.
 private let blasOnCallerThread: Void = { openblas_set_num_threads(1) }()

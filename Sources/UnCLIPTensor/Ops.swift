@@ -34,14 +34,6 @@ public func matmul(_ a: Tensor, _ b: Tensor, transposeA: Bool = false, transpose
     return c
 }
 
-/// Batched C[i] = A[i] · B[i] for 3-D tensors.
-public func batchedMatmul(_ a: Tensor, _ b: Tensor, transposeB: Bool = false) -> Tensor {
-    precondition(a.rank == 3 && b.rank == 3 && a.shape[0] == b.shape[0], "batchedMatmul: \(a.shape) × \(b.shape)")
-    let batch = a.shape[0]
-    let parts = (0..<batch).map { matmul(a.item($0), b.item($0), transposeB: transposeB) }
-    return stack(parts)
-}
-
 // MARK: - Element-wise
 
 @inline(__always)
@@ -91,21 +83,6 @@ private func broadcast(_ a: Tensor, _ b: Tensor, _ name: String,
         let outer = a.count / max(inner, 1)
         parallelChunks(outer, minimumPerChunk: max(1, (1 << 15) / max(inner, 1))) { r in
             for o in r { kernel(pa + o * inner, pb, py + o * inner, inner) }
-        }
-    }
-    return y
-}
-
-/// Adds a per-channel bias to [B, C, ...] (channels on axis 1).
-public func addChannelBias(_ x: Tensor, _ bias: Tensor) -> Tensor {
-    let c = x.shape[1], spatial = x.count / (x.shape[0] * c)
-    precondition(bias.count == c, "addChannelBias: bias \(bias.shape) for \(c) channels")
-    let y = Tensor(uninitialized: x.shape)
-    let px = x.pointer, py = y.pointer, pb = bias.pointer
-    parallelChunks(x.shape[0] * c, minimumPerChunk: max(1, (1 << 15) / max(spatial, 1))) { r in
-        for bc in r {
-            let v = pb[bc % c], base = bc * spatial
-            for i in 0..<spatial { py[base + i] = px[base + i] + v }
         }
     }
     return y
@@ -328,14 +305,13 @@ public func upsampleNearest2x(_ x: Tensor) -> Tensor {
 
 // MARK: - Shape operations
 
-/// Stacks equally shaped tensors along a new first axis.
-public func stack(_ parts: [Tensor]) -> Tensor {
-    let inner = parts[0].shape
-    let y = Tensor(uninitialized: [parts.count] + inner)
-    for (i, p) in parts.enumerated() {
-        precondition(p.shape == inner, "stack: \(p.shape) vs \(inner)")
-        (y.pointer + i * p.count).update(from: p.pointer, count: p.count)
-    }
+/// Token `positions[i]` of batch item i of x [B, T, D], as [B, D]: the pooled token of each item.
+public func gatherRows(_ x: Tensor, positions: [Int]) -> Tensor {
+    precondition(x.rank == 3 && positions.count == x.shape[0] && positions.allSatisfy { (0..<x.shape[1]).contains($0) },
+                 "gatherRows: positions \(positions) for \(x.shape)")
+    let t = x.shape[1], d = x.shape[2]
+    let y = Tensor(uninitialized: [positions.count, d])
+    for (i, p) in positions.enumerated() { (y.pointer + i * d).update(from: x.pointer + (i * t + p) * d, count: d) }
     return y
 }
 

@@ -87,12 +87,3 @@ public func loadJSONConfig<C: Decodable>(_ type: C.Type, from url: URL) throws -
         throw WeightError.badConfig(path: url.path, reason: "\(error)")
     }
 }
-
-/// Thrown by config types for a value they do not know (e.g. an unknown activation).
-public struct ConfigValueError: Error, CustomStringConvertible {
-    public let key: String
-    public let value: String
-    public let allowed: [String]
-    public init(key: String, value: String, allowed: [String]) { self.key = key; self.value = value; self.allowed = allowed }
-    public var description: String { "unknown \(key) '\(value)' (supported: \(allowed.joined(separator: ", ")))" }
-}

@@ -33,7 +33,7 @@ struct ManifestItem {
 func loadManifest(base: URL, quick: Bool) throws -> [String: ManifestItem] {
     let path = base.appendingPathComponent("manifest.json").path
     guard let data = FileManager.default.contents(atPath: path) else {
-        throw BenchError("\(path) not found: run `/work/venv/bin/python notebooks-export/bench_peer.py prepare\(quick ? " --quick" : "")` first")
+        throw BenchError("\(path) not found: run `venv/bin/python notebooks-export/bench_peer.py prepare\(quick ? " --quick" : "")` first")
     }
     guard let root = try JSONSerialization.jsonObject(with: data) as? [String: Any],
           let items = root["items"] as? [String: [String: Any]] else {

@@ -1,7 +1,7 @@
 // unclip-bench: model benchmarks (issue 7) on the published Stable unCLIP architectures with seeded random
 // weights, next to notebooks-export/bench_peer.py (the same items in diffusers). Not a test.
 //
-//   /work/venv/bin/python notebooks-export/bench_peer.py prepare [--quick]     # weights + inputs + manifest
+//   venv/bin/python notebooks-export/bench_peer.py prepare [--quick]     # weights + inputs + manifest
 //   swift build -c release --product unclip-bench
 //   .build/release/unclip-bench [--work DIR] [--quick] [--threads 1|2] [--items a,b] [--runs N] [--warmup N] [--json OUT]
 //   .build/release/unclip-bench --kernels [--threads N] [--quick]               # kernel micro-benchmarks

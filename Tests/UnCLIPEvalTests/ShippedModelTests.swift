@@ -2,6 +2,7 @@ import Foundation
 import XCTest
 @testable import UnCLIPEval
 import UnCLIPPipelines
+import UnCLIPTestSupport
 
 /// A slice of the shapes evaluation on the shipped model (weights/shapes), with its recommended settings
 /// (decoder guidance 2, from weights/shapes/unclip.json): a regression in any stage (tokenizer, CLIP, prior,
@@ -12,12 +13,10 @@ import UnCLIPPipelines
 /// The attribute and search floors sit a little below issue 6's targets; variations (85% on all 360 prompts)
 /// a little below what this slice measures.
 final class ShippedModelTests: XCTestCase {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-
     func testShapesEvalOnThirtyPrompts() throws {
-        let model = Self.root.appendingPathComponent("weights/shapes")
+        let model = Repository.url("weights/shapes")
         let pipe = try StableUnCLIPPipeline(model: model)
-        let text = try String(contentsOf: Self.root.appendingPathComponent("prompts/shapes-eval.txt"), encoding: .utf8)
+        let text = try String(contentsOf: Repository.url("prompts/shapes-eval.txt"), encoding: .utf8)
         let all = text.split(separator: "\n").map(String.init).filter { !$0.isEmpty }
         // Every 12th prompt: 30 prompts spread over the fully and partially specified halves.
         let prompts = stride(from: 0, to: all.count, by: 12).map { all[$0] }

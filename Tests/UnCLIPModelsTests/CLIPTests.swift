@@ -3,6 +3,7 @@ import XCTest
 @testable import UnCLIPModels
 import UnCLIPTensor
 import UnCLIPWeights
+import UnCLIPTestSupport
 
 /// CLIP text and vision encoders against transformers 5.23 (fixtures: notebooks-export/fixtures_clip.py).
 final class CLIPTests: XCTestCase {
@@ -11,7 +12,7 @@ final class CLIPTests: XCTestCase {
     func checkText(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
         let model = try CLIPTextModel(folder: ModelFolder(Fixture.url("clip/\(name)")))
         let ref = try Fixture.file("clip/\(name).expected.safetensors")
-        let ids = rows(try ref.integers("input_ids"), 77), mask = rows(try ref.integers("attention_mask"), 77)
+        let ids = rows(try ref.integers("input_ids"), width: 77), mask = rows(try ref.integers("attention_mask"), width: 77)
 
         let out = try model(inputIds: ids)
         assertClose(out.lastHiddenState, try ref.tensor("last_hidden_state"), tol: tol, "\(name) last_hidden_state", file: file, line: line)
@@ -62,19 +63,9 @@ final class CLIPTests: XCTestCase {
 
     // MARK: errors
 
-    func copyFolder(_ name: String) throws -> URL {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("unclip-clip-\(UUID().uuidString)")
-        try FileManager.default.copyItem(at: Fixture.url("clip/\(name)"), to: dir)
-        return dir
-    }
-
     func testUnknownActivationIsAClearError() throws {
-        let dir = try copyFolder("text-plain-l1")
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let cfgURL = dir.appendingPathComponent("config.json")
-        var cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: cfgURL)) as! [String: Any]
-        cfg["hidden_act"] = "swiglu_9000"
-        try JSONSerialization.data(withJSONObject: cfg).write(to: cfgURL)
+        let dir = try temporaryCopy(of: Fixture.url("clip/text-plain-l1"), for: self)
+        try editJSONObject(at: dir.appendingPathComponent("config.json")) { $0["hidden_act"] = "swiglu_9000" }
         XCTAssertThrowsError(try CLIPTextModel(folder: ModelFolder(dir))) { e in
             let m = "\(e)"
             XCTAssertTrue(m.contains("swiglu_9000") && m.contains("config.json") && m.contains("quick_gelu"), m)
@@ -82,12 +73,8 @@ final class CLIPTests: XCTestCase {
     }
 
     func testWrongShapeNamesBothShapes() throws {
-        let dir = try copyFolder("text-plain-l1")
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let cfgURL = dir.appendingPathComponent("config.json")
-        var cfg = try JSONSerialization.jsonObject(with: Data(contentsOf: cfgURL)) as! [String: Any]
-        cfg["intermediate_size"] = 48
-        try JSONSerialization.data(withJSONObject: cfg).write(to: cfgURL)
+        let dir = try temporaryCopy(of: Fixture.url("clip/text-plain-l1"), for: self)
+        try editJSONObject(at: dir.appendingPathComponent("config.json")) { $0["intermediate_size"] = 48 }
         XCTAssertThrowsError(try CLIPTextModel(folder: ModelFolder(dir))) { e in
             let m = "\(e)"
             XCTAssertTrue(m.contains("fc1.weight") && m.contains("[40, 16]") && m.contains("[48, 16]"), m)
@@ -95,8 +82,7 @@ final class CLIPTests: XCTestCase {
     }
 
     func testMissingWeightNamesTensorAndFile() throws {
-        let dir = try copyFolder("vision-a")
-        defer { try? FileManager.default.removeItem(at: dir) }
+        let dir = try temporaryCopy(of: Fixture.url("clip/vision-a"), for: self)
         // Rewrite the weights without one tensor.
         let src = try SafeTensorsFile(path: dir.appendingPathComponent("model.safetensors").path)
         let keep = src.tensors.keys.filter { $0 != "vision_model.post_layernorm.bias" }.sorted()

@@ -3,6 +3,7 @@ import XCTest
 @testable import UnCLIPModels
 import UnCLIPTensor
 import UnCLIPWeights
+import UnCLIPTestSupport
 
 /// The tiny Stable unCLIP bundle's UNet and VAE against diffusers' own pipeline run
 /// (fixtures: notebooks-export/fixtures_unclip_bundle.py, captured inside StableUnCLIPPipeline).

@@ -3,6 +3,7 @@ import XCTest
 @testable import UnCLIPModels
 import UnCLIPTensor
 import UnCLIPWeights
+import UnCLIPTestSupport
 
 /// PriorTransformer forward against diffusers 0.42.1 (fixtures: notebooks-export/fixtures_prior.py). Every
 /// parameter diffusers initialises to a constant (clip_std, positional_embedding, prd_embedding, norms) is random.
@@ -20,7 +21,7 @@ final class PriorTransformerTests: XCTestCase {
             var mask: [[Int]]?
             if ref.tensors[p + "attention_mask"] != nil {
                 let flat = try ref.integers(p + "attention_mask")
-                mask = rows(flat, flat.count / b)
+                mask = rows(flat, width: flat.count / b)
             }
             let out = try model(hiddenStates: hidden, timesteps: timesteps, projEmbedding: try ref.tensor(p + "proj_embedding"),
                                 encoderHiddenStates: try ref.tensor(p + "encoder_hidden_states"), attentionMask: mask)
@@ -35,13 +36,8 @@ final class PriorTransformerTests: XCTestCase {
     func testLayerNorms() throws { try check("layernorm", cases: ["", "float_t."]) }
 
     func testUnknownNormTypeIsRejected() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("prior-\(UUID().uuidString)")
-        try FileManager.default.copyItem(at: Fixture.url("prior/layernorm"), to: dir)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let cfg = dir.appendingPathComponent("config.json")
-        var json = try JSONSerialization.jsonObject(with: Data(contentsOf: cfg)) as! [String: Any]
-        json["norm_in_type"] = "rms"
-        try JSONSerialization.data(withJSONObject: json).write(to: cfg)
+        let dir = try temporaryCopy(of: Fixture.url("prior/layernorm"), for: self)
+        try editJSONObject(at: dir.appendingPathComponent("config.json")) { $0["norm_in_type"] = "rms" }
         XCTAssertThrowsError(try PriorTransformer(folder: ModelFolder(dir))) { e in
             XCTAssertTrue("\(e)".contains("norm_in_type") && "\(e)".contains("rms"), "\(e)")
         }

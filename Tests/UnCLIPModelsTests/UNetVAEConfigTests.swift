@@ -3,6 +3,7 @@ import XCTest
 @testable import UnCLIPModels
 import UnCLIPTensor
 import UnCLIPWeights
+import UnCLIPTestSupport
 
 /// UNet and VAE configurations against diffusers (fixtures: notebooks-export/fixtures_unet_vae.py), every
 /// parameter random. Tolerance 1e-4 absolute per component.
@@ -39,15 +40,12 @@ final class UNetVAEConfigTests: XCTestCase {
     func testVAELegacyAttentionNames() throws { try checkVAE("legacy-names") }
 
     func testUnsupportedUNetConfigIsRefused() throws {
-        let dir = FileManager.default.temporaryDirectory.appendingPathComponent("unet-\(UUID().uuidString)")
-        try FileManager.default.copyItem(at: Fixture.url("unet/conv-int"), to: dir)
-        defer { try? FileManager.default.removeItem(at: dir) }
-        let cfg = dir.appendingPathComponent("config.json")
         for (key, value) in [("resnet_time_scale_shift", "scale_shift"), ("class_embed_type", "simple_projection"),
                              ("down_block_types", "SimpleCrossAttnDownBlock2D")] {
-            var json = try JSONSerialization.jsonObject(with: Data(contentsOf: Fixture.url("unet/conv-int/config.json"))) as! [String: Any]
-            json[key] = key == "down_block_types" ? [value, "CrossAttnDownBlock2D", "DownBlock2D"] : value
-            try JSONSerialization.data(withJSONObject: json).write(to: cfg)
+            let dir = try temporaryCopy(of: Fixture.url("unet/conv-int"), for: self)  // one unsupported key at a time
+            try editJSONObject(at: dir.appendingPathComponent("config.json")) {
+                $0[key] = key == "down_block_types" ? [value, "CrossAttnDownBlock2D", "DownBlock2D"] : value
+            }
             XCTAssertThrowsError(try UNet2DConditionModel(folder: ModelFolder(dir))) { e in
                 XCTAssertTrue("\(e)".contains(key) && "\(e)".contains(value) && "\(e)".contains("config.json"), "\(e)")
             }

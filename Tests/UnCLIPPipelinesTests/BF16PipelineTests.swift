@@ -4,6 +4,7 @@ import XCTest
 import UnCLIPImage
 @testable import UnCLIPModels
 import UnCLIPTensor
+import UnCLIPTestSupport
 
 /// Whole images with `--precision bf16` (UNet, prior and VAE products in bf16) against diffusers' fp32 images on
 /// the tiny parity fixtures. Issue 7's bound: mean abs pixel difference ≤ 3/255. Each case also prints the
@@ -15,14 +16,8 @@ final class BF16PipelineTests: XCTestCase {
 
     let bf16Options = LoadOptions(precision: .bf16)
 
-    /// (mean, max) absolute difference in /255 units.
-    func difference(_ a: [UInt8], _ b: [Int]) -> (mean: Double, max: Int) {
-        let d = zip(a, b).map { abs(Int($0) - $1) }
-        return (Double(d.reduce(0, +)) / Double(max(d.count, 1)), d.max() ?? 0)
-    }
-
     func report(_ name: String, bf16: [UInt8], fp32: [UInt8], diffusers: [Int]) {
-        let vsRef = difference(bf16, diffusers), vsOurs = difference(bf16, fp32.map { Int($0) })
+        let vsRef = pixelDifference(bf16, diffusers), vsOurs = pixelDifference(bf16, fp32.map { Int($0) })
         print(String(format: "bf16 %@: vs diffusers fp32 mean %.3f max %d; vs our fp32 mean %.3f max %d (/255)",
                      name, vsRef.mean, vsRef.max, vsOurs.mean, vsOurs.max))
         XCTAssertEqual(bf16.count, diffusers.count, name)
@@ -42,13 +37,7 @@ final class BF16PipelineTests: XCTestCase {
         for c in try Fixture.cases("bundles/tiny-unclip.expected.json") where c["pipeline"] as? String == "StableUnCLIPPipeline" {
             let name = c["name"] as! String, s = c["settings"] as! [String: Any]
             guard s["num_images_per_prompt"] as! Int == 1 else { continue }
-            var d = DecoderSettings()
-            d.steps = s["num_inference_steps"] as! Int
-            d.guidanceScale = Float(s["guidance_scale"] as! Double)
-            d.noiseLevel = s["noise_level"] as! Int
-            d.negativePrompt = s["negative_prompt"] as? String
-            d.width = s["width"] as? Int
-            d.height = s["height"] as? Int
+            let d = DecoderSettings(fixture: s)
             let prior = PriorSettings(steps: s["prior_num_inference_steps"] as! Int,
                                       guidanceScale: Float(s["prior_guidance_scale"] as! Double), candidates: 1)
             let seed = UInt64(c["seed"] as! Int), prompt = s["prompt"] as! String
@@ -70,12 +59,7 @@ final class BF16PipelineTests: XCTestCase {
             guard (c["scheduler"] as! [String: Any])["swapped_in"] as! Bool == false else { continue }
             let fp32 = try StableDiffusionPipeline(model: Fixture.url("sd/\(folder)"))
             let bf16 = try StableDiffusionPipeline(model: Fixture.url("sd/\(folder)"), options: bf16Options)
-            var d = DecoderSettings()
-            d.steps = s["num_inference_steps"] as! Int
-            d.guidanceScale = Float(s["guidance_scale"] as! Double)
-            d.negativePrompt = s["negative_prompt"] as? String
-            d.width = s["width"] as? Int
-            d.height = s["height"] as? Int
+            var d = DecoderSettings(fixture: s)
             let img2img = c["pipeline"] as! String == "StableDiffusionImg2ImgPipeline"
             if img2img { d.strength = Float(s["strength"] as! Double) }
             let seed = UInt64(c["seed"] as! Int), prompt = s["prompt"] as! String

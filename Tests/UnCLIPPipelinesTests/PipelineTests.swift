@@ -6,25 +6,20 @@ import UnCLIPModels
 import UnCLIPRandom
 import UnCLIPTensor
 import UnCLIPWeights
+import UnCLIPTestSupport
 
-enum Fixture {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures")
-    static func url(_ p: String) -> URL { root.appendingPathComponent(p) }
-    static func file(_ p: String) throws -> SafeTensorsFile { try SafeTensorsFile(path: url(p).path) }
-    /// The `cases` array of a fixture's JSON sidecar.
-    static func cases(_ p: String) throws -> [[String: Any]] {
-        let json = try JSONSerialization.jsonObject(with: Data(contentsOf: url(p))) as! [String: Any]
-        return json["cases"] as! [[String: Any]]
+extension DecoderSettings {
+    /// The decoder settings a fixture case ran diffusers with (its `settings` object). Strength, scheduler and
+    /// previews stay with each test.
+    init(fixture s: [String: Any]) {
+        self.init()
+        steps = s["num_inference_steps"] as! Int
+        guidanceScale = Float(s["guidance_scale"] as! Double)
+        if let level = s["noise_level"] as? Int { noiseLevel = level }
+        negativePrompt = s["negative_prompt"] as? String
+        width = s["width"] as? Int
+        height = s["height"] as? Int
     }
-}
-
-func assertClose(_ a: Tensor, _ b: Tensor, tol: Float, _ what: String, file: StaticString = #filePath, line: UInt = #line) {
-    XCTAssertEqual(a.shape, b.shape, what, file: file, line: line)
-    guard a.shape == b.shape else { return }
-    var worst: Float = 0
-    for i in 0..<a.count { worst = max(worst, abs(a.pointer[i] - b.pointer[i])) }
-    XCTAssertLessThanOrEqual(worst, tol, "\(what): max abs diff \(worst)", file: file, line: line)
 }
 
 /// The prior stage against diffusers: Karlo's UnCLIPPipeline and StableUnCLIPPipeline (fixtures from

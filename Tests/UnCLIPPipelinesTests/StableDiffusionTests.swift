@@ -3,6 +3,7 @@ import XCTest
 @testable import UnCLIPPipelines
 import UnCLIPImage
 import UnCLIPTensor
+import UnCLIPTestSupport
 
 /// Plain Stable Diffusion text-to-image, image-to-image with strength, LMS / Karras schedulers and x0 previews
 /// against diffusers' StableDiffusionPipeline and StableDiffusionImg2ImgPipeline (fixtures: notebooks-export/fixtures_sd.py).
@@ -22,14 +23,6 @@ final class StableDiffusionTests: XCTestCase {
         }
     }
 
-    func assertPixels(_ got: [UInt8], _ want: [Int], _ what: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertEqual(got.count, want.count, what, file: file, line: line)
-        let diffs = zip(got, want).map { abs(Int($0) - $1) }
-        let mean = Double(diffs.reduce(0, +)) / Double(max(diffs.count, 1))
-        XCTAssertLessThanOrEqual(mean, 1, "\(what): mean pixel diff \(mean)", file: file, line: line)
-        XCTAssertLessThanOrEqual(diffs.max() ?? 0, 4, "\(what): max pixel diff", file: file, line: line)
-    }
-
     func testTextToImageImageToImageAndPreviews() throws {
         let ref = try Fixture.file("sd/sd.expected.safetensors")
         let initImage = try PNG.read(Fixture.url("sd/sd-init.png"))
@@ -38,12 +31,7 @@ final class StableDiffusionTests: XCTestCase {
         for c in try Fixture.cases("sd/sd.expected.json") {
             let name = c["name"] as! String, folder = c["folder"] as! String, s = c["settings"] as! [String: Any]
             if pipes[folder] == nil { pipes[folder] = try StableDiffusionPipeline(model: Fixture.url("sd/\(folder)")) }
-            var d = DecoderSettings()
-            d.steps = s["num_inference_steps"] as! Int
-            d.guidanceScale = Float(s["guidance_scale"] as! Double)
-            d.negativePrompt = s["negative_prompt"] as? String
-            d.width = s["width"] as? Int
-            d.height = s["height"] as? Int
+            var d = DecoderSettings(fixture: s)
             d.scheduler = schedulerName(c)
             let img2img = c["pipeline"] as! String == "StableDiffusionImg2ImgPipeline"
             if img2img { d.strength = Float(s["strength"] as! Double) }
@@ -65,12 +53,12 @@ final class StableDiffusionTests: XCTestCase {
                                 outs.item(i), tol: 1e-4, "\(name) step \(i) guided UNet output")
                 }
             }
-            assertPixels(g.image.pixels, try ref.integers("\(name).image_uint8"), name)
+            assertPixelsClose(g.image.pixels, try ref.integers("\(name).image_uint8"), name)
             if img2img { counts.i2i += 1 } else { counts.t2i += 1 }
             if hasPreviews {
                 let all = try ref.integers("\(name).preview_uint8"), per = 32 * 32 * 3
                 XCTAssertEqual(previews.count, all.count / per, "\(name) preview count")
-                for (i, p) in previews { assertPixels(p.pixels, Array(all[(i * per)..<((i + 1) * per)]), "\(name) preview \(i)") }
+                for (i, p) in previews { assertPixelsClose(p.pixels, Array(all[(i * per)..<((i + 1) * per)]), "\(name) preview \(i)") }
                 counts.previews += 1
             }
         }

@@ -6,35 +6,12 @@ import UnCLIPModels
 import UnCLIPRandom
 import UnCLIPTensor
 import UnCLIPWeights
+import UnCLIPTestSupport
 
 /// Whole images against diffusers' StableUnCLIPPipeline / StableUnCLIPImg2ImgPipeline on the tiny bundle
 /// (same seed, one prior candidate): mean abs pixel difference ≤ 1/255 and max ≤ 4/255.
 final class StableUnCLIPPipelineTests: XCTestCase {
     static let bundle = Fixture.url("bundles/tiny-unclip")
-
-    func pixels(_ t: [Int]) -> [UInt8] { t.map { UInt8($0) } }
-
-    func assertImage(_ image: RGBImage, _ ref: SafeTensorsFile, _ name: String, meanTol: Double = 1, maxTol: Int = 4,
-                     file: StaticString = #filePath, line: UInt = #line) throws {
-        let want = try ref.integers("\(name).image_uint8")
-        XCTAssertEqual(image.pixels.count, want.count, "\(name) size", file: file, line: line)
-        guard image.pixels.count == want.count else { return }
-        let diffs = zip(image.pixels, want).map { abs(Int($0) - $1) }
-        let mean = Double(diffs.reduce(0, +)) / Double(diffs.count)
-        XCTAssertLessThanOrEqual(mean, meanTol, "\(name): mean abs pixel diff \(mean)", file: file, line: line)
-        XCTAssertLessThanOrEqual(diffs.max()!, maxTol, "\(name): max pixel diff \(diffs.max()!)", file: file, line: line)
-    }
-
-    func settings(_ s: [String: Any]) -> DecoderSettings {
-        var d = DecoderSettings()
-        d.steps = s["num_inference_steps"] as! Int
-        d.guidanceScale = Float(s["guidance_scale"] as! Double)
-        d.noiseLevel = s["noise_level"] as! Int
-        d.negativePrompt = s["negative_prompt"] as? String
-        d.width = s["width"] as? Int
-        d.height = s["height"] as? Int
-        return d
-    }
 
     func testTextToImageMatchesDiffusers() throws {
         try checkTextToImage(try StableUnCLIPPipeline(model: Self.bundle))
@@ -64,10 +41,10 @@ final class StableUnCLIPPipelineTests: XCTestCase {
             guard s["num_images_per_prompt"] as! Int == 1 else { continue }
             let prior = PriorSettings(steps: s["prior_num_inference_steps"] as! Int,
                                       guidanceScale: Float(s["prior_guidance_scale"] as! Double), candidates: 1)
-            let g = try pipe.textToImage(prompt: s["prompt"] as! String, priorSettings: prior, settings: settings(s),
+            let g = try pipe.textToImage(prompt: s["prompt"] as! String, priorSettings: prior, settings: DecoderSettings(fixture: s),
                                          seed: UInt64(c["seed"] as! Int))
             assertClose(g.latents, try ref.tensor("\(name).latents_final"), tol: 1e-4, "\(name) final latents")
-            try assertImage(g.image, ref, name)
+            assertPixelsClose(g.image.pixels, try ref.integers("\(name).image_uint8"), name)
             after()
             checked += 1
         }
@@ -102,9 +79,9 @@ final class StableUnCLIPPipelineTests: XCTestCase {
                 assertClose(embeds, try ref.tensor("\(name).image_encoder.image_embeds"), tol: 1e-4, "\(name) image embedding")
                 meanTol = 2
             }
-            let g = try pipe.variation(imageEmbeds: embeds, prompt: (s["prompt"] as? String) ?? "", settings: settings(s),
+            let g = try pipe.variation(imageEmbeds: embeds, prompt: (s["prompt"] as? String) ?? "", settings: DecoderSettings(fixture: s),
                                        seed: UInt64(c["seed"] as! Int))
-            try assertImage(g.image, ref, name, meanTol: meanTol)
+            assertPixelsClose(g.image.pixels, try ref.integers("\(name).image_uint8"), name, meanTol: meanTol)
             checked += 1
         }
         XCTAssertGreaterThanOrEqual(checked, 4)
@@ -135,9 +112,7 @@ final class StableUnCLIPPipelineTests: XCTestCase {
 final class FolderLayoutTests: XCTestCase {
     func testDecoderFolderWithSeparatePrior() throws {
         let fm = FileManager.default
-        let dir = fm.temporaryDirectory.appendingPathComponent("unclip-decoder-\(UUID().uuidString)")
-        try fm.createDirectory(at: dir, withIntermediateDirectories: true)
-        defer { try? fm.removeItem(at: dir) }
+        let dir = try makeTemporaryDirectory(for: self, prefix: "unclip-decoder")
         let src = Fixture.url("bundles/tiny-unclip")
         for c in ["text_encoder", "tokenizer", "unet", "scheduler", "vae", "image_normalizer", "image_noising_scheduler",
                   "feature_extractor", "image_encoder"] {
@@ -152,8 +127,7 @@ final class FolderLayoutTests: XCTestCase {
         let g = try pipe.textToImage(prompt: "a tiny robot watering a plant", priorSettings: PriorSettings(steps: 5, guidanceScale: 4, candidates: 1),
                                      settings: s, seed: 1)
         let want = try Fixture.file("bundles/tiny-unclip.expected.safetensors").integers("t2i_s1_g10.image_uint8")
-        let diffs = zip(g.image.pixels, want).map { abs(Int($0) - $1) }
-        XCTAssertLessThanOrEqual(diffs.max() ?? 99, 4)
+        assertPixelsClose(g.image.pixels, want, "decoder folder + separate prior", meanTol: 4)
         // A prior whose embeddings do not fit the decoder is refused up front.
         XCTAssertThrowsError(try StableUnCLIPPipeline(model: dir, prior: Fixture.url("prior/karlo-tiny"))) {
             XCTAssertTrue("\($0)".contains("32") && "\($0)".contains("16"), "\($0)")

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import UnCLIPRandom
+import UnCLIPTestSupport
 
 /// TorchGenerator against values saved from torch 2.13 by notebooks-export/fixtures_rng.py.
 final class TorchGeneratorTests: XCTestCase {
@@ -27,15 +28,9 @@ final class TorchGeneratorTests: XCTestCase {
         let seed: UInt64?
     }
 
-    static let fixtureDir = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/rng")
-
     func loadFixtures() throws -> (Manifest, Data) {
-        let manifestURL = Self.fixtureDir.appendingPathComponent("manifest.json")
-        let manifest = try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: manifestURL))
-        let data = try Data(contentsOf: Self.fixtureDir.appendingPathComponent(manifest.data_file))
-        return (manifest, data)
+        let manifest = try Fixture.decode(Manifest.self, "rng/manifest.json")
+        return (manifest, try Data(contentsOf: Fixture.url("rng/\(manifest.data_file)")))
     }
 
     /// Little-endian values of `op` from the fixture blob.

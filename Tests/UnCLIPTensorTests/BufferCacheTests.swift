@@ -7,9 +7,15 @@ import XCTest
 final class BufferCacheTests: XCTestCase {
     private let large = Int(UC_BUFFER_LARGE)
 
-    override func setUp() { uc_buffer_cache_flush() }
+    /// The limit before the test (tests change it; the process default is buffers.c's business, not theirs).
+    private var savedLimit = 0
+
+    override func setUp() {
+        savedLimit = uc_buffer_cache_limit()
+        uc_buffer_cache_flush()
+    }
     override func tearDown() {
-        uc_buffer_set_cache_limit(1 << 30)
+        uc_buffer_set_cache_limit(savedLimit)
         uc_buffer_cache_flush()
     }
 

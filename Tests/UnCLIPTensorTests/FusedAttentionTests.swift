@@ -1,19 +1,11 @@
 import CKernels
 import XCTest
 @testable import UnCLIPTensor
+import UnCLIPTestSupport
 
 /// The fused attention kernel (both instruction sets) against softmax(q·kᵀ·scale)·v evaluated in double
 /// precision straight from the definition, on shapes that leave partial key blocks and row tiles.
 final class FusedAttentionTests: XCTestCase {
-    static func random(_ shape: [Int], seed: UInt64) -> Tensor {
-        var s = seed &* 6364136223846793005 &+ 1442695040888963407
-        let data = (0..<shape.reduce(1, *)).map { _ -> Float in
-            s = s &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int64(bitPattern: s >> 11) % 2_000_000) / 1_000_000 - 1
-        }
-        return Tensor(shape: shape, data: data)
-    }
-
     /// softmax over visible keys, in double; a row with no visible key is defined as zeros.
     func reference(_ q: Tensor, _ k: Tensor, _ v: Tensor, heads: Int, causal: Bool, mask: [Int]?, scale: Double) -> [Float] {
         let (b, tq, w) = (q.shape[0], q.shape[1], q.shape[2]), tk = k.shape[1], d = w / heads
@@ -51,7 +43,7 @@ final class FusedAttentionTests: XCTestCase {
 
     func check(_ c: Case, seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
         let w = c.heads * c.d
-        let q = Self.random([c.b, c.tq, w], seed: seed), k = Self.random([c.b, c.tk, w], seed: seed + 1), v = Self.random([c.b, c.tk, w], seed: seed + 2)
+        let q = Tensor.pseudoRandom([c.b, c.tq, w], seed: seed), k = Tensor.pseudoRandom([c.b, c.tk, w], seed: seed + 1), v = Tensor.pseudoRandom([c.b, c.tk, w], seed: seed + 2)
         if c.magnitude != 1 { for i in 0..<q.count { q.pointer[i] *= c.magnitude } }
         let scale = c.scale ?? 1 / Float(c.d).squareRoot()
         let expected = reference(q, k, v, heads: c.heads, causal: c.causal, mask: c.mask, scale: Double(scale))
@@ -110,14 +102,14 @@ final class FusedAttentionTests: XCTestCase {
         // Our documented choice (torch gives NaN): a query with no visible key returns zeros.
         let mask = [0, 0, 0, 0, 1, 1, 1, 1]
         check(Case(b: 2, tq: 3, tk: 4, heads: 2, d: 16, mask: mask), seed: 160)
-        let q = Self.random([2, 3, 32], seed: 170), k = Self.random([2, 4, 32], seed: 171), v = Self.random([2, 4, 32], seed: 172)
+        let q = Tensor.pseudoRandom([2, 3, 32], seed: 170), k = Tensor.pseudoRandom([2, 4, 32], seed: 171), v = Tensor.pseudoRandom([2, 4, 32], seed: 172)
         let out = attention(query: q, key: k, value: v, heads: 2, keyMask: mask).scalars
         XCTAssertEqual(Array(out[0..<96]), [Float](repeating: 0, count: 96))
     }
 
     func testPublicEntryMatchesUnfusedPath() {
         // The public function (fused) against the sgemm path it replaced, on a UNet-like shape.
-        let q = Self.random([2, 300, 320], seed: 180), k = Self.random([2, 300, 320], seed: 181), v = Self.random([2, 300, 320], seed: 182)
+        let q = Tensor.pseudoRandom([2, 300, 320], seed: 180), k = Tensor.pseudoRandom([2, 300, 320], seed: 181), v = Tensor.pseudoRandom([2, 300, 320], seed: 182)
         let fused = attention(query: q, key: k, value: v, heads: 5).scalars
         let unfused = attentionUnfused(query: q, key: k, value: v, heads: 5).scalars
         let worst = zip(fused, unfused).map { abs($0 - $1) }.max() ?? 0
@@ -162,7 +154,7 @@ final class FusedAttentionBF16Tests: XCTestCase {
     func check(b: Int, tq: Int, tk: Int, heads: Int, d: Int, causal: Bool = false, mask: [Int]? = nil, magnitude: Float = 1,
                seed: UInt64, file: StaticString = #filePath, line: UInt = #line) {
         let w = heads * d
-        let q = FusedAttentionTests.random([b, tq, w], seed: seed), k = FusedAttentionTests.random([b, tk, w], seed: seed + 1), v = FusedAttentionTests.random([b, tk, w], seed: seed + 2)
+        let q = Tensor.pseudoRandom([b, tq, w], seed: seed), k = Tensor.pseudoRandom([b, tk, w], seed: seed + 1), v = Tensor.pseudoRandom([b, tk, w], seed: seed + 2)
         if magnitude != 1 { for i in 0..<q.count { q.pointer[i] *= magnitude } }
         let expected = reference(q, k, v, heads: heads, causal: causal, mask: mask, scale: 1 / Float(d).squareRoot())
         let got = attention(query: q, key: k, value: v, heads: heads, causal: causal, keyMask: mask, precision: .bf16).scalars
@@ -187,7 +179,7 @@ final class FusedAttentionBF16Tests: XCTestCase {
 
     func testHeadSizesTheKernelCannotTakeUseTheFp32Path() {
         // d = 8 is not a multiple of 16: the bf16 request falls back to the fp32 kernel (same result as fp32).
-        let q = FusedAttentionTests.random([1, 20, 16], seed: 1), k = FusedAttentionTests.random([1, 30, 16], seed: 2), v = FusedAttentionTests.random([1, 30, 16], seed: 3)
+        let q = Tensor.pseudoRandom([1, 20, 16], seed: 1), k = Tensor.pseudoRandom([1, 30, 16], seed: 2), v = Tensor.pseudoRandom([1, 30, 16], seed: 3)
         XCTAssertEqual(attention(query: q, key: k, value: v, heads: 2, precision: .bf16).scalars,
                        attention(query: q, key: k, value: v, heads: 2).scalars)
     }

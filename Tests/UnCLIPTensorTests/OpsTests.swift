@@ -1,27 +1,11 @@
 import XCTest
 @testable import UnCLIPTensor
+import UnCLIPTestSupport
 
 /// Each op against a direct, loop-by-loop evaluation of its mathematical definition.
 final class OpsTests: XCTestCase {
-    /// Deterministic pseudo-random values in [-1, 1) (a tiny LCG; the values only need to be varied).
-    func random(_ shape: [Int], seed: UInt64 = 1) -> Tensor {
-        var s = seed &* 6364136223846793005 &+ 1442695040888963407
-        let n = shape.reduce(1, *)
-        let data = (0..<n).map { _ -> Float in
-            s = s &* 6364136223846793005 &+ 1442695040888963407
-            return Float(Int64(bitPattern: s >> 11) % 2_000_000) / 1_000_000 - 1
-        }
-        return Tensor(shape: shape, data: data)
-    }
-
-    func assertClose(_ a: [Float], _ b: [Float], tol: Float = 1e-5, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertEqual(a.count, b.count, file: file, line: line)
-        let worst = zip(a, b).map { abs($0 - $1) }.max() ?? 0
-        XCTAssertLessThanOrEqual(worst, tol, "max abs diff \(worst)", file: file, line: line)
-    }
-
     func testLinear() {
-        let x = random([2, 3, 5]), w = random([4, 5], seed: 2), b = random([4], seed: 3)
+        let x = Tensor.pseudoRandom([2, 3, 5]), w = Tensor.pseudoRandom([4, 5], seed: 2), b = Tensor.pseudoRandom([4], seed: 3)
         var expected = [Float]()
         for r in 0..<6 { for o in 0..<4 {
             var s = b[flat: o]
@@ -35,7 +19,7 @@ final class OpsTests: XCTestCase {
     }
 
     func testMatmulTransposes() {
-        let a = random([3, 4]), b = random([4, 2], seed: 5)
+        let a = Tensor.pseudoRandom([3, 4]), b = Tensor.pseudoRandom([4, 2], seed: 5)
         let c = matmul(a, b)
         var expected = [Float](repeating: 0, count: 6)
         for i in 0..<3 { for j in 0..<2 { for k in 0..<4 { expected[i * 2 + j] += a[flat: i * 4 + k] * b[flat: k * 2 + j] } } }
@@ -46,7 +30,7 @@ final class OpsTests: XCTestCase {
     }
 
     func testActivations() {
-        let x = random([1000], seed: 7)
+        let x = Tensor.pseudoRandom([1000], seed: 7)
         let s = x.scalars.map { $0 * 4 }
         let t = Tensor(shape: [1000], data: s)
         assertClose(gelu(t).scalars, s.map { Float(0.5 * Double($0) * (1 + erf(Double($0) / 2.0.squareRoot()))) }, tol: 1e-6)
@@ -60,7 +44,7 @@ final class OpsTests: XCTestCase {
     /// Fused GEGLU: value · gelu(gate) with value and gate the two halves of each row (inner 37: SIMD and tail).
     func testGegluMatchesItsDefinition() {
         let rows = 2000, inner = 37
-        let h = random([2, rows / 2, 2 * inner], seed: 11)
+        let h = Tensor.pseudoRandom([2, rows / 2, 2 * inner], seed: 11)
         let y = geglu(h)
         XCTAssertEqual(y.shape, [2, rows / 2, inner])
         var expected = [Float]()
@@ -78,7 +62,7 @@ final class OpsTests: XCTestCase {
             for (ta, tb) in [(false, false), (false, true), (true, false), (true, true)] {
                 let (ar, ac) = ta ? (k, m) : (m, k), (br, bc) = tb ? (n, k) : (k, n)
                 let lda = ac + 3, ldb = bc + 5, ldc = n + 2
-                let a = random([ar, lda], seed: 21), b = random([br, ldb], seed: 22), c0 = random([m, ldc], seed: 23)
+                let a = Tensor.pseudoRandom([ar, lda], seed: 21), b = Tensor.pseudoRandom([br, ldb], seed: 22), c0 = Tensor.pseudoRandom([m, ldc], seed: 23)
                 let c = Tensor(shape: [m, ldc], data: c0.scalars)
                 sgemm(transposeA: ta, transposeB: tb, m: m, n: n, k: k, alpha: 0.5, a: a.pointer, lda: lda,
                       b: b.pointer, ldb: ldb, beta: 1, c: c.pointer, ldc: ldc)
@@ -102,7 +86,7 @@ final class OpsTests: XCTestCase {
     }
 
     func testLayerNormAndSoftmax() {
-        let x = random([3, 7], seed: 9), w = random([7], seed: 10), b = random([7], seed: 11)
+        let x = Tensor.pseudoRandom([3, 7], seed: 9), w = Tensor.pseudoRandom([7], seed: 10), b = Tensor.pseudoRandom([7], seed: 11)
         var expected = [Float]()
         for r in 0..<3 {
             let row = (0..<7).map { Double(x[flat: r * 7 + $0]) }
@@ -121,7 +105,7 @@ final class OpsTests: XCTestCase {
     }
 
     func testGroupNormWithSiLU() {
-        let x = random([2, 6, 3, 2], seed: 12), w = random([6], seed: 13), b = random([6], seed: 14)
+        let x = Tensor.pseudoRandom([2, 6, 3, 2], seed: 12), w = Tensor.pseudoRandom([6], seed: 13), b = Tensor.pseudoRandom([6], seed: 14)
         let y = groupNorm(x, groups: 3, weight: w, bias: b, eps: 1e-6)
         let ys = groupNorm(x, groups: 3, weight: w, bias: b, eps: 1e-6, fusedSiLU: true)
         for bi in 0..<2 { for g in 0..<3 {
@@ -157,9 +141,9 @@ final class OpsTests: XCTestCase {
     }
 
     func testConv2dVariants() {
-        let x = random([2, 3, 9, 7], seed: 20)
+        let x = Tensor.pseudoRandom([2, 3, 9, 7], seed: 20)
         for (k, stride, pad) in [(3, 1, 1), (3, 2, 1), (1, 1, 0), (4, 4, 0), (3, 2, 0)] {
-            let w = random([5, 3, k, k], seed: UInt64(30 + k)), b = random([5], seed: 40)
+            let w = Tensor.pseudoRandom([5, 3, k, k], seed: UInt64(30 + k)), b = Tensor.pseudoRandom([5], seed: 40)
             let y = conv2d(x, weight: w, bias: b, stride: (stride, stride), padding: (pad, pad))
             assertClose(y.scalars, naiveConv(x, w, b, stride: stride, pad: pad), tol: 1e-5)
         }
@@ -169,22 +153,22 @@ final class OpsTests: XCTestCase {
     /// one), 30×37 pixels (several 512-column blocks, 64-column panels that wrap output rows), k = 20·9 = 180
     /// (two 128-deep K blocks); stride 2, 1×1 and the im2col + sgemm fallback on the same inputs.
     func testConv2dAcrossKernelBlocks() {
-        let x = random([2, 20, 30, 37], seed: 24), b = random([13], seed: 26)
+        let x = Tensor.pseudoRandom([2, 20, 30, 37], seed: 24), b = Tensor.pseudoRandom([13], seed: 26)
         for (k, stride, pad) in [(3, 1, 1), (3, 2, 1), (1, 1, 0), (3, 1, 0)] {
-            let w = random([13, 20, k, k], seed: UInt64(25 + k))
+            let w = Tensor.pseudoRandom([13, 20, k, k], seed: UInt64(25 + k))
             let expected = naiveConv(x, w, b, stride: stride, pad: pad)
             assertClose(conv2d(x, weight: w, bias: b, stride: (stride, stride), padding: (pad, pad)).scalars, expected, tol: 2e-5)
             assertClose(conv2d(x, weight: w, bias: b, stride: (stride, stride), padding: (pad, pad), bandFloats: 1 << 20).scalars,
                         expected, tol: 2e-5)
         }
         // Many outputs and few pixels: the work is split by output channels instead of pixels.
-        let xs = random([1, 64, 5, 5], seed: 27), ws = random([200, 64, 3, 3], seed: 28), bs = random([200], seed: 29)
+        let xs = Tensor.pseudoRandom([1, 64, 5, 5], seed: 27), ws = Tensor.pseudoRandom([200, 64, 3, 3], seed: 28), bs = Tensor.pseudoRandom([200], seed: 29)
         assertClose(conv2d(xs, weight: ws, bias: bs, stride: (1, 1), padding: (1, 1)).scalars,
                     naiveConv(xs, ws, bs, stride: 1, pad: 1), tol: 2e-5)
     }
 
     func testConv2dInBandsOfOutputRows() {
-        let x = random([2, 3, 11, 7], seed: 21), w = random([4, 3, 3, 3], seed: 22), b = random([4], seed: 23)
+        let x = Tensor.pseudoRandom([2, 3, 11, 7], seed: 21), w = Tensor.pseudoRandom([4, 3, 3, 3], seed: 22), b = Tensor.pseudoRandom([4], seed: 23)
         let expected = naiveConv(x, w, b, stride: 1, pad: 1)
         for band in [27 * 7, 27 * 7 * 3, 27 * 7 * 4] {   // 1, 3 and 4 output rows per band (11 rows: uneven tail)
             assertClose(conv2d(x, weight: w, bias: b, stride: (1, 1), padding: (1, 1), bandFloats: band).scalars, expected, tol: 1e-5)
@@ -194,13 +178,13 @@ final class OpsTests: XCTestCase {
     }
 
     func testUpsampleConcatSlicePermute() {
-        let x = random([1, 2, 2, 3], seed: 50)
+        let x = Tensor.pseudoRandom([1, 2, 2, 3], seed: 50)
         let u = upsampleNearest2x(x)
         XCTAssertEqual(u.shape, [1, 2, 4, 6])
         for c in 0..<2 { for i in 0..<4 { for j in 0..<6 {
             XCTAssertEqual(u[flat: (c * 4 + i) * 6 + j], x[flat: (c * 2 + i / 2) * 3 + j / 2])
         } } }
-        let a = random([2, 3, 4], seed: 51), b = random([2, 1, 4], seed: 52)
+        let a = Tensor.pseudoRandom([2, 3, 4], seed: 51), b = Tensor.pseudoRandom([2, 1, 4], seed: 52)
         let c = concat([a, b], axis: 1)
         XCTAssertEqual(c.shape, [2, 4, 4])
         XCTAssertEqual(slice(c, axis: 1, 0..<3).scalars, a.scalars)
@@ -208,7 +192,7 @@ final class OpsTests: XCTestCase {
         let p = permute(a, [2, 0, 1])
         XCTAssertEqual(p.shape, [4, 2, 3])
         for i in 0..<2 { for j in 0..<3 { for k in 0..<4 { XCTAssertEqual(p[flat: (k * 2 + i) * 3 + j], a[flat: (i * 3 + j) * 4 + k]) } } }
-        XCTAssertEqual(add(a, random([4], seed: 53)).shape, [2, 3, 4])
+        XCTAssertEqual(add(a, Tensor.pseudoRandom([4], seed: 53)).shape, [2, 3, 4])
     }
 
     func naiveAttention(_ q: Tensor, _ k: Tensor, _ v: Tensor, heads: Int, causal: Bool, mask: [Int]?) -> [Float] {
@@ -233,14 +217,14 @@ final class OpsTests: XCTestCase {
     }
 
     func testAttentionMasksAndBlocks() {
-        let q = random([2, 6, 8], seed: 60), k = random([2, 6, 8], seed: 61), v = random([2, 6, 8], seed: 62)
+        let q = Tensor.pseudoRandom([2, 6, 8], seed: 60), k = Tensor.pseudoRandom([2, 6, 8], seed: 61), v = Tensor.pseudoRandom([2, 6, 8], seed: 62)
         let mask = [1, 1, 1, 1, 0, 0, 1, 1, 1, 1, 1, 0]
         assertClose(attention(query: q, key: k, value: v, heads: 2).scalars, naiveAttention(q, k, v, heads: 2, causal: false, mask: nil))
         assertClose(attention(query: q, key: k, value: v, heads: 4, causal: true).scalars, naiveAttention(q, k, v, heads: 4, causal: true, mask: nil))
         assertClose(attention(query: q, key: k, value: v, heads: 2, causal: true, keyMask: mask).scalars,
                     naiveAttention(q, k, v, heads: 2, causal: true, mask: mask))
         // Cross-attention with more queries than keys, large enough to take the blocked, serial path.
-        let q2 = random([1, 300, 16], seed: 63), k2 = random([1, 240, 16], seed: 64), v2 = random([1, 240, 16], seed: 65)
+        let q2 = Tensor.pseudoRandom([1, 300, 16], seed: 63), k2 = Tensor.pseudoRandom([1, 240, 16], seed: 64), v2 = Tensor.pseudoRandom([1, 240, 16], seed: 65)
         assertClose(attention(query: q2, key: k2, value: v2, heads: 2).scalars, naiveAttention(q2, k2, v2, heads: 2, causal: false, mask: nil))
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import UnCLIPTokenizer
+import UnCLIPTestSupport
 
 /// Ids, masks and counts must equal transformers 5.23 CLIPTokenizer exactly (integers: no tolerance).
 final class CLIPTokenizerFixtureTests: XCTestCase {
@@ -31,7 +32,7 @@ final class CLIPTokenizerFixtureTests: XCTestCase {
     /// stable-diffusion-2 style configs: AddedToken dicts with normalized=true and special_tokens_map's pad "!"
     /// overriding tokenizer_config's pad "<|endoftext|>".
     func testLegacySD2ConfigMatchesTransformers() throws {
-        let dir = try makeTemporaryDirectory(self)
+        let dir = try makeTemporaryDirectory(for: self, prefix: "unclip-tokenizer")
         let fm = FileManager.default
         for name in ["tokenizer_config.json", "special_tokens_map.json"] {
             try fm.copyItem(at: Paths.legacyConfig.appendingPathComponent(name), to: dir.appendingPathComponent(name))

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import UnCLIPTokenizer
+import UnCLIPTestSupport
 
 final class CLIPTokenizerLoadingTests: XCTestCase {
     /// Tests/Fixtures/tokenizer/tokenizer-json-only/tokenizer.json was saved by transformers 5.23 (merges as [a, b] pairs).
@@ -14,7 +15,7 @@ final class CLIPTokenizerLoadingTests: XCTestCase {
 
     /// Older tokenizers write merges as "a b" strings; the same file in that form must give the same ids.
     func testTokenizerJSONWithStringMerges() throws {
-        let dir = try makeTemporaryDirectory(self)
+        let dir = try makeTemporaryDirectory(for: self, prefix: "unclip-tokenizer")
         let data = try Data(contentsOf: Paths.jsonOnly.appendingPathComponent("tokenizer.json"))
         var root = try XCTUnwrap(JSONSerialization.jsonObject(with: data) as? [String: Any])
         var model = try XCTUnwrap(root["model"] as? [String: Any])
@@ -29,68 +30,55 @@ final class CLIPTokenizerLoadingTests: XCTestCase {
 
     func testMissingFolder() {
         let url = URL(fileURLWithPath: "/nonexistent/clip-tokenizer")
-        assertError(try CLIPTokenizer(directory: url), contains: ["/nonexistent/clip-tokenizer", "folder"])
+        assertThrows(try CLIPTokenizer(directory: url), mentioning: ["/nonexistent/clip-tokenizer", "folder"])
     }
 
     func testMissingFiles() throws {
-        let dir = try makeTemporaryDirectory(self)
-        assertError(try CLIPTokenizer(directory: dir), contains: ["vocab.json", "merges.txt", "tokenizer.json", dir.path])
+        let dir = try makeTemporaryDirectory(for: self, prefix: "unclip-tokenizer")
+        assertThrows(try CLIPTokenizer(directory: dir), mentioning: ["vocab.json", "merges.txt", "tokenizer.json", dir.path])
 
         try FileManager.default.copyItem(at: Paths.openAI.appendingPathComponent("vocab.json"),
                                          to: dir.appendingPathComponent("vocab.json"))
-        assertError(try CLIPTokenizer(directory: dir), contains: ["merges.txt", "tokenizer.json", dir.path])
+        assertThrows(try CLIPTokenizer(directory: dir), mentioning: ["merges.txt", "tokenizer.json", dir.path])
 
-        let mergesOnly = try makeTemporaryDirectory(self)
+        let mergesOnly = try makeTemporaryDirectory(for: self, prefix: "unclip-tokenizer")
         try FileManager.default.copyItem(at: Paths.openAI.appendingPathComponent("merges.txt"),
                                          to: mergesOnly.appendingPathComponent("merges.txt"))
-        assertError(try CLIPTokenizer(directory: mergesOnly), contains: ["vocab.json", mergesOnly.path])
+        assertThrows(try CLIPTokenizer(directory: mergesOnly), mentioning: ["vocab.json", mergesOnly.path])
     }
 
     func testMalformedFiles() throws {
-        let dir = try makeTemporaryDirectory(self)
+        let dir = try makeTemporaryDirectory(for: self, prefix: "unclip-tokenizer")
         let vocab = dir.appendingPathComponent("vocab.json")
         let merges = dir.appendingPathComponent("merges.txt")
         try FileManager.default.copyItem(at: Paths.openAI.appendingPathComponent("vocab.json"), to: vocab)
 
         try "#version: 0.2\ni n\nthis line has three\n".write(to: merges, atomically: true, encoding: .utf8)
-        assertError(try CLIPTokenizer(directory: dir), contains: [merges.path, "line 3"])
+        assertThrows(try CLIPTokenizer(directory: dir), mentioning: [merges.path, "line 3"])
 
         try "#version: 0.2\ni n\nzzzq qqqz\n".write(to: merges, atomically: true, encoding: .utf8)
-        assertError(try CLIPTokenizer(directory: dir), contains: ["merge 2", "zzzq qqqz"])
+        assertThrows(try CLIPTokenizer(directory: dir), mentioning: ["merge 2", "zzzq qqqz"])
 
         try "#version: 0.2\ni n\n".write(to: merges, atomically: true, encoding: .utf8)
         try "{\"a\": 1,".write(to: vocab, atomically: true, encoding: .utf8)
-        assertError(try CLIPTokenizer(directory: dir), contains: [vocab.path])
+        assertThrows(try CLIPTokenizer(directory: dir), mentioning: [vocab.path])
 
         try "{\"<|startoftext|>\": 0, \"<|endoftext|>\": 1}".write(to: vocab, atomically: true, encoding: .utf8)
-        assertError(try CLIPTokenizer(directory: dir), contains: ["byte token"])
+        assertThrows(try CLIPTokenizer(directory: dir), mentioning: ["byte token"])
 
-        let badJSON = try makeTemporaryDirectory(self)
+        let badJSON = try makeTemporaryDirectory(for: self, prefix: "unclip-tokenizer")
         try "{\"model\": {\"type\": \"BPE\", \"vocab\": {}, \"merges\": []}}"
             .write(to: badJSON.appendingPathComponent("tokenizer.json"), atomically: true, encoding: .utf8)
-        assertError(try CLIPTokenizer(directory: badJSON), contains: ["tokenizer.json", "end_of_word_suffix"])
+        assertThrows(try CLIPTokenizer(directory: badJSON), mentioning: ["tokenizer.json", "end_of_word_suffix"])
     }
 
     func testUnknownSpecialTokenIsAnError() throws {
-        let dir = try makeTemporaryDirectory(self)
+        let dir = try makeTemporaryDirectory(for: self, prefix: "unclip-tokenizer")
         for name in ["vocab.json", "merges.txt"] {
             try FileManager.default.copyItem(at: Paths.openAI.appendingPathComponent(name), to: dir.appendingPathComponent(name))
         }
         try "{\"pad_token\": \"<pad>\"}".write(to: dir.appendingPathComponent("tokenizer_config.json"),
                                               atomically: true, encoding: .utf8)
-        assertError(try CLIPTokenizer(directory: dir), contains: ["pad_token", "<pad>", "not in the vocabulary"])
-    }
-
-    private func assertError<T>(_ body: @autoclosure () throws -> T, contains parts: [String],
-                                file: StaticString = #filePath, line: UInt = #line) {
-        do {
-            _ = try body()
-            XCTFail("expected an error mentioning \(parts)", file: file, line: line)
-        } catch {
-            let text = String(describing: error)
-            for part in parts where !text.contains(part) {
-                XCTFail("error \"\(text)\" does not mention \(part)", file: file, line: line)
-            }
-        }
+        assertThrows(try CLIPTokenizer(directory: dir), mentioning: ["pad_token", "<pad>", "not in the vocabulary"])
     }
 }

@@ -1,14 +1,13 @@
 import Foundation
 import XCTest
 @testable import UnCLIPTokenizer
+import UnCLIPTestSupport
 
-/// Paths inside the repository, found from this file so a fresh clone needs no resources.
+/// The tokenizer folders the tests read: the shipped ones and the fixtures.
 enum Paths {
-    static let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-        .deletingLastPathComponent()
-    static let fixtures = root.appendingPathComponent("Tests/Fixtures/tokenizer")
-    static let openAI = root.appendingPathComponent("weights/clip-tokenizer")
-    static let sd2 = root.appendingPathComponent("weights/clip-tokenizer-sd2")
+    static let fixtures = Fixture.url("tokenizer")
+    static let openAI = Repository.url("weights/clip-tokenizer")
+    static let sd2 = Repository.url("weights/clip-tokenizer-sd2")
     static let jsonOnly = fixtures.appendingPathComponent("tokenizer-json-only")
     static let legacyConfig = fixtures.appendingPathComponent("legacy-sd2-config")
 }
@@ -37,8 +36,7 @@ struct TokenizerFixture: Decodable {
 
     static let shared: TokenizerFixture = {
         do {
-            let data = try Data(contentsOf: Paths.fixtures.appendingPathComponent("cases.json"))
-            return try JSONDecoder().decode(TokenizerFixture.self, from: data)
+            return try Fixture.decode(TokenizerFixture.self, "tokenizer/cases.json")
         } catch {
             fatalError("cannot read Tests/Fixtures/tokenizer/cases.json: \(error)")
         }
@@ -57,14 +55,6 @@ enum Loaded {
             fatalError("cannot load \(url.path): \(error)")
         }
     }
-}
-
-/// A fresh temporary folder, removed by the test's teardown.
-func makeTemporaryDirectory(_ test: XCTestCase) throws -> URL {
-    let url = FileManager.default.temporaryDirectory.appendingPathComponent("unclip-tokenizer-\(UUID().uuidString)")
-    try FileManager.default.createDirectory(at: url, withIntermediateDirectories: true)
-    test.addTeardownBlock { try? FileManager.default.removeItem(at: url) }
-    return url
 }
 
 /// Compares `tokenizer` with the transformers ids of every fixture case; returns the number of mismatching cases.

@@ -1,6 +1,7 @@
 import Foundation
 import XCTest
 @testable import UnCLIPTokenizer
+import UnCLIPTestSupport
 
 /// The fast vocab.json parser must agree with Foundation's JSON parser (the reference) on every entry,
 /// and hand anything outside its one shape back to it.
@@ -10,8 +11,7 @@ final class FlatVocabParserTests: XCTestCase {
     }
 
     func testShippedVocabularyMatchesFoundation() throws {
-        let root = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent()
-        let url = root.appendingPathComponent("weights/shapes/tokenizer/vocab.json")
+        let url = Repository.url("weights/shapes/tokenizer/vocab.json")
         let data = try Data(contentsOf: url)
         let fast = try XCTUnwrap(FlatVocabParser.parse(data))
         XCTAssertGreaterThan(fast.count, 49_000)

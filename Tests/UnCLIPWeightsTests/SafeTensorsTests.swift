@@ -2,19 +2,14 @@ import Foundation
 import XCTest
 @testable import UnCLIPTensor
 @testable import UnCLIPWeights
-
-let fixtures = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-    .appendingPathComponent("Fixtures")
+import UnCLIPTestSupport
 
 final class SafeTensorsTests: XCTestCase {
     var dir: URL!
 
     override func setUpWithError() throws {
-        dir = FileManager.default.temporaryDirectory.appendingPathComponent("unclip-st-\(UUID().uuidString)")
-        try FileManager.default.createDirectory(at: dir, withIntermediateDirectories: true)
+        dir = try makeTemporaryDirectory(for: self, prefix: "unclip-st")
     }
-
-    override func tearDown() { try? FileManager.default.removeItem(at: dir) }
 
     /// A safetensors file from a raw JSON header and data bytes, for malformed cases.
     func raw(_ header: String, data: [UInt8] = [], lengthOverride: UInt64? = nil, name: String = "t.safetensors") -> String {
@@ -28,12 +23,9 @@ final class SafeTensorsTests: XCTestCase {
         return url.path
     }
 
+    /// Opening `path` fails with a message that says what is wrong (`needle`) and names the file.
     func assertHeaderError(_ path: String, contains needle: String, file: StaticString = #filePath, line: UInt = #line) {
-        XCTAssertThrowsError(try SafeTensorsFile(path: path), file: file, line: line) { error in
-            let message = "\(error)"
-            XCTAssertTrue(message.contains(needle), "'\(message)' lacks '\(needle)'", file: file, line: line)
-            XCTAssertTrue(message.contains(path), "'\(message)' does not name the file", file: file, line: line)
-        }
+        assertThrows(try SafeTensorsFile(path: path), mentioning: [needle, path], file: file, line: line)
     }
 
     func testWriteReadRoundTrip() throws {
@@ -120,8 +112,8 @@ final class SafeTensorsTests: XCTestCase {
 
     /// fp16 and bf16 (normal, subnormal, ±0, max, ±inf) load to exactly what torch's `.float()` gives.
     func testHalfPrecisionMatchesTorch() throws {
-        let src = try SafeTensorsFile(path: fixtures.appendingPathComponent("weights/dtypes.safetensors").path)
-        let ref = try SafeTensorsFile(path: fixtures.appendingPathComponent("weights/dtypes.expected.safetensors").path)
+        let src = try Fixture.file("weights/dtypes.safetensors")
+        let ref = try Fixture.file("weights/dtypes.expected.safetensors")
         XCTAssertFalse(src.tensors.isEmpty)
         for (name, info) in src.tensors where info.dtype == .F16 || info.dtype == .BF16 {
             let got = try src.tensor(name), want = try ref.tensor(name)

@@ -25,10 +25,9 @@ void uc_im2col(const float *x, float *col, long c, long h, long w, long kh, long
 /// IEEE half and bfloat16 to float32.
 void uc_f16_to_f32(const uint16_t *src, float *dst, long n);
 void uc_bf16_to_f32(const uint16_t *src, float *dst, long n);
-/// y[i] = a[i] + b[i]; y[i] = a[i] * b[i]; y[r*cols+c] += bias[c].
+/// y[i] = a[i] + b[i]; y[i] = a[i] * b[i].
 void uc_add(const float *a, const float *b, float *y, long n);
 void uc_mul(const float *a, const float *b, float *y, long n);
-void uc_add_row_bias(float *y, const float *bias, long rows, long cols);
 
 /// Returns freed heap memory to the system (glibc's malloc_trim); no-op elsewhere.
 void uc_trim_heap(void);

@@ -1,8 +1,37 @@
 import Foundation
 import UnCLIPWeights
 
+/// The transformer settings transformers' CLIPTextConfig and CLIPVisionConfig share: the same keys (with
+/// different defaults), read and checked in one place, and all a `CLIPEncoder` needs.
+protocol CLIPTransformerConfig {
+    var hiddenSize: Int { get set }
+    var intermediateSize: Int { get set }
+    var projectionDim: Int { get set }
+    var numHiddenLayers: Int { get set }
+    var numAttentionHeads: Int { get set }
+    var hiddenAct: Activation { get set }
+    var layerNormEps: Float { get set }
+}
+
+extension CLIPTransformerConfig {
+    /// Reads the shared keys (a missing one keeps the default) and checks that the heads divide the width.
+    mutating func readTransformerKeys(_ r: ConfigReader) throws {
+        hiddenSize = try r("hidden_size", hiddenSize)
+        intermediateSize = try r("intermediate_size", intermediateSize)
+        projectionDim = try r("projection_dim", projectionDim)
+        numHiddenLayers = try r("num_hidden_layers", numHiddenLayers)
+        numAttentionHeads = try r("num_attention_heads", numAttentionHeads)
+        hiddenAct = try r("hidden_act", hiddenAct)
+        layerNormEps = try r("layer_norm_eps", layerNormEps)
+        guard numAttentionHeads > 0, hiddenSize % numAttentionHeads == 0 else {
+            throw ConfigValueError(key: "num_attention_heads", value: "\(numAttentionHeads)",
+                                   allowed: ["a divisor of hidden_size \(hiddenSize)"])
+        }
+    }
+}
+
 /// transformers' CLIPTextConfig (the keys of a text_encoder/config.json). Missing keys take transformers' defaults.
-public struct CLIPTextConfig: Decodable, Sendable {
+public struct CLIPTextConfig: CLIPTransformerConfig, Decodable, Sendable {
     public var vocabSize = 49408
     public var hiddenSize = 512
     public var intermediateSize = 2048
@@ -18,38 +47,22 @@ public struct CLIPTextConfig: Decodable, Sendable {
     /// The checkpoint class, e.g. "CLIPTextModelWithProjection" (decides whether a projection exists).
     public var architectures: [String] = []
 
-    enum CodingKeys: String, CodingKey {
-        case vocabSize = "vocab_size", hiddenSize = "hidden_size", intermediateSize = "intermediate_size"
-        case projectionDim = "projection_dim", numHiddenLayers = "num_hidden_layers"
-        case numAttentionHeads = "num_attention_heads", maxPositionEmbeddings = "max_position_embeddings"
-        case hiddenAct = "hidden_act", layerNormEps = "layer_norm_eps", padTokenId = "pad_token_id"
-        case bosTokenId = "bos_token_id", eosTokenId = "eos_token_id", architectures
-    }
-
     public init() {}
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        func get<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T { try c.decodeIfPresent(T.self, forKey: key) ?? fallback }
-        vocabSize = try get(.vocabSize, vocabSize)
-        hiddenSize = try get(.hiddenSize, hiddenSize)
-        intermediateSize = try get(.intermediateSize, intermediateSize)
-        projectionDim = try get(.projectionDim, projectionDim)
-        numHiddenLayers = try get(.numHiddenLayers, numHiddenLayers)
-        numAttentionHeads = try get(.numAttentionHeads, numAttentionHeads)
-        maxPositionEmbeddings = try get(.maxPositionEmbeddings, maxPositionEmbeddings)
-        hiddenAct = try get(.hiddenAct, hiddenAct)
-        layerNormEps = try get(.layerNormEps, layerNormEps)
-        padTokenId = try get(.padTokenId, padTokenId)
-        bosTokenId = try get(.bosTokenId, bosTokenId)
-        eosTokenId = try get(.eosTokenId, eosTokenId)
-        architectures = try get(.architectures, architectures)
-        try validate(hidden: hiddenSize, heads: numAttentionHeads)
+        let r = try ConfigReader(decoder)
+        try readTransformerKeys(r)
+        vocabSize = try r("vocab_size", vocabSize)
+        maxPositionEmbeddings = try r("max_position_embeddings", maxPositionEmbeddings)
+        padTokenId = try r("pad_token_id", padTokenId)
+        bosTokenId = try r("bos_token_id", bosTokenId)
+        eosTokenId = try r("eos_token_id", eosTokenId)
+        architectures = try r("architectures", architectures)
     }
 }
 
 /// transformers' CLIPVisionConfig (image_encoder/config.json).
-public struct CLIPVisionConfig: Decodable, Sendable {
+public struct CLIPVisionConfig: CLIPTransformerConfig, Decodable, Sendable {
     public var hiddenSize = 768
     public var intermediateSize = 3072
     public var projectionDim = 512
@@ -61,37 +74,16 @@ public struct CLIPVisionConfig: Decodable, Sendable {
     public var hiddenAct: Activation = .quickGelu
     public var layerNormEps: Float = 1e-5
 
-    enum CodingKeys: String, CodingKey {
-        case hiddenSize = "hidden_size", intermediateSize = "intermediate_size", projectionDim = "projection_dim"
-        case numHiddenLayers = "num_hidden_layers", numAttentionHeads = "num_attention_heads"
-        case numChannels = "num_channels", imageSize = "image_size", patchSize = "patch_size"
-        case hiddenAct = "hidden_act", layerNormEps = "layer_norm_eps"
-    }
-
     public init() {}
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        func get<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T { try c.decodeIfPresent(T.self, forKey: key) ?? fallback }
-        hiddenSize = try get(.hiddenSize, hiddenSize)
-        intermediateSize = try get(.intermediateSize, intermediateSize)
-        projectionDim = try get(.projectionDim, projectionDim)
-        numHiddenLayers = try get(.numHiddenLayers, numHiddenLayers)
-        numAttentionHeads = try get(.numAttentionHeads, numAttentionHeads)
-        numChannels = try get(.numChannels, numChannels)
-        imageSize = try get(.imageSize, imageSize)
-        patchSize = try get(.patchSize, patchSize)
-        hiddenAct = try get(.hiddenAct, hiddenAct)
-        layerNormEps = try get(.layerNormEps, layerNormEps)
-        try validate(hidden: hiddenSize, heads: numAttentionHeads)
+        let r = try ConfigReader(decoder)
+        try readTransformerKeys(r)
+        numChannels = try r("num_channels", numChannels)
+        imageSize = try r("image_size", imageSize)
+        patchSize = try r("patch_size", patchSize)
         guard patchSize > 0, imageSize % patchSize == 0 else {
             throw ConfigValueError(key: "patch_size", value: "\(patchSize)", allowed: ["a divisor of image_size \(imageSize)"])
         }
-    }
-}
-
-private func validate(hidden: Int, heads: Int) throws {
-    guard heads > 0, hidden % heads == 0 else {
-        throw ConfigValueError(key: "num_attention_heads", value: "\(heads)", allowed: ["a divisor of hidden_size \(hidden)"])
     }
 }

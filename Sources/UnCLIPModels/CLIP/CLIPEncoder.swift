@@ -33,9 +33,10 @@ struct CLIPEncoderLayer: Sendable {
 struct CLIPEncoder: Sendable {
     let layers: [CLIPEncoderLayer]
 
-    init(_ w: WeightMap, _ prefix: String, layers n: Int, hidden: Int, intermediate: Int, heads: Int, act: Activation, eps: Float) throws {
-        layers = try (0..<n).map {
-            try CLIPEncoderLayer(w, "\(prefix).layers.\($0)", hidden: hidden, intermediate: intermediate, heads: heads, act: act, eps: eps)
+    init(_ w: WeightMap, _ prefix: String, config c: some CLIPTransformerConfig) throws {
+        layers = try (0..<c.numHiddenLayers).map {
+            try CLIPEncoderLayer(w, "\(prefix).layers.\($0)", hidden: c.hiddenSize, intermediate: c.intermediateSize,
+                                 heads: c.numAttentionHeads, act: c.hiddenAct, eps: c.layerNormEps)
         }
     }
 

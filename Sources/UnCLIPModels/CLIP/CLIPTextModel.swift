@@ -34,16 +34,12 @@ public struct CLIPTextModel: Sendable {
         let d = c.hiddenSize
         tokenEmbedding = try w.tensor("text_model.embeddings.token_embedding.weight", shape: [c.vocabSize, d])
         positionEmbedding = try w.tensor("text_model.embeddings.position_embedding.weight", shape: [c.maxPositionEmbeddings, d])
-        encoder = try CLIPEncoder(w, "text_model.encoder", layers: c.numHiddenLayers, hidden: d,
-                                  intermediate: c.intermediateSize, heads: c.numAttentionHeads, act: c.hiddenAct, eps: c.layerNormEps)
+        encoder = try CLIPEncoder(w, "text_model.encoder", config: c)
         finalLayerNorm = try LayerNorm(w, "text_model.final_layer_norm", dim: d, eps: c.layerNormEps)
         // The projection exists for CLIPTextModelWithProjection; a folder says so by its architecture or its weights.
         let wantsProjection = c.architectures.contains { $0.hasSuffix("WithProjection") }
-        if wantsProjection || w.contains("text_projection.weight") {
-            textProjection = try w.tensor("text_projection.weight", shape: [c.projectionDim, d])
-        } else {
-            textProjection = nil
-        }
+        textProjection = wantsProjection ? try w.tensor("text_projection.weight", shape: [c.projectionDim, d])
+                                         : try w.optionalTensor("text_projection.weight", shape: [c.projectionDim, d])
     }
 
     public var hasProjection: Bool { textProjection != nil }
@@ -71,16 +67,10 @@ public struct CLIPTextModel: Sendable {
         let last = finalLayerNorm(states.last!)
 
         // transformers: legacy configs (eos_token_id == 2) pool at argmax(ids), others at the first eos id.
-        let pooled = Tensor(uninitialized: [b, d])
-        for (i, row) in inputIds.enumerated() {
-            let pos: Int
-            if config.eosTokenId == 2 {
-                pos = row.indices.max { row[$0] < row[$1] || (row[$0] == row[$1] && $0 > $1) }!
-            } else {
-                pos = row.firstIndex(of: config.eosTokenId) ?? 0
-            }
-            (pooled.pointer + i * d).update(from: last.pointer + (i * t + pos) * d, count: d)
-        }
+        let pooled = gatherRows(last, positions: inputIds.map { row in
+            config.eosTokenId == 2 ? row.indices.max { row[$0] < row[$1] || (row[$0] == row[$1] && $0 > $1) }!
+                                   : row.firstIndex(of: config.eosTokenId) ?? 0
+        })
         let embeds = textProjection.map { linear(pooled, weight: $0) }
         return CLIPTextOutput(lastHiddenState: last, hiddenStates: states, poolerOutput: pooled, textEmbeds: embeds)
     }

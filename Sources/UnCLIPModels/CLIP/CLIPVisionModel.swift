@@ -38,8 +38,7 @@ public struct CLIPVisionModel: Sendable {
                                     kernel: c.patchSize, stride: c.patchSize, bias: false)
         positionEmbedding = try w.tensor("vision_model.embeddings.position_embedding.weight", shape: [patches + 1, d])
         preLayerNorm = try LayerNorm(w, "vision_model.pre_layrnorm", dim: d, eps: c.layerNormEps)
-        encoder = try CLIPEncoder(w, "vision_model.encoder", layers: c.numHiddenLayers, hidden: d,
-                                  intermediate: c.intermediateSize, heads: c.numAttentionHeads, act: c.hiddenAct, eps: c.layerNormEps)
+        encoder = try CLIPEncoder(w, "vision_model.encoder", config: c)
         postLayerNorm = try LayerNorm(w, "vision_model.post_layernorm", dim: d, eps: c.layerNormEps)
         visualProjection = try w.optionalTensor("visual_projection.weight", shape: [c.projectionDim, d])
     }
@@ -64,9 +63,7 @@ public struct CLIPVisionModel: Sendable {
         let x = preLayerNorm(add(tokens, positionEmbedding))
         let states = encoder(x, causal: false, keyMask: nil)
         let last = states.last!
-        let cls = Tensor(uninitialized: [b, d])
-        for i in 0..<b { (cls.pointer + i * d).update(from: last.pointer + i * (n + 1) * d, count: d) }
-        let pooled = postLayerNorm(cls)
+        let pooled = postLayerNorm(gatherRows(last, positions: Array(repeating: 0, count: b)))  // the class token
         return CLIPVisionOutput(lastHiddenState: last, hiddenStates: states, poolerOutput: pooled,
                                 imageEmbeds: visualProjection.map { linear(pooled, weight: $0) })
     }

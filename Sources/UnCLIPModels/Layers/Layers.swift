@@ -1,6 +1,19 @@
 import UnCLIPTensor
 import UnCLIPWeights
 
+/// The weight (shape [out, ...]) and optional bias of a Linear or Conv2d, as its products will read them: with bf16
+/// products (the weight map's `gemmPrecision`, as this CPU can run it) only the packed copy stays, since holding
+/// both would cost 1.5× the memory of fp32 alone; else the fp32 weight.
+private func loadProductWeight(_ w: WeightMap, _ prefix: String, shape: [Int], bias hasBias: Bool,
+                               layout: BF16Weight.Layout) throws -> (weight: Tensor?, bias: Tensor?, packed: BF16Weight?) {
+    let full = try w.tensor(prefix + ".weight", shape: shape)
+    let bias = hasBias ? try w.tensor(prefix + ".bias", shape: [shape[0]]) : nil
+    guard w.gemmPrecision.runnable == .bf16 else { return (full, bias, nil) }
+    let packed = BF16Weight(full, layout: layout)
+    full.releaseResidentPages()
+    return (nil, bias, packed)
+}
+
 /// torch.nn.Linear: weight [out, in], optional bias.
 public struct Linear: Sendable {
     /// The fp32 weight; nil when only the bf16-packed copy is kept.
@@ -10,17 +23,7 @@ public struct Linear: Sendable {
     public let packed: BF16Weight?
 
     public init(_ w: WeightMap, _ prefix: String, in inF: Int, out outF: Int, bias hasBias: Bool = true) throws {
-        let full = try w.tensor(prefix + ".weight", shape: [outF, inF])
-        bias = hasBias ? try w.tensor(prefix + ".bias", shape: [outF]) : nil
-        if w.gemmPrecision.runnable == .bf16 {
-            // Only the packed copy stays: holding both would cost 1.5× the memory of fp32 alone.
-            packed = BF16Weight(full, layout: .lanes)
-            weight = nil
-            full.releaseResidentPages()
-        } else {
-            packed = nil
-            weight = full
-        }
+        (weight, bias, packed) = try loadProductWeight(w, prefix, shape: [outF, inF], bias: hasBias, layout: .lanes)
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {
@@ -77,22 +80,14 @@ public struct Conv2d: Sendable {
 
     public init(_ w: WeightMap, _ prefix: String, in inC: Int, out outC: Int, kernel: Int,
                 stride: Int = 1, padding: Int = 0, bias hasBias: Bool = true) throws {
-        let full = try w.tensor(prefix + ".weight", shape: [outC, inC, kernel, kernel])
-        bias = hasBias ? try w.tensor(prefix + ".bias", shape: [outC]) : nil
         outChannels = outC
         self.kernel = kernel
         self.stride = stride
         self.padding = padding
-        if w.gemmPrecision.runnable == .bf16 {
-            // 3×3, stride 1, padding 1 (most of a UNet's and a VAE's convolutions): Winograd F(2×2, 3×3).
-            let winograd = kernel == 3 && stride == 1 && padding == 1
-            packed = BF16Weight(full, layout: winograd ? .winograd3x3 : .rows)
-            weight = nil
-            full.releaseResidentPages()
-        } else {
-            packed = nil
-            weight = full
-        }
+        // 3×3, stride 1, padding 1 (most of a UNet's and a VAE's convolutions): Winograd F(2×2, 3×3).
+        let winograd = kernel == 3 && stride == 1 && padding == 1
+        (weight, bias, packed) = try loadProductWeight(w, prefix, shape: [outC, inC, kernel, kernel], bias: hasBias,
+                                                       layout: winograd ? .winograd3x3 : .rows)
     }
 
     public func callAsFunction(_ x: Tensor) -> Tensor {

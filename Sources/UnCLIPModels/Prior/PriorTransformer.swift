@@ -25,41 +25,26 @@ public struct PriorTransformerConfig: Decodable, Sendable {
     /// Width of the text embedding (`proj_embedding`) it is conditioned on.
     public var projDim: Int { embeddingProjDim ?? embeddingDim }
 
-    enum CodingKeys: String, CodingKey {
-        case numAttentionHeads = "num_attention_heads", attentionHeadDim = "attention_head_dim", numLayers = "num_layers"
-        case embeddingDim = "embedding_dim", numEmbeddings = "num_embeddings", additionalEmbeddings = "additional_embeddings"
-        case timeEmbedActFn = "time_embed_act_fn", normInType = "norm_in_type", embeddingProjNormType = "embedding_proj_norm_type"
-        case encoderHidProjType = "encoder_hid_proj_type", addedEmbType = "added_emb_type", timeEmbedDim = "time_embed_dim"
-        case embeddingProjDim = "embedding_proj_dim", clipEmbedDim = "clip_embed_dim", dropout
-    }
-
     public init() {}
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        func get<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T { try c.decodeIfPresent(T.self, forKey: key) ?? fallback }
-        numAttentionHeads = try get(.numAttentionHeads, numAttentionHeads)
-        attentionHeadDim = try get(.attentionHeadDim, attentionHeadDim)
-        numLayers = try get(.numLayers, numLayers)
-        embeddingDim = try get(.embeddingDim, embeddingDim)
-        numEmbeddings = try get(.numEmbeddings, numEmbeddings)
-        additionalEmbeddings = try get(.additionalEmbeddings, additionalEmbeddings)
-        timeEmbedActFn = try get(.timeEmbedActFn, timeEmbedActFn)
+        let r = try ConfigReader(decoder)
+        numAttentionHeads = try r("num_attention_heads", numAttentionHeads)
+        attentionHeadDim = try r("attention_head_dim", attentionHeadDim)
+        numLayers = try r("num_layers", numLayers)
+        embeddingDim = try r("embedding_dim", embeddingDim)
+        numEmbeddings = try r("num_embeddings", numEmbeddings)
+        additionalEmbeddings = try r("additional_embeddings", additionalEmbeddings)
+        timeEmbedActFn = try r("time_embed_act_fn", timeEmbedActFn)
         // Optional strings: present-but-null means None, as in diffusers; absent means the default.
-        func optional(_ key: CodingKeys, _ fallback: String?, allowed: [String]) throws -> String? {
-            guard c.contains(key) else { return fallback }
-            let v = try c.decodeIfPresent(String.self, forKey: key)
-            if let v, !allowed.contains(v) { throw ConfigValueError(key: key.rawValue, value: v, allowed: allowed + ["null"]) }
-            return v
-        }
-        normInType = try optional(.normInType, nil, allowed: ["layer"])
-        embeddingProjNormType = try optional(.embeddingProjNormType, nil, allowed: ["layer"])
-        encoderHidProjType = try optional(.encoderHidProjType, "linear", allowed: ["linear"])
-        addedEmbType = try optional(.addedEmbType, "prd", allowed: ["prd"])
-        timeEmbedDim = try c.decodeIfPresent(Int.self, forKey: .timeEmbedDim)
-        embeddingProjDim = try c.decodeIfPresent(Int.self, forKey: .embeddingProjDim)
-        clipEmbedDim = try c.decodeIfPresent(Int.self, forKey: .clipEmbedDim)
-        // `dropout` is inactive at inference: accepted and ignored.
+        normInType = try r.nullable("norm_in_type", normInType, allowed: ["layer"])
+        embeddingProjNormType = try r.nullable("embedding_proj_norm_type", embeddingProjNormType, allowed: ["layer"])
+        encoderHidProjType = try r.nullable("encoder_hid_proj_type", encoderHidProjType, allowed: ["linear"])
+        addedEmbType = try r.nullable("added_emb_type", addedEmbType, allowed: ["prd"])
+        timeEmbedDim = try r.optional("time_embed_dim")
+        embeddingProjDim = try r.optional("embedding_proj_dim")
+        clipEmbedDim = try r.optional("clip_embed_dim")
+        // `dropout` is inactive at inference: left unread.
     }
 }
 
@@ -84,7 +69,7 @@ struct PriorBlock: Sendable {
 }
 
 /// The unCLIP diffusion prior: predicts a CLIP image embedding from a noisy one and the text.
-public struct PriorTransformer: Sendable {
+public struct PriorTransformer: Sendable, DiffusersFolderModel {
     public let config: PriorTransformerConfig
     let timeEmbedding: TimestepEmbedding
     let projIn, embeddingProj, projToClip: Linear
@@ -96,13 +81,6 @@ public struct PriorTransformer: Sendable {
     let normOut: LayerNorm
     /// Statistics that map the prior's normalised output back to CLIP's scale.
     public let clipMean, clipStd: Tensor
-
-    /// Loads a diffusers folder; Linear/Conv2d products run in `precision` (default fp32).
-    public init(folder: ModelFolder, variant: String? = nil, precision: GemmPrecision = .fp32) throws {
-        let weights = try folder.weights(variant: variant)
-        weights.gemmPrecision = precision
-        try self.init(config: folder.config(PriorTransformerConfig.self), weights: weights)
-    }
 
     public init(config c: PriorTransformerConfig, weights w: WeightMap) throws {
         config = c
@@ -190,16 +168,9 @@ public struct PriorTransformer: Sendable {
         for block in blocks { x = block(x, keyMask: keyMask) }
         x = normOut(x)
 
-        let out: Tensor
-        if prdEmbedding != nil {
-            out = Tensor(uninitialized: [b, inner])
-            for i in 0..<b { (out.pointer + i * inner).update(from: x.pointer + (i * seq + seq - 1) * inner, count: inner) }
-        } else {
-            // Without the learned final token diffusers returns every token after the text; the image
-            // embedding is the last one of them (the noisy-embedding position).
-            out = slice(x, axis: 1, (seq - 1)..<seq).reshaped([b, inner])
-        }
-        return projToClip(out)
+        // The prediction is the last token: the learned prd token, or without it the noisy-embedding position
+        // (diffusers then returns every token after the text, and the image embedding is the last of them).
+        return projToClip(gatherRows(x, positions: Array(repeating: seq - 1, count: b)))
     }
 
     /// Maps a normalised prior output to CLIP's scale: x · clip_std + clip_mean.

@@ -20,6 +20,16 @@ public struct ResnetBlock2D: Sendable {
         self.outputScaleFactor = outputScaleFactor
     }
 
+    /// The `count` resnets of a diffusers down block (or VAE decoder up block) at `prefix`.resnets.N: the first
+    /// maps `inC` to `outC` channels, the others keep `outC`.
+    static func chain(_ w: WeightMap, _ prefix: String, count: Int, in inC: Int, out outC: Int, tembChannels: Int?,
+                      groups: Int, eps: Float) throws -> [ResnetBlock2D] {
+        try (0..<count).map {
+            try ResnetBlock2D(w, "\(prefix).resnets.\($0)", in: $0 == 0 ? inC : outC, out: outC, tembChannels: tembChannels,
+                              groups: groups, eps: eps)
+        }
+    }
+
     /// x [B, C, H, W]; temb [B, T] (already the UNet's embedding, before SiLU).
     public func callAsFunction(_ x: Tensor, temb: Tensor?) -> Tensor {
         var h = conv1(norm1(x, silu: true))

@@ -53,88 +53,58 @@ public struct UNet2DConditionConfig: Decodable, Sendable {
     public var projectionClassEmbeddingsInputDim: Int? = nil
     public var timeEmbeddingActFn: String? = nil
 
-    enum CodingKeys: String, CodingKey, CaseIterable {
-        case sampleSize = "sample_size", inChannels = "in_channels", outChannels = "out_channels"
-        case centerInputSample = "center_input_sample", flipSinToCos = "flip_sin_to_cos", freqShift = "freq_shift"
-        case downBlockTypes = "down_block_types", midBlockType = "mid_block_type", upBlockTypes = "up_block_types"
-        case onlyCrossAttention = "only_cross_attention", blockOutChannels = "block_out_channels"
-        case layersPerBlock = "layers_per_block", downsamplePadding = "downsample_padding"
-        case midBlockScaleFactor = "mid_block_scale_factor", actFn = "act_fn", normNumGroups = "norm_num_groups"
-        case normEps = "norm_eps", crossAttentionDim = "cross_attention_dim"
-        case transformerLayersPerBlock = "transformer_layers_per_block", attentionHeadDim = "attention_head_dim"
-        case numAttentionHeads = "num_attention_heads", useLinearProjection = "use_linear_projection"
-        case classEmbedType = "class_embed_type", numClassEmbeds = "num_class_embeds", upcastAttention = "upcast_attention"
-        case projectionClassEmbeddingsInputDim = "projection_class_embeddings_input_dim"
-        case timeEmbeddingActFn = "time_embedding_act_fn"
-        // Keys we only check for unsupported values.
-        case resnetTimeScaleShift = "resnet_time_scale_shift", timeEmbeddingType = "time_embedding_type"
-        case additionEmbedType = "addition_embed_type", encoderHidDim = "encoder_hid_dim"
-        case classEmbeddingsConcat = "class_embeddings_concat", dualCrossAttention = "dual_cross_attention"
-        case convInKernel = "conv_in_kernel", convOutKernel = "conv_out_kernel", timeCondProjDim = "time_cond_proj_dim"
-        case timestepPostAct = "timestep_post_act", attentionType = "attention_type", resnetSkipTimeAct = "resnet_skip_time_act"
-        case resnetOutScaleFactor = "resnet_out_scale_factor", midBlockOnlyCrossAttention = "mid_block_only_cross_attention"
-        case crossAttentionNorm = "cross_attention_norm"
-    }
-
     public init() {}
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        func get<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T { try c.decodeIfPresent(T.self, forKey: key) ?? fallback }
-        sampleSize = try c.decodeIfPresent(Int.self, forKey: .sampleSize)
-        inChannels = try get(.inChannels, inChannels)
-        outChannels = try get(.outChannels, outChannels)
-        centerInputSample = try get(.centerInputSample, centerInputSample)
-        flipSinToCos = try get(.flipSinToCos, flipSinToCos)
-        freqShift = try get(.freqShift, freqShift)
-        downBlockTypes = try get(.downBlockTypes, downBlockTypes)
-        midBlockType = c.contains(.midBlockType) ? try c.decodeIfPresent(String.self, forKey: .midBlockType) : midBlockType
-        upBlockTypes = try get(.upBlockTypes, upBlockTypes)
-        onlyCrossAttention = try get(.onlyCrossAttention, onlyCrossAttention)
-        blockOutChannels = try get(.blockOutChannels, blockOutChannels)
-        layersPerBlock = try get(.layersPerBlock, layersPerBlock)
-        downsamplePadding = try get(.downsamplePadding, downsamplePadding)
-        midBlockScaleFactor = try get(.midBlockScaleFactor, midBlockScaleFactor)
-        actFn = try get(.actFn, actFn)
-        normNumGroups = try get(.normNumGroups, normNumGroups)
-        normEps = try get(.normEps, normEps)
-        crossAttentionDim = try get(.crossAttentionDim, crossAttentionDim)
-        transformerLayersPerBlock = try get(.transformerLayersPerBlock, transformerLayersPerBlock)
-        attentionHeadDim = try get(.attentionHeadDim, attentionHeadDim)
-        numAttentionHeads = try c.decodeIfPresent(PerBlock<Int>.self, forKey: .numAttentionHeads)
+        let r = try ConfigReader(decoder)
+        sampleSize = try r.optional("sample_size")
+        inChannels = try r("in_channels", inChannels)
+        outChannels = try r("out_channels", outChannels)
+        centerInputSample = try r("center_input_sample", centerInputSample)
+        flipSinToCos = try r("flip_sin_to_cos", flipSinToCos)
+        freqShift = try r("freq_shift", freqShift)
+        downBlockTypes = try r("down_block_types", downBlockTypes)
+        midBlockType = try r.nullable("mid_block_type", midBlockType)
+        upBlockTypes = try r("up_block_types", upBlockTypes)
+        onlyCrossAttention = try r("only_cross_attention", onlyCrossAttention)
+        blockOutChannels = try r("block_out_channels", blockOutChannels)
+        layersPerBlock = try r("layers_per_block", layersPerBlock)
+        downsamplePadding = try r("downsample_padding", downsamplePadding)
+        midBlockScaleFactor = try r("mid_block_scale_factor", midBlockScaleFactor)
+        actFn = try r("act_fn", actFn)
+        normNumGroups = try r("norm_num_groups", normNumGroups)
+        normEps = try r("norm_eps", normEps)
+        crossAttentionDim = try r("cross_attention_dim", crossAttentionDim)
+        transformerLayersPerBlock = try r("transformer_layers_per_block", transformerLayersPerBlock)
+        attentionHeadDim = try r("attention_head_dim", attentionHeadDim)
+        numAttentionHeads = try r.optional("num_attention_heads")
         // diffusers 0.42.1 refuses num_attention_heads for this model (its heads come from attention_head_dim).
         if numAttentionHeads != nil {
             throw ConfigValueError(key: "num_attention_heads", value: "set", allowed: ["null (diffusers takes the head count from attention_head_dim)"])
         }
-        useLinearProjection = try get(.useLinearProjection, useLinearProjection)
-        classEmbedType = try c.decodeIfPresent(String.self, forKey: .classEmbedType)
-        numClassEmbeds = try c.decodeIfPresent(Int.self, forKey: .numClassEmbeds)
-        upcastAttention = try get(.upcastAttention, upcastAttention)
-        projectionClassEmbeddingsInputDim = try c.decodeIfPresent(Int.self, forKey: .projectionClassEmbeddingsInputDim)
-        timeEmbeddingActFn = try c.decodeIfPresent(String.self, forKey: .timeEmbeddingActFn)
+        useLinearProjection = try r("use_linear_projection", useLinearProjection)
+        classEmbedType = try r.optional("class_embed_type")
+        numClassEmbeds = try r.optional("num_class_embeds")
+        upcastAttention = try r("upcast_attention", upcastAttention)
+        projectionClassEmbeddingsInputDim = try r.optional("projection_class_embeddings_input_dim")
+        timeEmbeddingActFn = try r.optional("time_embedding_act_fn")
 
-        // Refuse what this implementation does not compute, rather than computing something else.
-        func require<T: Decodable & Equatable>(_ key: CodingKeys, _ type: T.Type, in allowed: [T?]) throws {
-            let v = try c.decodeIfPresent(T.self, forKey: key)
-            guard allowed.contains(where: { $0 == v }) else {
-                throw ConfigValueError(key: key.rawValue, value: v.map { "\($0)" } ?? "null", allowed: allowed.map { $0.map { "\($0)" } ?? "null" })
-            }
-        }
-        try require(.resnetTimeScaleShift, String.self, in: [nil, "default"])
-        try require(.timeEmbeddingType, String.self, in: [nil, "positional"])
-        try require(.additionEmbedType, String.self, in: [nil])
-        try require(.encoderHidDim, Int.self, in: [nil])
-        try require(.classEmbeddingsConcat, Bool.self, in: [nil, false])
-        try require(.dualCrossAttention, Bool.self, in: [nil, false])
-        try require(.convInKernel, Int.self, in: [nil, 3])
-        try require(.convOutKernel, Int.self, in: [nil, 3])
-        try require(.timeCondProjDim, Int.self, in: [nil])
-        try require(.timestepPostAct, String.self, in: [nil])
-        try require(.attentionType, String.self, in: [nil, "default"])
-        try require(.resnetSkipTimeAct, Bool.self, in: [nil, false])
-        try require(.resnetOutScaleFactor, Float.self, in: [nil, 1])
-        try require(.crossAttentionNorm, String.self, in: [nil])
-        try require(.midBlockOnlyCrossAttention, Bool.self, in: [nil, false])
+        // Keys only checked: refuse what this implementation does not compute, rather than computing something else.
+        try r.require("resnet_time_scale_shift", String.self, in: [nil, "default"])
+        try r.require("time_embedding_type", String.self, in: [nil, "positional"])
+        try r.require("addition_embed_type", String.self, in: [nil])
+        try r.require("encoder_hid_dim", Int.self, in: [nil])
+        try r.require("class_embeddings_concat", Bool.self, in: [nil, false])
+        try r.require("dual_cross_attention", Bool.self, in: [nil, false])
+        try r.require("conv_in_kernel", Int.self, in: [nil, 3])
+        try r.require("conv_out_kernel", Int.self, in: [nil, 3])
+        try r.require("time_cond_proj_dim", Int.self, in: [nil])
+        try r.require("timestep_post_act", String.self, in: [nil])
+        try r.require("attention_type", String.self, in: [nil, "default"])
+        try r.require("resnet_skip_time_act", Bool.self, in: [nil, false])
+        try r.require("resnet_out_scale_factor", Float.self, in: [nil, 1])
+        try r.require("cross_attention_norm", String.self, in: [nil])
+        try r.require("mid_block_only_cross_attention", Bool.self, in: [nil, false])
         guard actFn == "silu" || actFn == "swish" else { throw ConfigValueError(key: "act_fn", value: actFn, allowed: ["silu"]) }
         guard [nil, "silu", "swish"].contains(timeEmbeddingActFn) else {
             throw ConfigValueError(key: "time_embedding_act_fn", value: timeEmbeddingActFn ?? "null", allowed: ["null", "silu"])
@@ -202,7 +172,7 @@ struct UpBlock: Sendable {
 
 /// diffusers' UNet2DConditionModel: the latent denoiser, conditioned on text by cross-attention and
 /// (Stable unCLIP) on a noise-augmented image embedding through the class-embedding projection.
-public struct UNet2DConditionModel: Sendable {
+public struct UNet2DConditionModel: Sendable, DiffusersFolderModel {
     public let config: UNet2DConditionConfig
     let timeEmbedding: TimestepEmbedding
     let classEmbedding: TimestepEmbedding?
@@ -212,13 +182,6 @@ public struct UNet2DConditionModel: Sendable {
     let midAttentions: [Transformer2D]
     let upBlocks: [UpBlock]
     let convNormOut: GroupNorm
-
-    /// Loads a diffusers folder; Linear/Conv2d products run in `precision` (default fp32).
-    public init(folder: ModelFolder, variant: String? = nil, precision: GemmPrecision = .fp32) throws {
-        let weights = try folder.weights(variant: variant)
-        weights.gemmPrecision = precision
-        try self.init(config: folder.config(UNet2DConditionConfig.self), weights: weights)
-    }
 
     public init(config c: UNet2DConditionConfig, weights w: WeightMap) throws {
         config = c
@@ -260,9 +223,7 @@ public struct UNet2DConditionModel: Sendable {
             let inC = outC
             outC = ch[i]
             let p = "down_blocks.\(i)"
-            let resnets = try (0..<layers[i]).map {
-                try ResnetBlock2D(w, "\(p).resnets.\($0)", in: $0 == 0 ? inC : outC, out: outC, tembChannels: timeDim, groups: groups, eps: eps)
-            }
+            let resnets = try ResnetBlock2D.chain(w, p, count: layers[i], in: inC, out: outC, tembChannels: timeDim, groups: groups, eps: eps)
             let attns = type == "CrossAttnDownBlock2D" ? try (0..<layers[i]).map {
                 try transformer("\(p).attentions.\($0)", channels: outC, block: i, heads: heads[i], crossDim: crossDims[i], layers: tLayers[i])
             } : []

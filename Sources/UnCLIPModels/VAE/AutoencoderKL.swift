@@ -21,36 +21,26 @@ public struct AutoencoderKLConfig: Decodable, Sendable {
     public var usePostQuantConv = true
     public var midBlockAddAttention = true
 
-    enum CodingKeys: String, CodingKey {
-        case inChannels = "in_channels", outChannels = "out_channels", downBlockTypes = "down_block_types"
-        case upBlockTypes = "up_block_types", blockOutChannels = "block_out_channels", layersPerBlock = "layers_per_block"
-        case actFn = "act_fn", latentChannels = "latent_channels", normNumGroups = "norm_num_groups", sampleSize = "sample_size"
-        case scalingFactor = "scaling_factor", shiftFactor = "shift_factor", forceUpcast = "force_upcast"
-        case useQuantConv = "use_quant_conv", usePostQuantConv = "use_post_quant_conv", midBlockAddAttention = "mid_block_add_attention"
-        case latentsMean = "latents_mean"
-    }
-
     public init() {}
 
     public init(from decoder: Decoder) throws {
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        func get<T: Decodable>(_ key: CodingKeys, _ fallback: T) throws -> T { try c.decodeIfPresent(T.self, forKey: key) ?? fallback }
-        inChannels = try get(.inChannels, inChannels)
-        outChannels = try get(.outChannels, outChannels)
-        downBlockTypes = try get(.downBlockTypes, downBlockTypes)
-        upBlockTypes = try get(.upBlockTypes, upBlockTypes)
-        blockOutChannels = try get(.blockOutChannels, blockOutChannels)
-        layersPerBlock = try get(.layersPerBlock, layersPerBlock)
-        actFn = try get(.actFn, actFn)
-        latentChannels = try get(.latentChannels, latentChannels)
-        normNumGroups = try get(.normNumGroups, normNumGroups)
-        sampleSize = try c.decodeIfPresent(Int.self, forKey: .sampleSize)
-        scalingFactor = try get(.scalingFactor, scalingFactor)
-        shiftFactor = try c.decodeIfPresent(Float.self, forKey: .shiftFactor)
-        forceUpcast = try get(.forceUpcast, forceUpcast)
-        useQuantConv = try get(.useQuantConv, useQuantConv)
-        usePostQuantConv = try get(.usePostQuantConv, usePostQuantConv)
-        midBlockAddAttention = try get(.midBlockAddAttention, midBlockAddAttention)
+        let r = try ConfigReader(decoder)
+        inChannels = try r("in_channels", inChannels)
+        outChannels = try r("out_channels", outChannels)
+        downBlockTypes = try r("down_block_types", downBlockTypes)
+        upBlockTypes = try r("up_block_types", upBlockTypes)
+        blockOutChannels = try r("block_out_channels", blockOutChannels)
+        layersPerBlock = try r("layers_per_block", layersPerBlock)
+        actFn = try r("act_fn", actFn)
+        latentChannels = try r("latent_channels", latentChannels)
+        normNumGroups = try r("norm_num_groups", normNumGroups)
+        sampleSize = try r.optional("sample_size")
+        scalingFactor = try r("scaling_factor", scalingFactor)
+        shiftFactor = try r.optional("shift_factor")
+        forceUpcast = try r("force_upcast", forceUpcast)
+        useQuantConv = try r("use_quant_conv", useQuantConv)
+        usePostQuantConv = try r("use_post_quant_conv", usePostQuantConv)
+        midBlockAddAttention = try r("mid_block_add_attention", midBlockAddAttention)
         guard actFn == "silu" || actFn == "swish" else { throw ConfigValueError(key: "act_fn", value: actFn, allowed: ["silu"]) }
         for t in downBlockTypes where t != "DownEncoderBlock2D" {
             throw ConfigValueError(key: "down_block_types", value: t, allowed: ["DownEncoderBlock2D"])
@@ -103,7 +93,7 @@ struct VAEMidBlock: Sendable {
 }
 
 /// diffusers' AutoencoderKL: the encoder to the latent mean, and the decoder back to pixels in [-1, 1].
-public struct AutoencoderKL: Sendable {
+public struct AutoencoderKL: Sendable, DiffusersFolderModel {
     public let config: AutoencoderKLConfig
     // Encoder
     let encConvIn, encConvOut: Conv2d
@@ -118,13 +108,6 @@ public struct AutoencoderKL: Sendable {
     let decUp: [(resnets: [ResnetBlock2D], up: Upsample2D?)]
     let decNormOut: GroupNorm
 
-    /// Loads a diffusers folder; Linear/Conv2d products run in `precision` (default fp32).
-    public init(folder: ModelFolder, variant: String? = nil, precision: GemmPrecision = .fp32) throws {
-        let weights = try folder.weights(variant: variant)
-        weights.gemmPrecision = precision
-        try self.init(config: folder.config(AutoencoderKLConfig.self), weights: weights)
-    }
-
     public init(config c: AutoencoderKLConfig, weights w: WeightMap) throws {
         config = c
         // Older checkpoints name the mid-block attention query/key/value/proj_attn.
@@ -138,9 +121,7 @@ public struct AutoencoderKL: Sendable {
             let inC = outC
             outC = ch[i]
             let p = "encoder.down_blocks.\(i)"
-            let resnets = try (0..<c.layersPerBlock).map {
-                try ResnetBlock2D(w, "\(p).resnets.\($0)", in: $0 == 0 ? inC : outC, out: outC, tembChannels: nil, groups: g, eps: 1e-6)
-            }
+            let resnets = try ResnetBlock2D.chain(w, p, count: c.layersPerBlock, in: inC, out: outC, tembChannels: nil, groups: g, eps: 1e-6)
             down.append((resnets, i == n - 1 ? nil : try Downsample2D(w, "\(p).downsamplers.0", channels: outC, padding: 0)))
         }
         encDown = down
@@ -159,9 +140,8 @@ public struct AutoencoderKL: Sendable {
             let prev = upOut
             upOut = rch[i]
             let p = "decoder.up_blocks.\(i)"
-            let resnets = try (0..<(c.layersPerBlock + 1)).map {
-                try ResnetBlock2D(w, "\(p).resnets.\($0)", in: $0 == 0 ? prev : upOut, out: upOut, tembChannels: nil, groups: g, eps: 1e-6)
-            }
+            let resnets = try ResnetBlock2D.chain(w, p, count: c.layersPerBlock + 1, in: prev, out: upOut, tembChannels: nil,
+                                                  groups: g, eps: 1e-6)
             up.append((resnets, i == n - 1 ? nil : try Upsample2D(w, "\(p).upsamplers.0", channels: upOut)))
         }
         decUp = up
