@@ -80,16 +80,21 @@ public struct TextToImageRequest: Sendable, Equatable {
     public init(prompt: String) { self.prompt = prompt }
 }
 
-/// Image-to-image: a picture noised to `strength` and denoised toward `prompt`.
+/// Image-to-image: a picture noised to `strength` and denoised toward the prompt. The rest is a text-to-image
+/// request (prompt, prior, decoder, seeds), reachable as `edit.prompt`, `edit.decoder`, ….
+@dynamicMemberLookup
 public struct EditRequest: Sendable, Equatable {
-    public var prompt: String
+    public var text: TextToImageRequest
     public var picture: PictureSource
     /// 0 keeps the picture, 1 replaces it; diffusers' img2img default is 0.8.
     public var strength: Float = 0.8
-    public var prior = PriorParameters()
-    public var decoder = DecoderParameters()
-    public var seeds = SeedPlan()
-    public init(prompt: String, picture: PictureSource) { self.prompt = prompt; self.picture = picture }
+
+    public init(prompt: String, picture: PictureSource) { text = TextToImageRequest(prompt: prompt); self.picture = picture }
+
+    public subscript<T>(dynamicMember path: WritableKeyPath<TextToImageRequest, T>) -> T {
+        get { text[keyPath: path] }
+        set { text[keyPath: path] = newValue }
+    }
 }
 
 /// What a variation decodes.

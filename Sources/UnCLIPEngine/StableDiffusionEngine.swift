@@ -10,8 +10,7 @@ public final class StableDiffusionEngine: ImageEngine, @unchecked Sendable {
     public static let classNames = ["StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"]
     public static let familyName = "plain Stable Diffusion"
 
-    public let model: ResolvedModel
-    public let options: LoadOptions
+    public let model: ResolvedModel, options: LoadOptions
     public let pipeline: StableDiffusionPipeline
     /// Embeds finished pictures; nil = they are recorded without an embedding.
     public let clip: CLIPImageEmbedder?

@@ -9,8 +9,7 @@ public final class StableUnCLIPEngine: ImageEngine, @unchecked Sendable {
     public static let classNames = ["StableUnCLIPPipeline", "StableUnCLIPImg2ImgPipeline"]
     public static let familyName = "Stable unCLIP"
 
-    public let model: ResolvedModel
-    public let options: LoadOptions
+    public let model: ResolvedModel, options: LoadOptions
     public let pipeline: StableUnCLIPPipeline
     public let runLock = NSLock()
 

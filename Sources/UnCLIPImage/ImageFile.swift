@@ -155,8 +155,14 @@ public enum ImageFile {
             let bytes = raw.bindMemory(to: UInt8.self)
             switch format {
             case .png: return try decodePNG(bytes, maxSide: maxSide, maxPixels: maxPixels, limits: limits, fail: fail)
-            case .jpeg: return try decodeJPEG(bytes, maxSide: maxSide, maxPixels: maxPixels, limits: limits, fail: fail)
-            case .webp: return try decodeWebP(bytes, maxSide: maxSide, maxPixels: maxPixels, limits: limits, fail: fail)
+            case .jpeg:
+                var d = unclip_jpeg_decoded()
+                let status = unclip_jpeg_decode(bytes.baseAddress, bytes.count, maxSide, maxSide, maxPixels, &d)
+                return try finish(status, d, format: .jpeg, limits: limits, fail: fail)
+            case .webp:
+                var d = unclip_webp_decoded()
+                return try finish(unclip_webp_decode(bytes.baseAddress, bytes.count, maxSide, maxSide, maxPixels, &d), d,
+                                  format: .webp, limits: limits, fail: fail)
             }
         }
         let orientation = data.withUnsafeBytes { raw in
@@ -209,37 +215,21 @@ public enum ImageFile {
         return RGBImage(unchecked: width, height, pixels)
     }
 
-    private static func decodeJPEG(_ bytes: UnsafeBufferPointer<UInt8>, maxSide: UInt32, maxPixels: UInt64,
-                                   limits: ImageLimits, fail: Fail) throws -> RGBImage {
-        var d = unclip_jpeg_decoded()
-        let status = unclip_jpeg_decode(bytes.baseAddress, bytes.count, maxSide, maxSide, maxPixels, &d)
-        let message = cString(d.message, fallback: "unknown libjpeg error")
-        switch Int(status) {
-        case UNCLIP_JPEG_OK: break
-        case UNCLIP_JPEG_TOO_LARGE: throw fail(.tooLarge(width: Int(d.width), height: Int(d.height), limits: limits))
-        case UNCLIP_JPEG_TRUNCATED: throw fail(.truncated(.jpeg))
-        case UNCLIP_JPEG_UNSUPPORTED: throw fail(.unsupported(.jpeg, message))
-        case UNCLIP_JPEG_NO_MEMORY: throw fail(.outOfMemory(.jpeg, message))
-        default: throw fail(.corrupt(.jpeg, message))
-        }
+    /// The JPEG and WebP helpers share one status numbering (unclip_jpeg.h / unclip_webp.h): 0 decoded,
+    /// 1 corrupt, 2 truncated, 3 too large (width and height set, nothing allocated), 4 unsupported, 5 out of memory.
+    private static func finish<D: DecodedPicture>(_ status: Int32, _ d: D, format: ImageFormat, limits: ImageLimits,
+                                                  fail: Fail) throws -> RGBImage {
         defer { free(d.rgb) }
-        return try wrap(d.rgb, width: Int(d.width), height: Int(d.height), format: .jpeg, fail: fail)
-    }
-
-    private static func decodeWebP(_ bytes: UnsafeBufferPointer<UInt8>, maxSide: UInt32, maxPixels: UInt64,
-                                   limits: ImageLimits, fail: Fail) throws -> RGBImage {
-        var d = unclip_webp_decoded()
-        let status = unclip_webp_decode(bytes.baseAddress, bytes.count, maxSide, maxSide, maxPixels, &d)
-        let message = cString(d.message, fallback: "unknown libwebp error")
+        let width = Int(d.width), height = Int(d.height)
+        let message = d.text.isEmpty ? "unknown \(format) decoder error" : d.text
         switch Int(status) {
-        case UNCLIP_WEBP_OK: break
-        case UNCLIP_WEBP_TOO_LARGE: throw fail(.tooLarge(width: Int(d.width), height: Int(d.height), limits: limits))
-        case UNCLIP_WEBP_TRUNCATED: throw fail(.truncated(.webp))
-        case UNCLIP_WEBP_NO_MEMORY: throw fail(.outOfMemory(.webp, message))
-        default: throw fail(.corrupt(.webp, message))
+        case 0: return try wrap(d.rgb, width: width, height: height, format: format, fail: fail)
+        case 2: throw fail(.truncated(format))
+        case 3: throw fail(.tooLarge(width: width, height: height, limits: limits))
+        case 4: throw fail(.unsupported(format, message))
+        case 5: throw fail(.outOfMemory(format, message))
+        default: throw fail(.corrupt(format, message))
         }
-        defer { free(d.rgb) }
-        return try wrap(d.rgb, width: Int(d.width), height: Int(d.height), format: .webp, fail: fail)
     }
 
     /// Copies a decoder's malloc'd RGB buffer into an RGBImage (the caller frees the buffer).
@@ -328,4 +318,21 @@ public enum ImageFile {
         }
         return data
     }
+}
+
+/// What the C decoders hand back, for `ImageFile.finish`.
+protocol DecodedPicture {
+    var width: UInt32 { get }
+    var height: UInt32 { get }
+    var rgb: UnsafeMutablePointer<UInt8>! { get }
+    /// The decoder's message (empty when it left none).
+    var text: String { get }
+}
+
+extension unclip_jpeg_decoded: DecodedPicture {
+    var text: String { withUnsafeBytes(of: message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } }
+}
+
+extension unclip_webp_decoded: DecodedPicture {
+    var text: String { withUnsafeBytes(of: message) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) } }
 }

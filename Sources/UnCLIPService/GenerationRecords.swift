@@ -28,18 +28,10 @@ public struct GenerationSummary: Codable, Sendable, Equatable {
     // Absent values are written as null, so every summary has the same keys.
     public func encode(to encoder: Encoder) throws {
         var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(id, forKey: .id)
-        try c.encode(createdAt, forKey: .createdAt)
-        try c.encode(kind, forKey: .kind)
-        try c.encode(prompt, forKey: .prompt)
-        try c.encode(seed, forKey: .seed)
-        try c.encode(image, forKey: .image)
-        try c.encode(sha256, forKey: .sha256)
-        try c.encode(width, forKey: .width)
-        try c.encode(height, forKey: .height)
-        try c.encode(dim, forKey: .dim)
-        try c.encode(pictureDim, forKey: .pictureDim)
-        try c.encode(parents, forKey: .parents)
+        try c.encode(id, forKey: .id); try c.encode(createdAt, forKey: .createdAt); try c.encode(kind, forKey: .kind)
+        try c.encode(prompt, forKey: .prompt); try c.encode(seed, forKey: .seed); try c.encode(image, forKey: .image)
+        try c.encode(sha256, forKey: .sha256); try c.encode(width, forKey: .width); try c.encode(height, forKey: .height)
+        try c.encode(dim, forKey: .dim); try c.encode(pictureDim, forKey: .pictureDim); try c.encode(parents, forKey: .parents)
     }
 
     public init(_ g: StoredGeneration) {
@@ -48,7 +40,8 @@ public struct GenerationSummary: Codable, Sendable, Equatable {
     }
 }
 
-/// Everything about one generation: the summary, its settings, model, children and prior candidates.
+/// Everything about one generation: the summary, its settings, model, children and prior candidates. Encoded as
+/// one flat JSON object: the summary's keys beside the details' keys.
 public struct GenerationDetail: Codable, Sendable {
     public struct PriorCandidates: Codable, Sendable, Equatable {
         public var run: Int64
@@ -57,60 +50,44 @@ public struct GenerationDetail: Codable, Sendable {
         public var candidates: Int
     }
 
-    public var summary: GenerationSummary
-    public var settings: RecordedSettings
-    public var fileBytes: Int
-    public var imagePresent: Bool
-    public var embeddingNorm: Double?
-    public var seconds: Double?
-    public var children: [Int64]
-    public var model: ModelRecord?
-    public var prior: PriorCandidates?
+    /// What the summary does not say.
+    public struct Details: Codable, Sendable {
+        public var settings: RecordedSettings
+        public var fileBytes: Int
+        public var imagePresent: Bool
+        public var embeddingNorm: Double?
+        public var seconds: Double?
+        public var children: [Int64]
+        public var model: ModelRecord?
+        public var prior: PriorCandidates?
 
-    enum CodingKeys: String, CodingKey {
-        case settings, fileBytes = "file_bytes", imagePresent = "image_present", embeddingNorm = "embedding_norm", seconds,
-             children, model, prior
-    }
-
-    public init(_ g: StoredGeneration, store: any GenerationStore) throws {
-        summary = GenerationSummary(g)
-        settings = g.settings
-        fileBytes = g.fileBytes
-        imagePresent = try store.hasImage(g.id)
-        embeddingNorm = g.embedding.map { EmbeddingMath.norm($0) }
-        seconds = g.seconds
-        children = try store.children(of: g.id)
-        model = try g.modelID.flatMap { try store.model(id: $0) }
-        prior = try g.priorRunID.flatMap { try store.priorRun(id: $0) }.map {
-            PriorCandidates(run: $0.id, scores: $0.scores, chosen: $0.chosenIndex, candidates: $0.count)
+        enum CodingKeys: String, CodingKey {
+            case settings, fileBytes = "file_bytes", imagePresent = "image_present", embeddingNorm = "embedding_norm", seconds,
+                 children, model, prior
         }
     }
 
-    // The summary's fields sit at the top level of the JSON object, beside the details.
+    public var summary: GenerationSummary
+    public var details: Details
+
+    public init(_ g: StoredGeneration, store: any GenerationStore) throws {
+        summary = GenerationSummary(g)
+        details = Details(settings: g.settings, fileBytes: g.fileBytes, imagePresent: try store.hasImage(g.id),
+                          embeddingNorm: g.embedding.map { EmbeddingMath.norm($0) }, seconds: g.seconds,
+                          children: try store.children(of: g.id), model: try g.modelID.flatMap { try store.model(id: $0) },
+                          prior: try g.priorRunID.flatMap { try store.priorRun(id: $0) }.map {
+                              PriorCandidates(run: $0.id, scores: $0.scores, chosen: $0.chosenIndex, candidates: $0.count)
+                          })
+    }
+
     public init(from decoder: Decoder) throws {
         summary = try GenerationSummary(from: decoder)
-        let c = try decoder.container(keyedBy: CodingKeys.self)
-        settings = try c.decode(RecordedSettings.self, forKey: .settings)
-        fileBytes = try c.decode(Int.self, forKey: .fileBytes)
-        imagePresent = try c.decode(Bool.self, forKey: .imagePresent)
-        embeddingNorm = try c.decodeIfPresent(Double.self, forKey: .embeddingNorm)
-        seconds = try c.decodeIfPresent(Double.self, forKey: .seconds)
-        children = try c.decode([Int64].self, forKey: .children)
-        model = try c.decodeIfPresent(ModelRecord.self, forKey: .model)
-        prior = try c.decodeIfPresent(PriorCandidates.self, forKey: .prior)
+        details = try Details(from: decoder)
     }
 
     public func encode(to encoder: Encoder) throws {
         try summary.encode(to: encoder)
-        var c = encoder.container(keyedBy: CodingKeys.self)
-        try c.encode(settings, forKey: .settings)
-        try c.encode(fileBytes, forKey: .fileBytes)
-        try c.encode(imagePresent, forKey: .imagePresent)
-        try c.encodeIfPresent(embeddingNorm, forKey: .embeddingNorm)
-        try c.encodeIfPresent(seconds, forKey: .seconds)
-        try c.encode(children, forKey: .children)
-        try c.encodeIfPresent(model, forKey: .model)
-        try c.encodeIfPresent(prior, forKey: .prior)
+        try details.encode(to: encoder)
     }
 }
 

@@ -12,17 +12,13 @@ struct EmbedImage: ParsableCommand {
         abstract: "Embed PNG images with a CLIP vision encoder (CLIPImageProcessor preprocessing).",
         discussion: "Writes image_embeds [B,P] and pixel_values [B,3,S,S] as safetensors and prints a summary as JSON.")
 
-    @Argument(help: "Pictures: PNG, JPEG or WebP (EXIF orientation applied, transparency dropped, as diffusers' load_image).")
-    var images: [String]
+    @Argument(help: "Pictures: PNG, JPEG or WebP (EXIF orientation applied, transparency dropped, as diffusers' load_image).") var images: [String]
 
-    @Option(help: "Vision encoder folder (CLIPVisionModelWithProjection).")
-    var imageEncoder: String
+    @Option(help: "Vision encoder folder (CLIPVisionModelWithProjection).") var imageEncoder: String
 
-    @Option(help: "Folder with preprocessor_config.json. Default: the image encoder's sibling feature_extractor/.")
-    var featureExtractor: String?
+    @Option(help: "Folder with preprocessor_config.json. Default: the image encoder's sibling feature_extractor/.") var featureExtractor: String?
 
-    @Option(help: "Output .safetensors file.")
-    var output: String?
+    @Option(help: "Output .safetensors file.") var output: String?
 
     func run() throws {
         let encoderURL = URL(fileURLWithPath: imageEncoder)

@@ -14,26 +14,19 @@ struct EncodeText: ParsableCommand {
         hidden_state_<k> when --hidden-layer is given, and the input_ids. Prints timing as JSON.
         """)
 
-    @Argument(help: "One or more prompts (encoded as one batch).")
-    var prompts: [String]
+    @Argument(help: "One or more prompts (encoded as one batch).") var prompts: [String]
 
-    @Option(help: "Text encoder folder (config.json + safetensors).")
-    var textEncoder: String
+    @Option(help: "Text encoder folder (config.json + safetensors).") var textEncoder: String
 
-    @Option(help: "Tokenizer folder. Default: the shipped CLIP vocabulary.")
-    var tokenizer: String?
+    @Option(help: "Tokenizer folder. Default: the shipped CLIP vocabulary.") var tokenizer: String?
 
-    @Option(help: "Output .safetensors file.")
-    var output: String?
+    @Option(help: "Output .safetensors file.") var output: String?
 
-    @Option(parsing: .unconditional, help: "Also save hidden_states[k] (0 = embeddings; -2 = penultimate layer, \"clip skip\").")
-    var hiddenLayer: Int?
+    @Option(parsing: .unconditional, help: "Also save hidden_states[k] (0 = embeddings; -2 = penultimate layer, \"clip skip\").") var hiddenLayer: Int?
 
-    @Flag(help: "Pass the attention mask to the encoder (the diffusers pipelines do not).")
-    var useAttentionMask = false
+    @Flag(help: "Pass the attention mask to the encoder (the diffusers pipelines do not).") var useAttentionMask = false
 
-    @Option(help: "Run the encoder this many times and report the median time (benchmarking).")
-    var `repeat` = 1
+    @Option(help: "Run the encoder this many times and report the median time (benchmarking).") var `repeat` = 1
 
     func run() throws {
         let tok = try CLIPTokenizer(directory: tokenizerFolder(tokenizer))

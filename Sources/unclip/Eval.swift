@@ -25,44 +25,32 @@ struct EvalShapes: ParsableCommand {
           unclip eval shapes --limit 30 --sheet sheet.png
         """)
 
-    @Option(help: "Prompt file, one shapes-world caption per line. Default: prompts/shapes-eval.txt.")
-    var prompts: String?
+    @Option(help: "Prompt file, one shapes-world caption per line. Default: prompts/shapes-eval.txt.") var prompts: String?
 
-    @Option(help: "Use only the first N prompts.")
-    var limit: Int?
+    @Option(help: "Use only the first N prompts.") var limit: Int?
 
-    @Option(help: "Seed of the first prompt; prompt i uses seed + i.")
-    var seed: UInt64 = 1000
+    @Option(help: "Seed of the first prompt; prompt i uses seed + i.") var seed: UInt64 = 1000
 
-    @Option(help: "Variations to check (taken from the first generations).")
-    var variations = 20
+    @Option(help: "Variations to check (taken from the first generations).") var variations = 20
 
-    @Flag(help: "Skip the search check.")
-    var noSearch = false
+    @Flag(help: "Skip the search check.") var noSearch = false
 
-    @Option(help: "Write a contact sheet of the first 24 images with their prompts to this PNG.")
-    var sheet: String?
+    @Option(help: "Write a contact sheet of the first 24 images with their prompts to this PNG.") var sheet: String?
 
-    @Flag(help: "Print the report as JSON.")
-    var json = false
+    @Flag(help: "Print the report as JSON.") var json = false
 
-    @Option(help: "Write every sample (prompt, seed, what the checker read, decoder and picture embeddings) and the CLIP text embeddings of the search queries to this JSON file, for analysis outside the tool.")
-    var samplesJson: String?
+    @Option(help: "Write every sample (prompt, seed, what the checker read, decoder and picture embeddings) and the CLIP text embeddings of the search queries to this JSON file, for analysis outside the tool.") var samplesJson: String?
 
-    @Option(help: "Also edit N rendered pictures toward \"a green triangle\" at strengths 0.2 and 0.8 (image-to-image check).")
-    var edits = 0
+    @Option(help: "Also edit N rendered pictures toward \"a green triangle\" at strengths 0.2 and 0.8 (image-to-image check).") var edits = 0
 
-    @Flag(help: "Also score the VAE alone (exact renders of the prompts, encoded and decoded): the ceiling for any decoder.")
-    var vaeCeiling = false
+    @Flag(help: "Also score the VAE alone (exact renders of the prompts, encoded and decoded): the ceiling for any decoder.") var vaeCeiling = false
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var priorOptions: PriorOptions
 
-    @Option(help: "Decoder steps (default: 20, as generate).")
-    var steps = 20
+    @Option(help: "Decoder steps (default: 20, as generate).") var steps = 20
 
-    @Option(help: "Decoder guidance scale. Default: the model's unclip.json recommendation, else 10.")
-    var guidance: Float?
+    @Option(help: "Decoder guidance scale. Default: the model's unclip.json recommendation, else 10.") var guidance: Float?
 
     func run() throws {
         let file = prompts.map { URL(fileURLWithPath: $0) } ?? PackageLocation.root.appendingPathComponent("prompts/shapes-eval.txt")

@@ -29,23 +29,17 @@ struct RunModel: ParsableCommand {
 
     enum Kind: String, ExpressibleByArgument, CaseIterable { case prior, unet, vaeDecode = "vae-decode", vaeEncode = "vae-encode" }
 
-    @Option(help: "prior | unet | vae-decode | vae-encode")
-    var kind: Kind
+    @Option(help: "prior | unet | vae-decode | vae-encode") var kind: Kind
 
-    @Option(help: "The component folder (config.json + safetensors).")
-    var model: String
+    @Option(help: "The component folder (config.json + safetensors).") var model: String
 
-    @Option(help: "Inputs (.safetensors).")
-    var inputs: String
+    @Option(help: "Inputs (.safetensors).") var inputs: String
 
-    @Option(help: "Outputs (.safetensors).")
-    var output: String?
+    @Option(help: "Outputs (.safetensors).") var output: String?
 
-    @Option(help: "Weight variant to prefer, e.g. fp16.")
-    var variant: String?
+    @Option(help: "Weight variant to prefer, e.g. fp16.") var variant: String?
 
-    @Option(help: "Runs to time (median reported).")
-    var `repeat` = 1
+    @Option(help: "Runs to time (median reported).") var `repeat` = 1
 
     func run() throws {
         let folder = try ModelFolder(URL(fileURLWithPath: model))

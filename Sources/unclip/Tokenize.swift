@@ -26,17 +26,13 @@ struct Tokenize: ParsableCommand {
         before generating: "token_count" is the untruncated length, "dropped_tokens" what truncation removes.
         """)
 
-    @Argument(help: "The text to tokenize.")
-    var text: String
+    @Argument(help: "The text to tokenize.") var text: String
 
-    @Option(help: "Tokenizer folder (vocab.json + merges.txt, or tokenizer.json). Default: $UNCLIP_TOKENIZER, else the shipped CLIP vocabulary.")
-    var tokenizer: String?
+    @Option(help: "Tokenizer folder (vocab.json + merges.txt, or tokenizer.json). Default: $UNCLIP_TOKENIZER, else the shipped CLIP vocabulary.") var tokenizer: String?
 
-    @Option(help: "Context length (CLIP: 77).")
-    var maxLength = 77
+    @Option(help: "Context length (CLIP: 77).") var maxLength = 77
 
-    @Flag(help: "Also print the padded ids and attention mask, as fed to the text encoder.")
-    var padded = false
+    @Flag(help: "Also print the padded ids and attention mask, as fed to the text encoder.") var padded = false
 
     func validate() throws {
         guard maxLength >= 2 else { throw ValidationError("--max-length must be at least 2 (start and end markers)") }

@@ -96,7 +96,7 @@ final class StableUnCLIPPipelineTests: XCTestCase {
         }
         s = DecoderSettings(); s.noiseLevel = 1000
         XCTAssertThrowsError(try pipe.textToImage(prompt: "x", priorSettings: PriorSettings(), settings: s, seed: 0)) {
-            XCTAssertTrue("\($0)".contains("noise-level"), "\($0)")
+            XCTAssertTrue("\($0)".contains("noise_level"), "\($0)")
         }
         s = DecoderSettings(); s.scheduler = "NoSuchScheduler"
         XCTAssertThrowsError(try pipe.textToImage(prompt: "x", priorSettings: PriorSettings(), settings: s, seed: 0)) {
@@ -119,7 +119,7 @@ final class FolderLayoutTests: XCTestCase {
             try fm.copyItem(at: src.appendingPathComponent(c), to: dir.appendingPathComponent(c))
         }
         XCTAssertThrowsError(try StableUnCLIPPipeline(model: dir).textToImage(prompt: "x", priorSettings: PriorSettings(), settings: DecoderSettings(), seed: 0)) {
-            XCTAssertTrue("\($0)".contains("--prior"), "\($0)")
+            XCTAssertTrue("\($0)".contains("separate Karlo-style prior folder"), "\($0)")
         }
         let pipe = try StableUnCLIPPipeline(model: dir, prior: src)
         var s = DecoderSettings()

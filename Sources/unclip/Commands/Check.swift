@@ -7,11 +7,9 @@ struct Check: ParsableCommand {
         abstract: "Check the store: image files without rows, rows without image files, leftovers of interrupted runs.",
         discussion: "Exit status 1 when something is wrong. --clean removes leftovers (never rows); --verify also re-hashes every image.")
 
-    @Flag(help: "Remove leftover files (orphan images, stale temporary files).")
-    var clean = false
+    @Flag(help: "Remove leftover files (orphan images, stale temporary files).") var clean = false
 
-    @Flag(help: "Re-hash every image and compare with the recorded sha256.")
-    var verify = false
+    @Flag(help: "Re-hash every image and compare with the recorded sha256.") var verify = false
 
     @OptionGroup var storeOptions: StoreOptions
 

@@ -20,11 +20,9 @@ struct Edit: ParsableCommand {
           unclip edit --image photo.jpg "a blue circle" --strength 0.5
         """)
 
-    @Option(help: "The init picture (PNG, JPEG or WebP).")
-    var image: String
+    @Option(help: "The init picture (PNG, JPEG or WebP).") var image: String
 
-    @Argument(help: "The prompt.")
-    var prompt: String
+    @Argument(help: "The prompt.") var prompt: String
 
     @Option(name: [.customLong("strength"), .customLong("denoising-strength")], parsing: .unconditional,
             help: "How much of the picture is replaced, 0–1.")

@@ -7,11 +7,9 @@ struct Export: ParsableCommand {
         abstract: "Copy a generation out of the store: <id>.png, <id>.safetensors (image_embeds, prior candidates) and <id>.json (its record).",
         discussion: "The .safetensors file works with `unclip vary --embedding`.")
 
-    @Argument(help: "The generation's id.")
-    var id: String
+    @Argument(help: "The generation's id.") var id: String
 
-    @Option(help: "The folder to write into (created if needed).")
-    var to: String
+    @Option(help: "The folder to write into (created if needed).") var to: String
 
     @OptionGroup var storeOptions: StoreOptions
 

@@ -23,8 +23,7 @@ struct Generate: ParsableCommand {
         Each PNG stores its settings in a "parameters" text chunk that AUTOMATIC1111's PNG Info reads.
         """)
 
-    @Argument(help: "The prompt (CLIP reads 77 tokens; longer prompts are truncated with a warning).")
-    var prompt: String
+    @Argument(help: "The prompt (CLIP reads 77 tokens; longer prompts are truncated with a warning).") var prompt: String
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var priorOptions: PriorOptions

@@ -14,23 +14,17 @@ struct Interpolate: ParsableCommand {
           unclip interpolate 12 31 --frames 8 --seed 5 --output walk.png     # walk-0.png … walk-7.png
         """)
 
-    @Argument(help: "The generation to start from.")
-    var from: String
+    @Argument(help: "The generation to start from.") var from: String
 
-    @Argument(help: "The generation to end at.")
-    var to: String
+    @Argument(help: "The generation to end at.") var to: String
 
-    @Option(parsing: .unconditional, help: "Number of frames, both ends included (2–1000).")
-    var frames = 5
+    @Option(parsing: .unconditional, help: "Number of frames, both ends included (2–1000).") var frames = 5
 
-    @Option(help: "Text that steers the decoder (default: none).")
-    var prompt = ""
+    @Option(help: "Text that steers the decoder (default: none).") var prompt = ""
 
-    @Option(name: [.customShort("s"), .long], help: "Seed of every frame (torch-compatible). Default: a random seed, printed.")
-    var seed: UInt64?
+    @Option(name: [.customShort("s"), .long], help: "Seed of every frame (torch-compatible). Default: a random seed, printed.") var seed: UInt64?
 
-    @Option(name: [.customShort("o"), .long], help: "Where to write copies of the frames: NAME-0.png … Default: unclip-interpolation-N.png in the current folder.")
-    var output: String?
+    @Option(name: [.customShort("o"), .long], help: "Where to write copies of the frames: NAME-0.png … Default: unclip-interpolation-N.png in the current folder.") var output: String?
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var decoderOptions: DecoderOptions

@@ -6,8 +6,7 @@ import UnCLIPStore
 struct List: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "List stored generations, newest first.")
 
-    @Option(parsing: .unconditional, help: "How many (0 = all).")
-    var limit = 20
+    @Option(parsing: .unconditional, help: "How many (0 = all).") var limit = 20
 
     @OptionGroup var filterOptions: FilterOptions
     @OptionGroup var storeOptions: StoreOptions

@@ -15,28 +15,17 @@ struct Nudge: ParsableCommand {
           unclip nudge 12 --toward "a photo of a cat in winter" --from "a photo of a cat" --amount 0.35
         """)
 
-    @Argument(help: "The generation to nudge.")
-    var id: String
+    @Argument(help: "The generation to nudge.") var id: String
 
-    @Option(help: "The phrase to move toward.")
-    var toward: String
+    @Option(help: "The phrase to move toward.") var toward: String
 
-    @Option(help: "The phrase to move away from (default: the generation's prompt).")
-    var from: String?
+    @Option(help: "The phrase to move away from (default: the generation's prompt).") var from: String?
 
-    @Option(parsing: .unconditional, help: "How far to turn, θ in 0…1.")
-    var amount: Float = 0.3
+    @Option(parsing: .unconditional, help: "How far to turn, θ in 0…1.") var amount: Float = 0.3
 
-    @Option(help: "Text that steers the decoder (default: none).")
-    var prompt = ""
+    @Option(help: "Text that steers the decoder (default: none).") var prompt = ""
 
-    @OptionGroup var modelOptions: ModelOptions
-    @OptionGroup var decoderOptions: DecoderOptions
-    @OptionGroup var sizeOptions: SizeOptions
-    @OptionGroup var seedOptions: SeedOptions
-    @OptionGroup var outputOptions: OutputOptions
-    @OptionGroup var storeOptions: StoreOptions
-    @OptionGroup var cacheOptions: CacheOptions
+    @OptionGroup var o: DecodeCommandOptions
 
     func validate() throws { _ = try generationID(id) }
 
@@ -45,14 +34,14 @@ struct Nudge: ParsableCommand {
         request.from = from
         request.amount = amount
         request.prompt = prompt
-        request.decoder = decoderOptions.parameters(size: sizeOptions, previewEvery: outputOptions.previewEvery)
+        request.decoder = o.decoder.parameters(size: o.size, previewEvery: o.output.previewEvery)
         try RequestCheck.finite("amount", amount, 0...1)
-        let plan = try ImagePlan(seedOptions, outputOptions)
+        let plan = try ImagePlan(o.seeds, o.output)
         request.seeds = plan.seedPlan
-        let store = try storeOptions.open()
-        let model = try modelOptions.resolve(for: try store.generation(request.id), in: store)
-        for w in try Preflight.check(request.decoder, model: model, options: modelOptions.loadOptions) { warn("warning: \(w)") }
-        try plan.run(store: store, engine: try modelOptions.engine(model), useCache: !cacheOptions.noCache, json: storeOptions.json) {
+        let store = try o.store.open()
+        let model = try o.model.resolve(for: try store.generation(request.id), in: store)
+        for w in try Preflight.check(request.decoder, model: model, options: o.model.loadOptions) { warn("warning: \(w)") }
+        try plan.run(store: store, engine: try o.model.engine(model), useCache: !o.cache.noCache, json: o.store.json) {
             try $0.nudge(request, observer: $1, delivered: $2)
         }
     }

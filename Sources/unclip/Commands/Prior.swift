@@ -11,17 +11,14 @@ struct Prior: ParsableCommand {
         abstract: "Run only the prior: print the chosen CLIP image embedding's summary and every candidate's CLIP score.",
         discussion: "A debugging and scripting aid. --output writes candidates, chosen embedding, scores and the text embedding as safetensors.")
 
-    @Argument(help: "The prompt.")
-    var prompt: String
+    @Argument(help: "The prompt.") var prompt: String
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var priorOptions: PriorOptions
 
-    @Option(name: [.customShort("s"), .long], help: "Seed (torch-compatible). Default: random, printed.")
-    var seed: UInt64?
+    @Option(name: [.customShort("s"), .long], help: "Seed (torch-compatible). Default: random, printed.") var seed: UInt64?
 
-    @Option(name: [.customShort("o"), .long], help: "Write the embeddings to this .safetensors file.")
-    var output: String?
+    @Option(name: [.customShort("o"), .long], help: "Write the embeddings to this .safetensors file.") var output: String?
 
     struct Summary: Encodable {
         var seed: UInt64

@@ -8,23 +8,16 @@ struct Regenerate: ParsableCommand {
         abstract: "Make a stored generation again from its settings and seed, and check the PNG is byte-identical.",
         discussion: "Compares the sha256 of the new PNG with the recorded one (exit status 1 if they differ). Puts back the store's file if it was missing.")
 
-    @Argument(help: "The generation's id.")
-    var id: String
+    @Argument(help: "The generation's id.") var id: String
 
-    @Option(name: [.customShort("o"), .long], help: "Also write the regenerated PNG here.")
-    var output: String?
+    @Option(name: [.customShort("o"), .long], help: "Also write the regenerated PNG here.") var output: String?
 
     @OptionGroup var modelOptions: ModelOptions
     @OptionGroup var storeOptions: StoreOptions
     @OptionGroup var cacheOptions: CacheOptions
 
     struct Report: Encodable {
-        var id: Int64
-        var identical: Bool
-        var expected_sha256: String
-        var sha256: String
-        var restored: Bool
-        var output: String?
+        var id: Int64, identical: Bool, expected_sha256: String, sha256: String, restored: Bool, output: String?
     }
 
     func run() throws {

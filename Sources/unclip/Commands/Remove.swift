@@ -3,13 +3,10 @@ import Foundation
 import UnCLIPStore
 
 struct Remove: ParsableCommand {
-    static let configuration = CommandConfiguration(
-        commandName: "rm",
-        abstract: "Remove generations: their rows and their image files.",
-        discussion: "Generations made from a removed one keep working: each has its own stored embedding.")
+    static let configuration = CommandConfiguration(commandName: "rm", abstract: "Remove generations: their rows and their image files.",
+                                                    discussion: "Generations made from a removed one keep working: each has its own stored embedding.")
 
-    @Argument(help: "Generation ids.")
-    var ids: [String]
+    @Argument(help: "Generation ids.") var ids: [String]
 
     @OptionGroup var storeOptions: StoreOptions
 

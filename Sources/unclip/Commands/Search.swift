@@ -20,17 +20,13 @@ struct Search: ParsableCommand {
           unclip search --like 12 --kind variation --since 2025-01-01
         """)
 
-    @Argument(help: "The text to search for.")
-    var text: String?
+    @Argument(help: "The text to search for.") var text: String?
 
-    @Option(help: "A picture (PNG, JPEG or WebP) to search for pictures like.")
-    var image: String?
+    @Option(help: "A picture (PNG, JPEG or WebP) to search for pictures like.") var image: String?
 
-    @Option(help: "A stored generation to search for images like (it is listed first).")
-    var like: String?
+    @Option(help: "A stored generation to search for images like (it is listed first).") var like: String?
 
-    @Option(parsing: .unconditional, help: "How many results.")
-    var limit = 10
+    @Option(parsing: .unconditional, help: "How many results.") var limit = 10
 
     @OptionGroup var filterOptions: FilterOptions
     @OptionGroup var modelOptions: ModelOptions

@@ -6,16 +6,16 @@ import UnCLIPStore
 struct Show: ParsableCommand {
     static let configuration = CommandConfiguration(abstract: "Everything recorded about one generation: settings, parents, children, the prior's candidates and scores.")
 
-    @Argument(help: "The generation's id.")
-    var id: String
+    @Argument(help: "The generation's id.") var id: String
 
     @OptionGroup var storeOptions: StoreOptions
 
     func run() throws {
         let store = try storeOptions.open(.read)
         let g = try store.generation(generationID(id))
-        let d = try GenerationDetail(g, store: store)
-        if storeOptions.json { return try printJSON(d) }
+        let detail = try GenerationDetail(g, store: store)
+        if storeOptions.json { return try printJSON(detail) }
+        let d = detail.details
         print("generation \(g.id) (\(g.kind.rawValue)), made \(g.createdAt)\(g.seconds.map { String(format: " in %.1f s", $0) } ?? "")")
         if let prompt = g.prompt { print("prompt: \(quoted(prompt))") }
         if let seed = g.seed { print("seed: \(seed)") }

@@ -19,25 +19,15 @@ struct Vary: ParsableCommand {
           unclip vary --embedding picked.safetensors --noise-level 100 --prompt "as a watercolour"
         """)
 
-    @Argument(help: "A stored generation's id.")
-    var id: String?
+    @Argument(help: "A stored generation's id.") var id: String?
 
-    @Option(help: "A picture (PNG, JPEG or WebP) to make variations of.")
-    var image: String?
+    @Option(help: "A picture (PNG, JPEG or WebP) to make variations of.") var image: String?
 
-    @Option(help: "A .safetensors file holding a CLIP image embedding [D] or [1, D].")
-    var embedding: String?
+    @Option(help: "A .safetensors file holding a CLIP image embedding [D] or [1, D].") var embedding: String?
 
-    @Option(help: "Text that steers the decoder (default: none).")
-    var prompt = ""
+    @Option(help: "Text that steers the decoder (default: none).") var prompt = ""
 
-    @OptionGroup var modelOptions: ModelOptions
-    @OptionGroup var decoderOptions: DecoderOptions
-    @OptionGroup var sizeOptions: SizeOptions
-    @OptionGroup var seedOptions: SeedOptions
-    @OptionGroup var outputOptions: OutputOptions
-    @OptionGroup var storeOptions: StoreOptions
-    @OptionGroup var cacheOptions: CacheOptions
+    @OptionGroup var o: DecodeCommandOptions
 
     func validate() throws {
         guard [id != nil, image != nil, embedding != nil].filter({ $0 }).count == 1 else {
@@ -62,14 +52,14 @@ struct Vary: ParsableCommand {
         }
         var request = VariationRequest(source: source)
         request.prompt = prompt
-        request.decoder = decoderOptions.parameters(size: sizeOptions, previewEvery: outputOptions.previewEvery)
-        let plan = try ImagePlan(seedOptions, outputOptions)
+        request.decoder = o.decoder.parameters(size: o.size, previewEvery: o.output.previewEvery)
+        let plan = try ImagePlan(o.seeds, o.output)
         request.seeds = plan.seedPlan
-        let store = try storeOptions.open()
+        let store = try o.store.open()
         let parent = try id.map { try store.generation(generationID($0)) }
-        let model = try modelOptions.resolve(for: parent, in: store)
-        for w in try Preflight.check(request.decoder, model: model, options: modelOptions.loadOptions) { warn("warning: \(w)") }
-        try plan.run(store: store, engine: try modelOptions.engine(model), useCache: !cacheOptions.noCache, json: storeOptions.json) {
+        let model = try o.model.resolve(for: parent, in: store)
+        for w in try Preflight.check(request.decoder, model: model, options: o.model.loadOptions) { warn("warning: \(w)") }
+        try plan.run(store: store, engine: try o.model.engine(model), useCache: !o.cache.noCache, json: o.store.json) {
             (service: GenerationService, observer: GenerationObserver, deliver: @escaping (MadeImage) throws -> Void) in
             try service.engine.require(.decodeEmbedding, for: "make variations")
             if let image {

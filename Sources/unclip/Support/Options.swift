@@ -12,23 +12,17 @@ extension GemmPrecision: ExpressibleByArgument {}
 
 /// Which model, and how to load it. Commands on stored generations default to the model that made them.
 struct ModelOptions: ParsableArguments {
-    @Option(help: "Model folder (diffusers layout): a StableUnCLIPPipeline bundle, a Stable unCLIP decoder folder (with --prior), or a plain Stable Diffusion folder. Default: $UNCLIP_MODEL, else the shipped weights/shapes (for stored generations: the model that made them).")
-    var model: String?
+    @Option(help: "Model folder (diffusers layout): a StableUnCLIPPipeline bundle, a Stable unCLIP decoder folder (with --prior), or a plain Stable Diffusion folder. Default: $UNCLIP_MODEL, else the shipped weights/shapes (for stored generations: the model that made them).") var model: String?
 
-    @Option(help: "Karlo-style prior folder (prior, prior_scheduler, text_encoder, tokenizer) for decoder-only models.")
-    var prior: String?
+    @Option(help: "Karlo-style prior folder (prior, prior_scheduler, text_encoder, tokenizer) for decoder-only models.") var prior: String?
 
-    @Option(help: "Prefer this weight variant where a component has it (e.g. fp16); an error if no component has it.")
-    var variant: String?
+    @Option(help: "Prefer this weight variant where a component has it (e.g. fp16); an error if no component has it.") var variant: String?
 
-    @Option(help: "Precision of the UNet, prior and VAE weight products: fp32 (exact, default) or bf16 (faster, on CPUs with AVX512_BF16; others fall back to fp32 with a warning). CLIP encoders stay fp32.")
-    var precision: GemmPrecision = .fp32
+    @Option(help: "Precision of the UNet, prior and VAE weight products: fp32 (exact, default) or bf16 (faster, on CPUs with AVX512_BF16; others fall back to fp32 with a warning). CLIP encoders stay fp32.") var precision: GemmPrecision = .fp32
 
-    @Flag(help: "Load each model when its stage starts and free it when the stage ends, so peak memory is the largest model rather than all of them. Costs the load time of each stage on every image.")
-    var lowMemory = false
+    @Flag(help: "Load each model when its stage starts and free it when the stage ends, so peak memory is the largest model rather than all of them. Costs the load time of each stage on every image.") var lowMemory = false
 
-    @Option(parsing: .unconditional, help: "Cores to compute on (default: all this process may use).")
-    var threads: Int?
+    @Option(parsing: .unconditional, help: "Cores to compute on (default: all this process may use).") var threads: Int?
 
     var loadOptions: LoadOptions { LoadOptions(precision: precision, lowMemory: lowMemory, variant: variant, threads: threads) }
 
@@ -68,24 +62,20 @@ struct ModelOptions: ParsableArguments {
 
 /// --clip, for commands that can run plain Stable Diffusion folders.
 struct ClipOptions: ParsableArguments {
-    @Option(help: "For plain Stable Diffusion models: a CLIP vision encoder (a folder with image_encoder/ and feature_extractor/, e.g. a Stable unCLIP model, or a CLIPVisionModelWithProjection folder) that embeds each finished image, so that search covers it. Without it such images are stored without an embedding.")
-    var clip: String?
+    @Option(help: "For plain Stable Diffusion models: a CLIP vision encoder (a folder with image_encoder/ and feature_extractor/, e.g. a Stable unCLIP model, or a CLIPVisionModelWithProjection folder) that embeds each finished image, so that search covers it. Without it such images are stored without an embedding.") var clip: String?
 }
 
 /// Decoder settings every image-making command takes; A1111's names are accepted as aliases.
 struct DecoderOptions: ParsableArguments {
-    @Option(name: [.customLong("negative"), .customLong("negative-prompt")], help: "Negative prompt for the decoder's classifier-free guidance.")
-    var negative: String?
+    @Option(name: [.customLong("negative"), .customLong("negative-prompt")], help: "Negative prompt for the decoder's classifier-free guidance.") var negative: String?
 
-    @Option(parsing: .unconditional, help: "Decoder denoising steps (1–1000).")
-    var steps = 20
+    @Option(parsing: .unconditional, help: "Decoder denoising steps (1–1000).") var steps = 20
 
     @Option(name: [.customLong("guidance"), .customLong("cfg-scale")], parsing: .unconditional,
             help: "Decoder guidance scale, 0–100 (1 = no guidance). Default: the model folder's unclip.json recommendation, else 10 (diffusers').")
     var guidance: Float?
 
-    @Option(parsing: .unconditional, help: "Noise added to the image embedding before decoding (0 = none; higher = looser variations).")
-    var noiseLevel = 0
+    @Option(parsing: .unconditional, help: "Noise added to the image embedding before decoding (0 = none; higher = looser variations).") var noiseLevel = 0
 
     @Option(name: [.customLong("scheduler"), .customLong("sampler")],
             help: ArgumentHelp("Decoder scheduler, overriding the model's: \(SchedulerRegistry.presets.map(\.alias).joined(separator: ", ")), an AUTOMATIC1111 name (\(SchedulerRegistry.presets.map { "\"\($0.a1111Name)\"" }.joined(separator: ", "))) or a diffusers class name."))
@@ -107,17 +97,14 @@ struct DecoderOptions: ParsableArguments {
 
 /// Output size (not for edits, which keep the picture's size).
 struct SizeOptions: ParsableArguments {
-    @Option(parsing: .unconditional, help: "Image width in pixels (a multiple of 8). Default: the model's native size.")
-    var width: Int?
+    @Option(parsing: .unconditional, help: "Image width in pixels (a multiple of 8). Default: the model's native size.") var width: Int?
 
-    @Option(parsing: .unconditional, help: "Image height in pixels (a multiple of 8). Default: the model's native size.")
-    var height: Int?
+    @Option(parsing: .unconditional, help: "Image height in pixels (a multiple of 8). Default: the model's native size.") var height: Int?
 }
 
 /// Seeds and how many images.
 struct SeedOptions: ParsableArguments {
-    @Option(name: [.customShort("s"), .long], help: "Seed (torch-compatible). Default: a random seed, printed.")
-    var seed: UInt64?
+    @Option(name: [.customShort("s"), .long], help: "Seed (torch-compatible). Default: a random seed, printed.") var seed: UInt64?
 
     @Option(name: [.customShort("n"), .customLong("count"), .customLong("batch-count")], parsing: .unconditional,
             help: "Number of images; image i uses seed + i, so each can be made again alone.")
@@ -128,14 +115,11 @@ struct SeedOptions: ParsableArguments {
 
 /// Prior settings (text-to-image and edits with Stable unCLIP).
 struct PriorOptions: ParsableArguments {
-    @Option(parsing: .unconditional, help: "Prior denoising steps (1–1000).")
-    var priorSteps = 25
+    @Option(parsing: .unconditional, help: "Prior denoising steps (1–1000).") var priorSteps = 25
 
-    @Option(parsing: .unconditional, help: "Prior guidance scale, 0–100 (1 = no guidance).")
-    var priorGuidance: Float = 4
+    @Option(parsing: .unconditional, help: "Prior guidance scale, 0–100 (1 = no guidance).") var priorGuidance: Float = 4
 
-    @Option(parsing: .unconditional, help: "Image embeddings the prior samples; the one with the best CLIP score with the prompt is kept (DALL·E 2 uses 2).")
-    var priorCandidates = 2
+    @Option(parsing: .unconditional, help: "Image embeddings the prior samples; the one with the best CLIP score with the prompt is kept (DALL·E 2 uses 2).") var priorCandidates = 2
 
     var parameters: PriorParameters {
         var p = PriorParameters()
@@ -152,11 +136,9 @@ struct OutputOptions: ParsableArguments {
             help: "Where to write a copy of each image (the store keeps its own). With several images, '-SEED' is added before the extension. Default: unclip-SEED.png in the current folder.")
     var output: String?
 
-    @Option(parsing: .unconditional, help: "Also write the decoded x0 prediction every N steps beside the output (NAME.step-005.png).")
-    var previewEvery: Int?
+    @Option(parsing: .unconditional, help: "Also write the decoded x0 prediction every N steps beside the output (NAME.step-005.png).") var previewEvery: Int?
 
-    @Flag(help: "Also write the final latents beside the output (NAME.latents.safetensors).")
-    var saveLatents = false
+    @Flag(help: "Also write the final latents beside the output (NAME.latents.safetensors).") var saveLatents = false
 
     func validate() throws {
         if let previewEvery, previewEvery < 1 { throw ValidationError("--preview-every must be at least 1 (got \(previewEvery))") }
@@ -179,11 +161,9 @@ struct OutputOptions: ParsableArguments {
 
 /// --store and --json, taken by every command that touches the store.
 struct StoreOptions: ParsableArguments {
-    @Option(help: "The store's database file. Default: $UNCLIP_STORE, else $XDG_DATA_HOME/unclip/store.sqlite, else ~/.local/share/unclip/store.sqlite. Images are kept in <name>-images/ beside it.")
-    var store: String?
+    @Option(help: "The store's database file. Default: $UNCLIP_STORE, else $XDG_DATA_HOME/unclip/store.sqlite, else ~/.local/share/unclip/store.sqlite. Images are kept in <name>-images/ beside it.") var store: String?
 
-    @Flag(help: "Print machine-readable JSON: one object per line as each image is made (NDJSON), or one document for queries.")
-    var json = false
+    @Flag(help: "Print machine-readable JSON: one object per line as each image is made (NDJSON), or one document for queries.") var json = false
 
     var url: URL { store.map { URL(fileURLWithPath: $0) } ?? SQLiteStore.defaultURL() }
 
@@ -200,17 +180,14 @@ struct StoreOptions: ParsableArguments {
 
 /// --no-cache, for commands that run the text encoders or the prior.
 struct CacheOptions: ParsableArguments {
-    @Flag(help: "Compute the text encodings and the prior even when the store has them (results are still stored).")
-    var noCache = false
+    @Flag(help: "Compute the text encodings and the prior even when the store has them (results are still stored).") var noCache = false
 }
 
 /// Filters for list and search.
 struct FilterOptions: ParsableArguments {
-    @Option(help: "Only this kind (repeatable): text-to-image, variation, interpolation, text-diff, source, edit.")
-    var kind: [String] = []
+    @Option(help: "Only this kind (repeatable): text-to-image, variation, interpolation, text-diff, source, edit.") var kind: [String] = []
 
-    @Option(help: "Only generations made since this date (YYYY-MM-DD or YYYY-MM-DDTHH:MM, local time; or ISO 8601).")
-    var since: String?
+    @Option(help: "Only generations made since this date (YYYY-MM-DD or YYYY-MM-DDTHH:MM, local time; or ISO 8601).") var since: String?
 
     func filter(dim: Int? = nil) throws -> GenerationFilter {
         let kinds = try kind.map { name -> GenerationKind in
@@ -229,4 +206,15 @@ func generationID(_ text: String) throws -> Int64 {
         throw ValidationError("'\(text)' is not a generation id (a positive number, as `unclip list` shows)")
     }
     return id
+}
+
+/// What the commands that decode stored or given image embeddings (vary, nudge) take besides their source.
+struct DecodeCommandOptions: ParsableArguments {
+    @OptionGroup var model: ModelOptions
+    @OptionGroup var decoder: DecoderOptions
+    @OptionGroup var size: SizeOptions
+    @OptionGroup var seeds: SeedOptions
+    @OptionGroup var output: OutputOptions
+    @OptionGroup var store: StoreOptions
+    @OptionGroup var cache: CacheOptions
 }
