@@ -43,6 +43,7 @@ struct EmbedImage: ParsableCommand {
             for j in 0..<dim { let v = embeds[flat: i * dim + j]; s += v * v }
             return s.squareRoot()
         }
-        try printJSONObject(["images": images.count, "embedding_dim": dim, "norms": norms])
+        struct Summary: Encodable { var images: Int, embedding_dim: Int, norms: [Float] }
+        try printJSON(Summary(images: images.count, embedding_dim: dim, norms: norms))
     }
 }

@@ -58,13 +58,8 @@ struct EncodeText: ParsableCommand {
             try SafeTensorsWriter.write(entries, to: URL(fileURLWithPath: output))
         }
         let sorted = times.sorted()
-        try printJSONObject([
-            "batch": prompts.count,
-            "seconds_per_run": sorted[sorted.count / 2],
-            "runs": times.count,
-            "token_counts": batch.map(\.tokenCount),
-            "hidden_size": model.config.hiddenSize,
-            "layers": model.config.numHiddenLayers,
-        ])
+        struct Summary: Encodable { var batch: Int, seconds_per_run: Double, runs: Int, token_counts: [Int], hidden_size: Int, layers: Int }
+        try printJSON(Summary(batch: prompts.count, seconds_per_run: sorted[sorted.count / 2], runs: times.count,
+                              token_counts: batch.map(\.tokenCount), hidden_size: model.config.hiddenSize, layers: model.config.numHiddenLayers))
     }
 }

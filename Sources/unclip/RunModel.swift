@@ -86,7 +86,8 @@ struct RunModel: ParsableCommand {
         if let output {
             try SafeTensorsWriter.write(result.map { ($0.0, .float32($0.1)) }, to: URL(fileURLWithPath: output))
         }
-        try printJSONObject(["kind": kind.rawValue, "load_seconds": loadSeconds, "seconds_per_run": times.sorted()[times.count / 2],
-                       "runs": times.count, "peak_rss_bytes": peakRSSBytes()])
+        struct Summary: Encodable { var kind: String, load_seconds: Double, seconds_per_run: Double, runs: Int, peak_rss_bytes: Int }
+        try printJSON(Summary(kind: kind.rawValue, load_seconds: loadSeconds, seconds_per_run: times.sorted()[times.count / 2],
+                              runs: times.count, peak_rss_bytes: peakRSSBytes()))
     }
 }

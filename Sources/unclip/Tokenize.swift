@@ -42,17 +42,13 @@ struct Tokenize: ParsableCommand {
         let tok = try CLIPTokenizer(directory: tokenizerFolder(tokenizer))
         let t = tokenize(tok, text, maxLength: maxLength)
         let used = t.attentionMask.reduce(0, +)
-        var out: [String: Any] = [
-            "ids": Array(t.ids.prefix(used)),
-            "token_count": t.tokenCount,
-            "dropped_tokens": t.droppedTokens,
-            "truncated": t.droppedTokens > 0,
-            "max_length": maxLength,
-        ]
-        if padded {
-            out["input_ids"] = t.ids
-            out["attention_mask"] = t.attentionMask
+        struct Tokens: Encodable {
+            var ids: [Int], token_count: Int, dropped_tokens: Int, truncated: Bool, max_length: Int
+            /// With --padded: the model's input (padded to max_length) and its mask.
+            var input_ids: [Int]?, attention_mask: [Int]?
         }
-        try printJSONObject(out)
+        try printJSON(Tokens(ids: Array(t.ids.prefix(used)), token_count: t.tokenCount, dropped_tokens: t.droppedTokens,
+                             truncated: t.droppedTokens > 0, max_length: maxLength, input_ids: padded ? t.ids : nil,
+                             attention_mask: padded ? t.attentionMask : nil))
     }
 }
