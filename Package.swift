@@ -95,7 +95,7 @@ let package = Package(
         .testTarget(name: "UnCLIPTensorTests", dependencies: ["UnCLIPTensor", "UnCLIPTestSupport"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPRandomTests", dependencies: ["UnCLIPRandom", "UnCLIPWeights", "UnCLIPTestSupport"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPTokenizerTests", dependencies: ["UnCLIPTokenizer", "UnCLIPTestSupport"], swiftSettings: fastSwift),
-        .testTarget(name: "UnCLIPImageTests", dependencies: ["UnCLIPImage", "UnCLIPWeights"], swiftSettings: fastSwift),
+        .testTarget(name: "UnCLIPImageTests", dependencies: ["UnCLIPImage", "UnCLIPWeights", "UnCLIPTestSupport"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPWeightsTests", dependencies: ["UnCLIPWeights", "UnCLIPTestSupport"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPSchedulersTests", dependencies: ["UnCLIPSchedulers", "UnCLIPRandom", "UnCLIPTensor", "UnCLIPWeights"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels", "UnCLIPTestSupport"], swiftSettings: fastSwift),

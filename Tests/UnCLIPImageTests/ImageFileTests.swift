@@ -1,13 +1,12 @@
 import Foundation
 import XCTest
 import UnCLIPImage
+import UnCLIPTestSupport
 
 /// Tests/Fixtures/image_formats, written by notebooks-export/fixtures_image_formats.py:
 /// the pixels diffusers' load_image (PIL open → exif_transpose → convert("RGB")) gives.
 private enum FormatFixtures {
-    static let root = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/image_formats")
+    static let root = Fixture.url("image_formats")
 
     struct Manifest: Decodable {
         struct Case: Decodable {
@@ -31,7 +30,7 @@ private enum FormatFixtures {
     }
 
     static func manifest() throws -> Manifest {
-        try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: root.appendingPathComponent("manifest.json")))
+        try Fixture.decode(Manifest.self, "image_formats/manifest.json")
     }
 
     static func url(_ name: String) -> URL { root.appendingPathComponent(name) }

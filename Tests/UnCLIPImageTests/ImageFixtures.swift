@@ -1,11 +1,10 @@
 import Foundation
 import UnCLIPImage
+import UnCLIPTestSupport
 
 /// Tests/Fixtures/image, written by notebooks-export/fixtures_image.py (PIL + transformers).
 enum ImageFixtures {
-    static let root = URL(fileURLWithPath: #filePath)
-        .deletingLastPathComponent().deletingLastPathComponent()
-        .appendingPathComponent("Fixtures/image")
+    static let root = Fixture.url("image")
 
     struct Manifest: Decodable {
         struct Image: Decodable {
@@ -55,7 +54,7 @@ enum ImageFixtures {
     }
 
     static func manifest() throws -> Manifest {
-        try JSONDecoder().decode(Manifest.self, from: Data(contentsOf: root.appendingPathComponent("manifest.json")))
+        try Fixture.decode(Manifest.self, "image/manifest.json")
     }
 
     static func url(_ relative: String) -> URL { root.appendingPathComponent(relative) }
