@@ -136,6 +136,8 @@ public final class GenerationService: @unchecked Sendable {
     }
 
     /// Runs each seed on the engine and records its image, calling `delivered` as soon as one is stored.
+    /// `firstWarnings` (about the request as a whole) go to the observer once, before the first image. The engine's
+    /// `loadWarnings` are the front end's to show when it loads the engine.
     private func runEach(_ seeds: [UInt64], observer: GenerationObserver?, firstWarnings: [String],
                          delivered: ((MadeImage) throws -> Void)?,
                          _ make: (Int, UInt64, RunContext) throws -> MadeImage) throws -> [MadeImage] {
@@ -279,7 +281,7 @@ public final class GenerationService: @unchecked Sendable {
         let settings = try prepare(r.decoder)
         let seeds = try RequestCheck.seeds(r.seeds)
         let model = try modelRecord()
-        return try runEach(seeds, observer: observer, firstWarnings: engine.loadWarnings + [sizeWarning(settings)].compactMap { $0 },
+        return try runEach(seeds, observer: observer, firstWarnings: [sizeWarning(settings)].compactMap { $0 },
                            delivered: delivered) { i, seed, context in
             let start = DispatchTime.now().uptimeNanoseconds
             let priorSettings = engine.prior == nil ? nil : r.prior.settings
@@ -313,7 +315,7 @@ public final class GenerationService: @unchecked Sendable {
         let seeds = try RequestCheck.seeds(r.seeds)
         let model = try modelRecord()
         let parents = try store.generationID(sha256: digest).map { [ParentLink(role: "init", id: $0)] } ?? []
-        return try runEach(seeds, observer: observer, firstWarnings: engine.loadWarnings, delivered: delivered) { i, seed, context in
+        return try runEach(seeds, observer: observer, firstWarnings: [], delivered: delivered) { i, seed, context in
             let start = DispatchTime.now().uptimeNanoseconds
             let priorSettings = engine.prior == nil ? nil : r.prior.settings
             let (g, report, runID) = try render(.imageToImage(prompt: r.prompt, picture: picture, prior: r.prior.settings, settings: settings, seed: seed),
@@ -360,7 +362,7 @@ public final class GenerationService: @unchecked Sendable {
             origin = name
         }
         try checkEmbedding(embedding, what: "the embedding to vary")
-        return try runEach(seeds, observer: observer, firstWarnings: engine.loadWarnings, delivered: delivered) { i, seed, context in
+        return try runEach(seeds, observer: observer, firstWarnings: [sizeWarning(settings)].compactMap { $0 }, delivered: delivered) { i, seed, context in
             try decodeAndRecord(kind: .variation, embedding: embedding, prompt: r.prompt, settings: settings, seed: seed,
                                 parents: parents, index: i, context: context) { s in if let origin { s.sourceFile = origin } }
         }
@@ -381,7 +383,7 @@ public final class GenerationService: @unchecked Sendable {
         }
         try checkEmbedding(ea, what: "generation \(r.from)'s embedding")
         let frames = Array(repeating: seed, count: r.frames)
-        return try runEach(frames, observer: observer, firstWarnings: engine.loadWarnings, delivered: delivered) { i, seed, context in
+        return try runEach(frames, observer: observer, firstWarnings: [sizeWarning(settings)].compactMap { $0 }, delivered: delivered) { i, seed, context in
             let t = Double(i) / Double(r.frames - 1)
             let e = try EmbeddingMath.slerp(ea, eb, t: t)
             return try decodeAndRecord(kind: .interpolation, embedding: e, prompt: r.prompt, settings: settings, seed: seed,
@@ -411,7 +413,7 @@ public final class GenerationService: @unchecked Sendable {
         try checkEmbedding(image, what: "generation \(r.id)'s embedding")
         let e = try EmbeddingMath.textDiff(image: image, toward: textEmbedding(r.toward, observer: observer),
                                            from: textEmbedding(baseline, observer: observer), amount: Double(r.amount))
-        return try runEach(seeds, observer: observer, firstWarnings: engine.loadWarnings, delivered: delivered) { i, seed, context in
+        return try runEach(seeds, observer: observer, firstWarnings: [sizeWarning(settings)].compactMap { $0 }, delivered: delivered) { i, seed, context in
             try decodeAndRecord(kind: .textDiff, embedding: e, prompt: r.prompt, settings: settings, seed: seed,
                                 parents: [ParentLink(role: "source", id: r.id)], index: i, context: context) {
                 $0.toward = r.toward; $0.from = baseline; $0.amount = r.amount

@@ -49,7 +49,7 @@ struct Generate: ParsableCommand {
         let plan = try ImagePlan(seedOptions, outputOptions)
         request.seeds = plan.seedPlan
         let model = try modelOptions.resolve(clip: clipOptions.clip)
-        for w in try Preflight.check(request.decoder, model: model, options: modelOptions.loadOptions) { warn("warning: \(w)") }
+        try Preflight.check(request.decoder, model: model, options: modelOptions.loadOptions)
         let store = try storeOptions.open()
         try plan.run(store: store, engine: try modelOptions.engine(model), useCache: !cacheOptions.noCache, json: storeOptions.json) {
             try $0.generate(request, observer: $1, delivered: $2)

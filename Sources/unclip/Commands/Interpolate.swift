@@ -56,7 +56,7 @@ struct Interpolate: ParsableCommand {
         let a = try store.generation(request.from)
         _ = try store.generation(request.to)
         let model = try modelOptions.resolve(for: a, in: store)
-        for w in try Preflight.check(request.decoder, model: model, options: modelOptions.loadOptions) { warn("warning: \(w)") }
+        try Preflight.check(request.decoder, model: model, options: modelOptions.loadOptions)
         let service = GenerationService(store: store, engine: try modelOptions.engine(model), useCache: !cacheOptions.noCache)
         let deliver = Deliverer(saveLatents: false, renderer: storeOptions.json ? .json : .human, store: store) { i, _ in frameURL(i) }
         Interrupts.install()

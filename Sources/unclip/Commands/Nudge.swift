@@ -40,7 +40,7 @@ struct Nudge: ParsableCommand {
         request.seeds = plan.seedPlan
         let store = try o.store.open()
         let model = try o.model.resolve(for: try store.generation(request.id), in: store)
-        for w in try Preflight.check(request.decoder, model: model, options: o.model.loadOptions) { warn("warning: \(w)") }
+        try Preflight.check(request.decoder, model: model, options: o.model.loadOptions)
         try plan.run(store: store, engine: try o.model.engine(model), useCache: !o.cache.noCache, json: o.store.json) {
             try $0.nudge(request, observer: $1, delivered: $2)
         }

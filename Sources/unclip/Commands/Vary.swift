@@ -58,7 +58,7 @@ struct Vary: ParsableCommand {
         let store = try o.store.open()
         let parent = try id.map { try store.generation(generationID($0)) }
         let model = try o.model.resolve(for: parent, in: store)
-        for w in try Preflight.check(request.decoder, model: model, options: o.model.loadOptions) { warn("warning: \(w)") }
+        try Preflight.check(request.decoder, model: model, options: o.model.loadOptions)
         try plan.run(store: store, engine: try o.model.engine(model), useCache: !o.cache.noCache, json: o.store.json) {
             (service: GenerationService, observer: GenerationObserver, deliver: @escaping (MadeImage) throws -> Void) in
             try service.engine.require(.decodeEmbedding, for: "make variations")
