@@ -310,6 +310,18 @@ final class StoreCLITests: CLITestCase {
             p.waitUntilExit()
             return Result(status: p.terminationStatus, stdout: String(decoding: o, as: UTF8.self), stderr: String(decoding: e, as: UTF8.self))
         }
+        if asRoot {
+            // `nobody` must reach the built binary and the checkout: a clone under a private folder (mode 700)
+            // makes every run fail with "Permission denied", which says nothing about the store.
+            let probe = Process()
+            probe.executableURL = URL(fileURLWithPath: runuser)
+            probe.arguments = ["-u", "nobody", "--", "test", "-x", binary.path, "-a", "-r", Self.root.appendingPathComponent("Package.swift").path]
+            try probe.run()
+            probe.waitUntilExit()
+            if probe.terminationStatus != 0 {
+                throw XCTSkip("user nobody cannot reach \(binary.path) (a parent folder of the checkout is private); move the checkout under a folder others may enter")
+            }
+        }
         // The copy goes to a folder `nobody` may write, so that the store is what is refused.
         let copy = FileManager.default.temporaryDirectory.appendingPathComponent("unclip-ro-\(UUID().uuidString).png").path
         let generateRun = try runReadOnly(["generate", "x", "--seed", "1", "--prior-steps", "2", "--output", copy] + fast)
