@@ -20,6 +20,9 @@ let package = Package(
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
     ],
     targets: [
         // System libraries (Debian: libopenblas-dev, libpng-dev, libjpeg62-turbo-dev, libwebp-dev, libsqlite3-dev).
@@ -70,9 +73,18 @@ let package = Package(
                 dependencies: ["UnCLIPEngine", "UnCLIPStore", "UnCLIPPipelines", "UnCLIPSchedulers", "UnCLIPImage", "UnCLIPTensor", "UnCLIPWeights"],
                 swiftSettings: fastSwift),
 
+        // The HTTP server: A1111's and OpenAI's image APIs and our own over one job queue kept in the store.
+        // Above the service layer, beside the CLI; no model code.
+        .target(name: "UnCLIPServer",
+                dependencies: ["UnCLIPService", "UnCLIPEngine", "UnCLIPStore", "UnCLIPStoreSQLite", "UnCLIPImage", "UnCLIPSchedulers",
+                               .product(name: "Hummingbird", package: "hummingbird"),
+                               .product(name: "Logging", package: "swift-log"),
+                               .product(name: "Prometheus", package: "swift-prometheus")],
+                swiftSettings: fastSwift),
+
         .executableTarget(name: "unclip",
                           dependencies: ["UnCLIPPipelines", "UnCLIPEval", "UnCLIPRandom", "UnCLIPStore", "UnCLIPStoreSQLite",
-                                         "UnCLIPEngine", "UnCLIPService", "UnCLIPSchedulers",
+                                         "UnCLIPEngine", "UnCLIPService", "UnCLIPSchedulers", "UnCLIPServer",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: fastSwift),
         // Model benchmarks against notebooks-export/bench_peer.py, plus kernel micro-benchmarks (not a test).
@@ -101,6 +113,9 @@ let package = Package(
         .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels", "UnCLIPTestSupport"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPPipelinesTests", dependencies: ["UnCLIPPipelines", "UnCLIPTestSupport"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPEvalTests", dependencies: ["UnCLIPEval", "UnCLIPTestSupport"], swiftSettings: fastSwift),
+        .testTarget(name: "UnCLIPServerTests", dependencies: ["UnCLIPServer", "UnCLIPStore", "UnCLIPStoreSQLite", "UnCLIPImage",
+                                                          "UnCLIPTestSupport"],
+                    swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPCLITests", dependencies: ["unclip", "UnCLIPImage", "UnCLIPStore", "UnCLIPStoreSQLite", "UnCLIPTestSupport"],
                     swiftSettings: fastSwift),
     ],

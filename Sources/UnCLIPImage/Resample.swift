@@ -203,3 +203,10 @@ enum PILResampler {
         }
     }
 }
+
+extension RGBImage {
+    /// Resized as PIL's `Image.resize` with `filter` (thumbnails, previews).
+    public func resized(width: Int, height: Int, filter: ResampleFilter = .bicubic) -> RGBImage {
+        PILResampler.resize(self, width: width, height: height, filter: filter)
+    }
+}

@@ -113,6 +113,12 @@ public final class GenerationService: @unchecked Sendable {
         return try ComputeThreads.$limit.withValue(engine.options.threads) { try body() }
     }
 
+    /// Checks a request's decoder parameters (ranges, scheduler name, memory for the size) without running it:
+    /// what a queue calls before it accepts work.
+    public func check(_ d: DecoderParameters, strength: Float? = nil) throws {
+        _ = try prepare(d, strength: strength)
+    }
+
     /// Checks decoder parameters, the scheduler name and the memory the images will need, before any work.
     func prepare(_ d: DecoderParameters, strength: Float? = nil, size: (Int, Int)? = nil) throws -> DecoderSettings {
         let denoiser = engine.denoiser
@@ -138,16 +144,26 @@ public final class GenerationService: @unchecked Sendable {
     /// Runs each seed on the engine and records its image, calling `delivered` as soon as one is stored.
     /// `firstWarnings` (about the request as a whole) go to the observer once, before the first image. The engine's
     /// `loadWarnings` are the front end's to show when it loads the engine.
-    private func runEach(_ seeds: [UInt64], observer: GenerationObserver?, firstWarnings: [String],
+    ///
+    /// With a `job`, image i is recorded with the link (job, i), and an image the job already recorded (it ran
+    /// before a crash) is delivered from the store instead of being made again.
+    private func runEach(_ seeds: [UInt64], observer: GenerationObserver?, firstWarnings: [String], job: Int64?,
                          delivered: ((MadeImage) throws -> Void)?,
-                         _ make: (Int, UInt64, RunContext) throws -> MadeImage) throws -> [MadeImage] {
+                         _ make: (Int, UInt64, RunContext, Recorder) throws -> MadeImage) throws -> [MadeImage] {
         var out: [MadeImage] = []
         var said = Set<String>()
         for (i, seed) in seeds.enumerated() {
+            let link = job.map { JobLink(job: $0, index: i) }
+            if let link, let existing = try store.generationID(job: link) {
+                let made = MadeImage(generation: try store.generation(existing), index: i, cache: nil, priorScores: [], priorChoice: 0, latents: nil)
+                out.append(made)
+                try delivered?(made)
+                continue
+            }
             let context = RunContext(observer: observer, image: i, images: seeds.count, warned: said)
             if i == 0 { firstWarnings.forEach { context.warning($0) } }
             try context.checkpoint("start", total: seeds.count)
-            let made = try make(i, seed, context)
+            let made = try make(i, seed, context, Recorder(service: self, job: link))
             said = context.warningsSaid
             out.append(made)
             try delivered?(made)
@@ -274,7 +290,7 @@ public final class GenerationService: @unchecked Sendable {
 
     /// Prompt → (cached) text encodings → (cached) prior → decoder → PNG recorded in the store, for each seed.
     public func generate(_ r: TextToImageRequest, observer: GenerationObserver? = nil,
-                         delivered: ((MadeImage) throws -> Void)? = nil) throws -> [MadeImage] {
+                         delivered: ((MadeImage) throws -> Void)? = nil, job: Int64? = nil) throws -> [MadeImage] {
         try engine.require(.textToImage, for: "make images from text")
         try RequestCheck.prompt("prompt", r.prompt)
         if engine.prior != nil { try RequestCheck.check(r.prior) }
@@ -282,7 +298,7 @@ public final class GenerationService: @unchecked Sendable {
         let seeds = try RequestCheck.seeds(r.seeds)
         let model = try modelRecord()
         return try runEach(seeds, observer: observer, firstWarnings: [sizeWarning(settings)].compactMap { $0 },
-                           delivered: delivered) { i, seed, context in
+                           job: job, delivered: delivered) { i, seed, context, record in
             let start = DispatchTime.now().uptimeNanoseconds
             let priorSettings = engine.prior == nil ? nil : r.prior.settings
             let (g, report, runID) = try render(.textToImage(prompt: r.prompt, prior: r.prior.settings, settings: settings, seed: seed),
@@ -302,7 +318,7 @@ public final class GenerationService: @unchecked Sendable {
     /// (linked to the stored generation whose image it is, if any). With Stable unCLIP the decoder's embedding
     /// (the picture's own slerped toward the prompt's by the strength) is recorded too.
     public func edit(_ r: EditRequest, observer: GenerationObserver? = nil,
-                     delivered: ((MadeImage) throws -> Void)? = nil) throws -> [MadeImage] {
+                     delivered: ((MadeImage) throws -> Void)? = nil, job: Int64? = nil) throws -> [MadeImage] {
         try engine.require(.imageToImage, for: "edit pictures")
         try RequestCheck.prompt("prompt", r.prompt)
         if engine.prior != nil { try RequestCheck.check(r.prior) }
@@ -315,7 +331,7 @@ public final class GenerationService: @unchecked Sendable {
         let seeds = try RequestCheck.seeds(r.seeds)
         let model = try modelRecord()
         let parents = try store.generationID(sha256: digest).map { [ParentLink(role: "init", id: $0)] } ?? []
-        return try runEach(seeds, observer: observer, firstWarnings: [], delivered: delivered) { i, seed, context in
+        return try runEach(seeds, observer: observer, firstWarnings: [], job: job, delivered: delivered) { i, seed, context, record in
             let start = DispatchTime.now().uptimeNanoseconds
             let priorSettings = engine.prior == nil ? nil : r.prior.settings
             let (g, report, runID) = try render(.imageToImage(prompt: r.prompt, picture: picture, prior: r.prior.settings, settings: settings, seed: seed),
@@ -340,7 +356,7 @@ public final class GenerationService: @unchecked Sendable {
     /// Variations: a stored generation's embedding, an outside picture's (recorded first as a `source`), or a
     /// given embedding, decoded with each seed.
     public func vary(_ r: VariationRequest, observer: GenerationObserver? = nil,
-                     delivered: ((MadeImage) throws -> Void)? = nil) throws -> [MadeImage] {
+                     delivered: ((MadeImage) throws -> Void)? = nil, job: Int64? = nil) throws -> [MadeImage] {
         try engine.require(.decodeEmbedding, for: "make variations")
         try RequestCheck.prompt("prompt", r.prompt)
         let settings = try prepare(r.decoder)
@@ -362,16 +378,16 @@ public final class GenerationService: @unchecked Sendable {
             origin = name
         }
         try checkEmbedding(embedding, what: "the embedding to vary")
-        return try runEach(seeds, observer: observer, firstWarnings: [sizeWarning(settings)].compactMap { $0 }, delivered: delivered) { i, seed, context in
+        return try runEach(seeds, observer: observer, firstWarnings: [sizeWarning(settings)].compactMap { $0 }, job: job, delivered: delivered) { i, seed, context, record in
             try decodeAndRecord(kind: .variation, embedding: embedding, prompt: r.prompt, settings: settings, seed: seed,
-                                parents: parents, index: i, context: context) { s in if let origin { s.sourceFile = origin } }
+                                parents: parents, index: i, context: context, record: record) { s in if let origin { s.sourceFile = origin } }
         }
     }
 
     /// Frames of a spherical interpolation between two stored generations' embeddings: `frames` images (both
     /// ends included, t = i / (frames − 1)), all decoded with one seed so only the embedding moves.
     public func interpolate(_ r: InterpolationRequest, observer: GenerationObserver? = nil,
-                            delivered: ((MadeImage) throws -> Void)? = nil) throws -> [MadeImage] {
+                            delivered: ((MadeImage) throws -> Void)? = nil, job: Int64? = nil) throws -> [MadeImage] {
         try engine.require(.decodeEmbedding, for: "interpolate")
         try RequestCheck.range("frames", r.frames, 2...RequestCheck.maxFrames)
         try RequestCheck.prompt("prompt", r.prompt)
@@ -383,12 +399,12 @@ public final class GenerationService: @unchecked Sendable {
         }
         try checkEmbedding(ea, what: "generation \(r.from)'s embedding")
         let frames = Array(repeating: seed, count: r.frames)
-        return try runEach(frames, observer: observer, firstWarnings: [sizeWarning(settings)].compactMap { $0 }, delivered: delivered) { i, seed, context in
+        return try runEach(frames, observer: observer, firstWarnings: [sizeWarning(settings)].compactMap { $0 }, job: job, delivered: delivered) { i, seed, context, record in
             let t = Double(i) / Double(r.frames - 1)
             let e = try EmbeddingMath.slerp(ea, eb, t: t)
             return try decodeAndRecord(kind: .interpolation, embedding: e, prompt: r.prompt, settings: settings, seed: seed,
                                        parents: [ParentLink(role: "from", id: r.from), ParentLink(role: "to", id: r.to)],
-                                       index: i, context: context) {
+                                       index: i, context: context, record: record) {
                 $0.frame = i; $0.frames = r.frames; $0.t = t
             }
         }
@@ -397,7 +413,7 @@ public final class GenerationService: @unchecked Sendable {
     /// DALL·E 2's text diff: turns a stored generation's embedding by `amount` toward the direction
     /// text_embeds(toward) − text_embeds(from) (`from` defaults to the generation's own prompt), then decodes it.
     public func nudge(_ r: NudgeRequest, observer: GenerationObserver? = nil,
-                      delivered: ((MadeImage) throws -> Void)? = nil) throws -> [MadeImage] {
+                      delivered: ((MadeImage) throws -> Void)? = nil, job: Int64? = nil) throws -> [MadeImage] {
         try engine.require(.decodeEmbedding, for: "make text diffs")
         _ = try engine.requirePrior(for: "a text diff (CLIP text embeddings)")
         try RequestCheck.finite("amount", r.amount, 0...1)
@@ -413,9 +429,9 @@ public final class GenerationService: @unchecked Sendable {
         try checkEmbedding(image, what: "generation \(r.id)'s embedding")
         let e = try EmbeddingMath.textDiff(image: image, toward: textEmbedding(r.toward, observer: observer),
                                            from: textEmbedding(baseline, observer: observer), amount: Double(r.amount))
-        return try runEach(seeds, observer: observer, firstWarnings: [sizeWarning(settings)].compactMap { $0 }, delivered: delivered) { i, seed, context in
+        return try runEach(seeds, observer: observer, firstWarnings: [sizeWarning(settings)].compactMap { $0 }, job: job, delivered: delivered) { i, seed, context, record in
             try decodeAndRecord(kind: .textDiff, embedding: e, prompt: r.prompt, settings: settings, seed: seed,
-                                parents: [ParentLink(role: "source", id: r.id)], index: i, context: context) {
+                                parents: [ParentLink(role: "source", id: r.id)], index: i, context: context, record: record) {
                 $0.toward = r.toward; $0.from = baseline; $0.amount = r.amount
             }
         }
@@ -502,7 +518,7 @@ public final class GenerationService: @unchecked Sendable {
 
     /// Decodes an embedding and records it with the given kind, parents and extra settings.
     private func decodeAndRecord(kind: GenerationKind, embedding: [Float], prompt: String, settings: DecoderSettings,
-                                 seed: UInt64, parents: [ParentLink], index: Int, context: RunContext,
+                                 seed: UInt64, parents: [ParentLink], index: Int, context: RunContext, record: Recorder,
                                  extra: (inout RecordedSettings) -> Void) throws -> MadeImage {
         let start = DispatchTime.now().uptimeNanoseconds
         let model = try modelRecord()
@@ -525,9 +541,17 @@ public final class GenerationService: @unchecked Sendable {
         guard e.allSatisfy(\.isFinite) else { throw EngineError.invalidParameter(name: "embedding", reason: "\(what) has non-finite values") }
     }
 
-    private func record(_ new: NewGeneration, image: RGBImage) throws -> StoredGeneration {
-        let text = parametersText(kind: new.kind, prompt: new.prompt ?? "", settings: new.settings, seed: new.seed ?? 0, parents: new.parents)
-        return try store.record(new, png: try pngData(image, parameters: text))
+    /// Records one image of a request, with its job link if a job made it.
+    struct Recorder {
+        let service: GenerationService
+        let job: JobLink?
+        func callAsFunction(_ new: NewGeneration, image: RGBImage) throws -> StoredGeneration {
+            var new = new
+            new.job = job
+            let text = UnCLIPService.parametersText(kind: new.kind, prompt: new.prompt ?? "", settings: new.settings, seed: new.seed ?? 0,
+                                              parents: new.parents)
+            return try service.store.record(new, png: try pngData(image, parameters: text))
+        }
     }
 
     /// The decoder settings as recorded; the noise level only where there is an image embedding, the prior's

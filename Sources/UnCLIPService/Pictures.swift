@@ -28,7 +28,7 @@ func decodePicture(_ data: Data, name: String) throws -> RGBImage {
 }
 
 /// A PNG of `image` with an optional A1111 `parameters` text chunk.
-func pngData(_ image: RGBImage, parameters: String?) throws -> Data {
+public func pngData(_ image: RGBImage, parameters: String?) throws -> Data {
     let temp = FileManager.default.temporaryDirectory.appendingPathComponent("unclip-\(getpid())-\(UInt64.random(in: 0...UInt64.max)).png")
     defer { unlink(temp.path) }
     try PNG.write(image, to: temp, textChunks: parameters.map { [("parameters", $0)] } ?? [])

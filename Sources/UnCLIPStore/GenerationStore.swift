@@ -10,7 +10,7 @@ import UnCLIPTensor
 ///
 /// Conformers must be safe to call from concurrent tasks (the SQLite backend serialises calls on its
 /// connection; a pooled backend may run them in parallel).
-public protocol GenerationStore: AnyObject, Sendable, EmbeddingSource {
+public protocol GenerationStore: AnyObject, Sendable, EmbeddingSource, JobQueue {
     /// Where the store lives, for messages (a file path, or a database URL without its password).
     var location: String { get }
     /// False when the store could only be opened for reading.
@@ -60,6 +60,10 @@ public protocol GenerationStore: AnyObject, Sendable, EmbeddingSource {
     /// Generations matching the filter, newest first.
     func generations(_ filter: GenerationFilter, limit: Int?) throws -> [StoredGeneration]
     func count(_ filter: GenerationFilter) throws -> Int
+    /// The generation a job recorded as its image `index`, if it did.
+    func generationID(job: JobLink) throws -> Int64?
+    /// Stars or unstars a generation.
+    func setStarred(_ id: Int64, _ starred: Bool) throws
     /// Removes a generation and its image. Children keep their own embeddings; their parent link keeps the
     /// old id and is marked as removed. Returns where the image was.
     @discardableResult

@@ -107,6 +107,8 @@ public struct NewGeneration: Codable, Sendable {
     public var height: Int
     /// Wall time spent making it.
     public var seconds: Double
+    /// The job and image index that made it, when a job queue did (at most one generation per link).
+    public var job: JobLink?
 
     public init(kind: GenerationKind, modelID: Int64?, prompt: String?, settings: RecordedSettings, seed: UInt64?,
                 priorRunID: Int64? = nil, embedding: [Float]?, pictureEmbedding: [Float]? = nil, parents: [ParentLink] = [],
@@ -141,6 +143,10 @@ public struct StoredGeneration: Codable, Sendable {
     public var parents: [ParentLink]
     /// The CLIP embedding of the finished picture, nil when no image encoder was at hand.
     public var pictureEmbedding: [Float]?
+    /// Starred by a user (protected from bulk removal in front ends; a filter).
+    public var starred = false
+    /// The job that made it, if a job queue did.
+    public var job: JobLink?
 
     public init(id: Int64, createdAt: String, kind: GenerationKind, modelID: Int64?, prompt: String?, settings: RecordedSettings,
                 seed: UInt64?, priorRunID: Int64?, noiseLevel: Int?, embedding: [Float]?, imageURL: URL, sha256: String,
@@ -255,7 +261,17 @@ public struct GenerationFilter: Codable, Sendable, Equatable {
     public var since: String?
     /// Only embeddings of this width (embeddings of different CLIP models cannot be compared).
     public var dim: Int?
-    public init(kinds: [GenerationKind]? = nil, since: String? = nil, dim: Int? = nil) {
-        self.kinds = kinds; self.since = since; self.dim = dim
+    /// Only generations of this model.
+    public var modelID: Int64?
+    /// Only starred (true) or unstarred (false) generations.
+    public var starred: Bool?
+    /// Only generations made from this one (any role).
+    public var parent: Int64?
+    /// Only ids below this one (cursor pagination, newest first).
+    public var beforeID: Int64?
+    public init(kinds: [GenerationKind]? = nil, since: String? = nil, dim: Int? = nil, modelID: Int64? = nil,
+                starred: Bool? = nil, parent: Int64? = nil, beforeID: Int64? = nil) {
+        self.kinds = kinds; self.since = since; self.dim = dim; self.modelID = modelID; self.starred = starred
+        self.parent = parent; self.beforeID = beforeID
     }
 }

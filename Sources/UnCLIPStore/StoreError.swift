@@ -30,6 +30,10 @@ public enum StoreError: Error, CustomStringConvertible, Equatable, Sendable {
     case noEmbedding(id: Int64)
     /// Arguments that cannot work together (e.g. embeddings of different widths).
     case invalid(String)
+    /// No job with that id.
+    case noSuchJob(id: Int64, path: String)
+    /// The job queue already holds `limit` queued jobs.
+    case queueFull(limit: Int)
 
     public var description: String {
         switch self {
@@ -62,6 +66,11 @@ public enum StoreError: Error, CustomStringConvertible, Equatable, Sendable {
             return "generation \(id) has no image embedding (a plain Stable Diffusion model made it without a CLIP vision encoder); make variations of its picture instead"
         case let .invalid(message):
             return message
+        case let .noSuchJob(id, path):
+            return "no job \(id) in the store \(path)"
+        case let .queueFull(limit):
+            return "the job queue is full (\(limit) jobs waiting); try again when some have run"
+        
         }
     }
 }

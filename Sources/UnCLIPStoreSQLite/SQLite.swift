@@ -91,7 +91,16 @@ public final class Database {
         return s.int(0)
     }
 
+    public func scalarText(_ sql: String, _ values: [SQLValue] = []) throws -> String? {
+        let s = try prepare(sql)
+        try s.bind(values)
+        guard try s.step(), !s.isNull(0) else { return nil }
+        return s.text(0)
+    }
+
     public var lastInsertRowID: Int64 { sqlite3_last_insert_rowid(handle) }
+    /// Rows changed by the last INSERT, UPDATE or DELETE.
+    public var changes: Int { Int(sqlite3_changes(handle)) }
 
     /// Runs `body` inside BEGIN IMMEDIATE … COMMIT, rolling back if it throws.
     /// IMMEDIATE takes the write lock up front: a deferred transaction that later tries to write can fail

@@ -33,7 +33,7 @@ public final class SQLiteStore: GenerationStore, @unchecked Sendable {
     /// The connection. Every public method holds `lock` while it uses it: one connection, one caller at a
     /// time, so a transaction begun by one task never takes in another task's statements.
     let db: Database
-    private let lock = NSRecursiveLock()
+    let lock = NSRecursiveLock()
     /// The raw connection, for tools that fill a store with synthetic rows in bulk (the search benchmark).
     /// Not part of the store protocol: callers of the library never see SQL.
     @_spi(Tools) public var connection: Database { db }
@@ -415,15 +415,16 @@ public final class SQLiteStore: GenerationStore, @unchecked Sendable {
                     try db.run("""
                         INSERT INTO generations(id, created_at, kind, model_id, prompt_id, negative_prompt, settings, seed,
                             prior_run_id, noise_level, dim, embedding, image_file, sha256, width, height, file_bytes, seconds,
-                            picture_dim, picture_embedding)
-                        VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                            picture_dim, picture_embedding, job_id, job_index)
+                        VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
                         """, [.int(id), .text(StoreTime.now()), .text(g.kind.rawValue), g.modelID.map { .int($0) } ?? .null,
                               pid.map { .int($0) } ?? .null, g.settings.negativePrompt.map { .text($0) } ?? .null,
                               .text(try g.settings.json()), g.seed.map { .int(Int64(bitPattern: $0)) } ?? .null,
                               g.priorRunID.map { .int($0) } ?? .null, g.settings.noiseLevel.map { .int(Int64($0)) } ?? .null,
                               g.embedding.map { .int(Int64($0.count)) } ?? .null, g.embedding.map { .floats($0) } ?? .null, .text(file), .text(digest),
                               .int(Int64(g.width)), .int(Int64(g.height)), .int(Int64(data.count)), .double(g.seconds),
-                              g.pictureEmbedding.map { .int(Int64($0.count)) } ?? .null, g.pictureEmbedding.map { .floats($0) } ?? .null])
+                              g.pictureEmbedding.map { .int(Int64($0.count)) } ?? .null, g.pictureEmbedding.map { .floats($0) } ?? .null,
+                              g.job.map { .int($0.job) } ?? .null, g.job.map { .int(Int64($0.index)) } ?? .null])
                     for p in g.parents {
                         try db.run("INSERT INTO generation_parents(child_id, role, parent_id, parent_ref) VALUES(?, ?, ?, ?)",
                                    [.int(id), .text(p.role), .int(p.id), .int(p.id)])
@@ -456,7 +457,8 @@ public final class SQLiteStore: GenerationStore, @unchecked Sendable {
 
     private static let generationColumns = """
         g.id, g.created_at, g.kind, g.model_id, p.text, g.settings, g.seed, g.prior_run_id, g.noise_level, g.dim,
-        g.embedding, g.image_file, g.sha256, g.width, g.height, g.file_bytes, g.seconds, g.picture_dim, g.picture_embedding
+        g.embedding, g.image_file, g.sha256, g.width, g.height, g.file_bytes, g.seconds, g.picture_dim, g.picture_embedding,
+        g.starred, g.job_id, g.job_index
         """
 
     /// One generation, with its parents.
@@ -530,6 +532,8 @@ public final class SQLiteStore: GenerationStore, @unchecked Sendable {
             width: Int(s.int(13)), height: Int(s.int(14)), fileBytes: Int(s.int(15)), seconds: s.isNull(16) ? nil : s.double(16),
             parents: parents)
         g.pictureEmbedding = try pictureDim.map { try s.floats(18, count: $0, what: "the picture embedding of generation \(id)") }
+        g.starred = s.int(19) != 0
+        if !s.isNull(20) { g.job = JobLink(job: s.int(20), index: Int(s.int(21))) }
         return g
     }
 
@@ -541,6 +545,12 @@ public final class SQLiteStore: GenerationStore, @unchecked Sendable {
         }
         if let since = f.since { conditions.append("g.created_at >= ?"); values.append(.text(since)) }
         if let dim = f.dim { conditions.append("g.dim = ?"); values.append(.int(Int64(dim))) }
+        if let m = f.modelID { conditions.append("g.model_id = ?"); values.append(.int(m)) }
+        if let starred = f.starred { conditions.append("g.starred = ?"); values.append(.int(starred ? 1 : 0)) }
+        if let p = f.parent {
+            conditions.append("g.id IN (SELECT child_id FROM generation_parents WHERE parent_id = ?)"); values.append(.int(p))
+        }
+        if let b = f.beforeID { conditions.append("g.id < ?"); values.append(.int(b)) }
         return (conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "), values)
     }
 
@@ -566,6 +576,22 @@ public final class SQLiteStore: GenerationStore, @unchecked Sendable {
         return try lock.withLock {
             let (clause, values) = whereClause(filter)
             return Int(try db.scalarInt("SELECT count(*) FROM generations g \(clause)", values) ?? 0)
+        }
+    }
+
+    public func generationID(job: JobLink) throws -> Int64? {
+        return try lock.withLock {
+            try db.scalarInt("SELECT id FROM generations WHERE job_id = ? AND job_index = ?", [.int(job.job), .int(Int64(job.index))])
+        }
+    }
+
+    public func setStarred(_ id: Int64, _ starred: Bool) throws {
+        try lock.withLock {
+            guard isWritable else { throw StoreError.readOnly(path: url.path, detail: "opened for reading only") }
+            try db.writeTransaction {
+                try db.run("UPDATE generations SET starred = ? WHERE id = ?", [.int(starred ? 1 : 0), .int(id)])
+                guard db.changes > 0 else { throw StoreError.noSuchGeneration(id: id, path: url.path) }
+            }
         }
     }
 
@@ -652,6 +678,12 @@ public final class SQLiteStore: GenerationStore, @unchecked Sendable {
             values += kinds.map { .text($0.rawValue) }
         }
         if let since = filter.since { conditions.append("created_at >= ?"); values.append(.text(since)) }
+        if let m = filter.modelID { conditions.append("model_id = ?"); values.append(.int(m)) }
+        if let starred = filter.starred { conditions.append("starred = ?"); values.append(.int(starred ? 1 : 0)) }
+        if let p = filter.parent {
+            conditions.append("id IN (SELECT child_id FROM generation_parents WHERE parent_id = ?)"); values.append(.int(p))
+        }
+        if let b = filter.beforeID { conditions.append("id < ?"); values.append(.int(b)) }
         let clause = conditions.joined(separator: " AND ")
         // Reading through a memory map skips a copy of every page into SQLite's cache.
         try db.execute("PRAGMA mmap_size = 68719476736")

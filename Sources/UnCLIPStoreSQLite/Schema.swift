@@ -131,6 +131,34 @@ enum Schema {
         CREATE INDEX generations_dim_kind ON generations(dim, kind);
         CREATE INDEX generations_sha256 ON generations(sha256);
         """, rebuildsTables: true),
+        // v3: the job queue (the server's, shared by its workers), stars, and which job image made a generation.
+        // Added columns only: no rebuild.
+        Migration(version: 3, sql: """
+        ALTER TABLE generations ADD COLUMN starred INTEGER NOT NULL DEFAULT 0;
+        ALTER TABLE generations ADD COLUMN job_id INTEGER;
+        ALTER TABLE generations ADD COLUMN job_index INTEGER;
+        -- One generation per job image: a job re-run after a crash cannot record an image twice.
+        CREATE UNIQUE INDEX generations_job ON generations(job_id, job_index) WHERE job_id IS NOT NULL;
+        CREATE INDEX generations_starred ON generations(starred) WHERE starred = 1;
+        CREATE INDEX generations_model ON generations(model_id);
+        CREATE TABLE jobs(
+            id INTEGER PRIMARY KEY AUTOINCREMENT,
+            created_at TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            owner TEXT NOT NULL,                -- who asked (the queue takes turns between owners)
+            model TEXT,                         -- served model name, NULL = the default
+            payload TEXT NOT NULL,              -- the front end's request, as JSON
+            status TEXT NOT NULL CHECK(status IN ('queued', 'running', 'done', 'failed', 'cancelled')),
+            error TEXT,
+            cancel_requested INTEGER NOT NULL DEFAULT 0,
+            claim_seq INTEGER,                  -- order of claims, for taking turns between owners
+            started_at TEXT,
+            finished_at TEXT,
+            attempts INTEGER NOT NULL DEFAULT 0
+        );
+        CREATE INDEX jobs_status ON jobs(status, id);
+        CREATE INDEX jobs_owner_claim ON jobs(owner, claim_seq);
+        """),
     ]
 
     static var currentVersion: Int { migrations.map(\.version).max() ?? 0 }

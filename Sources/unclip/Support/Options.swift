@@ -47,6 +47,14 @@ struct ModelOptions: ParsableArguments {
         throw CLIError("no model given: pass --model DIR or set UNCLIP_MODEL (weights/README.md says where to get the published weights)")
     }
 
+    /// $UNCLIP_MODEL, else the shipped model (commands with no store context, like serve).
+    static func defaultLocation() throws -> URL {
+        if let env = ProcessInfo.processInfo.environment["UNCLIP_MODEL"], !env.isEmpty { return URL(fileURLWithPath: env) }
+        let shipped = PackageLocation.weights.appendingPathComponent("shapes")
+        if FileManager.default.fileExists(atPath: shipped.path) { return shipped }
+        throw CLIError("no model given: pass --model DIR or set UNCLIP_MODEL (weights/README.md says where to get the published weights)")
+    }
+
     func resolve(for generation: StoredGeneration? = nil, in store: (any GenerationStore)? = nil, clip: String? = nil) throws -> ResolvedModel {
         let (model, prior) = try location(for: generation, in: store)
         return try ModelResolver.resolve(model: model, prior: prior, clip: clip.map { URL(fileURLWithPath: $0) }, variant: variant)

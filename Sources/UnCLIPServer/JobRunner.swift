@@ -1,0 +1,165 @@
+import Foundation
+import Logging
+import ServiceLifecycle
+import UnCLIPEngine
+import UnCLIPImage
+import UnCLIPService
+import UnCLIPStore
+
+/// Runs the store's job queue, one job at a time, on a thread of its own: the models' compute blocks for
+/// seconds, and must not hold one of Swift concurrency's few cooperative threads (two, on a 2-core machine)
+/// while requests wait to be answered.
+///
+/// At startup, jobs left `running` by a server that died are queued again; their images already recorded are
+/// found by their job link and not made twice. On graceful shutdown the running job stops at its next step
+/// (nothing half-written: the store records whole images only) and stays in the store to run again.
+public final class JobRunner: Service, @unchecked Sendable {
+    let store: any GenerationStore
+    let models: ModelPool
+    let hub: JobHub
+    let metrics: ServerMetrics
+    let configuration: ServerConfiguration
+    let logger: Logger
+    private let wake = DispatchSemaphore(value: 0)
+    private let lock = NSLock()
+    private var stopping = false
+    private var running: Int64?
+
+    init(store: any GenerationStore, models: ModelPool, hub: JobHub, metrics: ServerMetrics, configuration: ServerConfiguration,
+         logger: Logger) {
+        self.store = store; self.models = models; self.hub = hub; self.metrics = metrics
+        self.configuration = configuration; self.logger = logger
+    }
+
+    /// Work has been queued.
+    func poke() { wake.signal() }
+
+    public func run() async throws {
+        let requeued = try store.requeueInterruptedJobs()
+        if !requeued.isEmpty { logger.info("jobs interrupted by the last stop run again: \(requeued.map(String.init).joined(separator: ", "))") }
+        let done = DispatchSemaphore(value: 0)
+        let thread = Thread { [self] in
+            loop()
+            done.signal()
+        }
+        thread.name = "unclip-jobs"
+        thread.stackSize = 8 << 20
+        thread.start()
+        try? await gracefulShutdown()
+        lock.withLock { stopping = true }
+        if let id = lock.withLock({ running }) { hub.requestCancel(id) }
+        wake.signal()
+        // Wait for the thread off the cooperative pool.
+        await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
+            DispatchQueue.global().async { done.wait(); c.resume() }
+        }
+    }
+
+    private var isStopping: Bool { lock.withLock { stopping } }
+
+    private func loop() {
+        while !isStopping {
+            let job: JobRecord?
+            do { job = try store.claimNextJob() } catch {
+                logger.error("cannot read the job queue: \(error)")
+                _ = wake.wait(timeout: .now() + 1)
+                continue
+            }
+            guard let job else {
+                // Other processes sharing the store may queue work too: look again now and then.
+                _ = wake.wait(timeout: .now() + 0.5)
+                continue
+            }
+            lock.withLock { running = job.id }
+            announcePositions()
+            execute(job)
+            lock.withLock { running = nil }
+        }
+    }
+
+    /// Tells every queued job's listeners where it now stands.
+    func announcePositions() {
+        guard let queued = try? store.queuedInClaimOrder() else { return }
+        metrics.queued.set(to: Double(queued.count))
+        for (i, j) in queued.enumerated() { hub.publish(j.id, .make("queued", ["position": i + 1])) }
+    }
+
+    private func execute(_ job: JobRecord) {
+        let start = Date()
+        let spec: JobSpec
+        do { spec = try JSONDecoder().decode(JobSpec.self, from: Data(job.payload.utf8)) } catch {
+            end(job, status: .failed, error: APIError(.internalServerError, "the stored job cannot be read: \(error)", type: "server_error"), start: start)
+            return
+        }
+        let images = spec.imageCount
+        hub.started(LiveProgress(job: job.id, kind: job.kind, stage: "start", step: 0, total: 0, image: 0, images: images, eta: nil,
+                                 progress: 0, startedAt: start))
+        hub.publish(job.id, .make("running", ["attempt": job.attempts]))
+        let observer = JobObserver(runner: self, job: job, images: images, started: start,
+                                   previewEvery: spec.previewEvery ?? configuration.previewEvery)
+        do {
+            let model = try models.model(spec.model)
+            var spec = spec
+            if spec.previewEvery == nil { spec.previewEvery = configuration.previewEvery }
+            let ids = try spec.run(on: model.service, observer: observer, job: job.id) { [hub] made in
+                hub.publish(job.id, .make("image", ["generation": made.generation.id, "index": Int64(made.index)]))
+            }
+            metrics.images.increment(by: Int64(ids.count))
+            end(job, status: .done, generations: ids, start: start)
+        } catch EngineError.cancelled where isStopping && !hub.isCancelled(job.id) {
+            // Shutdown, not a client's cancel: the job stays `running` in the store and runs again at the next start.
+            logger.info("job \(job.id) stopped by shutdown; it runs again at the next start")
+            hub.finished(job.id, .make("interrupted", ["message": "the server stopped; the job runs again when it restarts"]))
+        } catch EngineError.cancelled {
+            end(job, status: .cancelled, error: nil, start: start)
+        } catch {
+            end(job, status: .failed, error: APIError.from(error), start: start)
+        }
+    }
+
+    private func end(_ job: JobRecord, status: JobStatus, error: APIError? = nil, generations: [Int64]? = nil, start: Date) {
+        do { try store.finishJob(job.id, status: status, error: error?.message) } catch {
+            logger.error("job \(job.id): cannot record its end (\(error))")
+        }
+        let ms = Int(Date().timeIntervalSince(start) * 1000)
+        logger.info("job \(job.id) \(job.kind) \(status.rawValue) in \(ms) ms\(error.map { ": \($0.message)" } ?? "")")
+        metrics.jobs(status).increment()
+        let final = (try? store.job(job.id)) ?? job
+        var body = JobView(final, position: nil)
+        if let generations { body.generations = generations }
+        hub.finished(job.id, .make(status.rawValue, body))
+    }
+
+    /// Progress of one job to the hub, previews as PNG, and the cancel check at every step.
+    final class JobObserver: GenerationObserver, @unchecked Sendable {
+        let runner: JobRunner
+        let job: JobRecord
+        let images: Int
+        let started: Date
+        let previewEvery: Int?
+
+        init(runner: JobRunner, job: JobRecord, images: Int, started: Date, previewEvery: Int?) {
+            self.runner = runner; self.job = job; self.images = images; self.started = started; self.previewEvery = previewEvery
+        }
+
+        func progress(_ e: ProgressEvent) -> RunDecision {
+            if runner.hub.isCancelled(job.id) || runner.isStopping { return .stop }
+            let within = e.total > 0 ? Double(e.step) / Double(e.total) : 0
+            let p = LiveProgress(job: job.id, kind: job.kind, stage: e.stage, step: e.step, total: e.total, image: e.image,
+                                 images: images, eta: e.eta, progress: min(1, (Double(e.image) + within) / Double(max(images, 1))),
+                                 startedAt: started)
+            runner.hub.update(p)
+            return .proceed
+        }
+
+        func preview(image: Int, step: Int, picture: RGBImage) {
+            guard let png = try? pngData(picture, parameters: nil) else { return }
+            runner.hub.setPreview(job: job.id, step: step, png: png)
+            runner.hub.publish(job.id, .make("preview", PreviewEvent(image: image, step: step, png: png.base64EncodedString())))
+        }
+
+        func warning(_ message: String) { runner.hub.publish(job.id, .make("warning", ["message": message])) }
+    }
+
+    struct PreviewEvent: Encodable { let image: Int; let step: Int; let png: String }
+}

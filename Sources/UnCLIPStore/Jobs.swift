@@ -1,0 +1,88 @@
+import Foundation
+
+/// Where a job stands. A job is accepted `queued`, claimed `running`, and ends `done`, `failed` or `cancelled`.
+public enum JobStatus: String, CaseIterable, Codable, Sendable {
+    case queued, running, done, failed, cancelled
+    /// Ended: nothing more will happen to it.
+    public var isFinal: Bool { self == .done || self == .failed || self == .cancelled }
+}
+
+/// Which image of which job a generation is: recorded with the generation in one transaction, so a job that
+/// re-runs after a crash finds the images it already made and makes each exactly once.
+public struct JobLink: Codable, Sendable, Equatable, Hashable {
+    public var job: Int64
+    /// The image's index within the job (0-based).
+    public var index: Int
+    public init(job: Int64, index: Int) { self.job = job; self.index = index }
+}
+
+/// A job about to be queued. The store keeps its payload as opaque text: front ends define what it says
+/// (the server stores the request as JSON, with its seeds already drawn so a re-run makes the same images).
+public struct NewJob: Codable, Sendable, Equatable {
+    /// What it computes ("text-to-image", "variation", …), for listings.
+    public var kind: String
+    /// Who asked (a digest of the API key, or "local"): the queue takes turns between owners.
+    public var owner: String
+    /// The served model's name, nil = the default one.
+    public var model: String?
+    public var payload: String
+    public init(kind: String, owner: String, model: String?, payload: String) {
+        self.kind = kind; self.owner = owner; self.model = model; self.payload = payload
+    }
+}
+
+/// A queued, running or finished job.
+public struct JobRecord: Codable, Sendable, Equatable {
+    public var id: Int64
+    public var createdAt: String
+    public var kind: String
+    public var owner: String
+    public var model: String?
+    public var payload: String
+    public var status: JobStatus
+    /// Why it failed (failed jobs only).
+    public var error: String?
+    /// A cancel was asked for while it ran; the runner stops it at the next step.
+    public var cancelRequested: Bool
+    public var startedAt: String?
+    public var finishedAt: String?
+    /// How many times a runner claimed it (more than 1: it was running when a server stopped).
+    public var attempts: Int
+    /// Generations it has recorded so far, in image order.
+    public var generations: [Int64]
+
+    public init(id: Int64, createdAt: String, kind: String, owner: String, model: String?, payload: String, status: JobStatus,
+                error: String?, cancelRequested: Bool, startedAt: String?, finishedAt: String?, attempts: Int, generations: [Int64]) {
+        self.id = id; self.createdAt = createdAt; self.kind = kind; self.owner = owner; self.model = model; self.payload = payload
+        self.status = status; self.error = error; self.cancelRequested = cancelRequested; self.startedAt = startedAt
+        self.finishedAt = finishedAt; self.attempts = attempts; self.generations = generations
+    }
+}
+
+/// The persistent job queue every store keeps beside its generations, so accepted work survives a restart and
+/// several front ends (or workers) can share one queue.
+///
+/// Order: FIFO within an owner; between owners the queue takes turns — the next job is the oldest queued job
+/// of the owner whose last claim is the longest ago (owners never served first), so one client's hundred jobs
+/// cannot starve another's one.
+public protocol JobQueue: AnyObject, Sendable {
+    /// Queues a job; `StoreError.queueFull` when `limit` jobs are already queued (nothing is stored then).
+    func enqueue(_ job: NewJob, limit: Int?) throws -> JobRecord
+    /// One job; `StoreError.noSuchJob` when there is none.
+    func job(_ id: Int64) throws -> JobRecord
+    /// Jobs with these statuses (all when empty), newest first.
+    func jobs(statuses: [JobStatus], limit: Int?) throws -> [JobRecord]
+    /// The queued jobs in the order they will be claimed.
+    func queuedInClaimOrder() throws -> [JobRecord]
+    /// Marks the next job `running` and returns it (nil when none is queued). Atomic: two runners never claim one job.
+    func claimNextJob() throws -> JobRecord?
+    /// Ends a running job; `error` for failures.
+    func finishJob(_ id: Int64, status: JobStatus, error: String?) throws
+    /// A queued job is cancelled at once; a running one is marked so its runner stops it; a finished one is
+    /// left as it is. Returns the job as it now stands.
+    @discardableResult
+    func cancelJob(_ id: Int64) throws -> JobRecord
+    /// Puts jobs left `running` by a runner that is gone back in the queue (their next run skips the images
+    /// they recorded); returns their ids. Call at startup, when no runner of this store is alive.
+    func requeueInterruptedJobs() throws -> [Int64]
+}

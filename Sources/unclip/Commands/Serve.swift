@@ -1,0 +1,107 @@
+import ArgumentParser
+import Foundation
+import Logging
+import UnCLIPEngine
+import UnCLIPPipelines
+import UnCLIPService
+import UnCLIPServer
+import UnCLIPStoreSQLite
+import UnCLIPTensor
+
+struct Serve: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        abstract: "Serve the models over HTTP: AUTOMATIC1111's API, OpenAI's images API (DALL·E 2) and UnCLIP's own, with a job queue kept in the store.",
+        discussion: """
+        Models load once and stay warm; every request becomes a job in the store's queue, so accepted work survives \
+        a restart (a job that was running runs again from its seed: the same images, none twice). \
+        Routes: /sdapi/v1/txt2img, img2img, progress, interrupt, options, sd-models, samplers, schedulers, png-info \
+        (AUTOMATIC1111); /v1/images/generations and /v1/images/variations (OpenAI); /api/... (described at \
+        /openapi.json); /healthz; /metrics (Prometheus).
+        The server listens on 127.0.0.1:7860 (A1111's port) by default. Listening on any other address needs an \
+        API key (--api-key or $UNCLIP_API_KEY); clients then send "Authorization: Bearer KEY", or HTTP Basic \
+        with the key as password (A1111 clients' --api-auth). Ctrl-C or SIGTERM stops it: the running job stops \
+        at its next step and runs again at the next start.
+        Examples:
+          unclip serve
+          unclip serve --model sd21-unclip-small --prior karlo --model weights/shapes
+          UNCLIP_API_KEY=$(openssl rand -hex 16) unclip serve --host 0.0.0.0
+          curl -s localhost:7860/sdapi/v1/txt2img -d '{"prompt": "a red circle", "seed": 1}'
+        """)
+
+    @Option(help: "Address to listen on. Anything but loopback needs an API key.") var host = "127.0.0.1"
+    @Option(help: "TCP port (7860 is AUTOMATIC1111's; 0 picks a free one).") var port = 7860
+    @Option(name: .customLong("api-key"), help: "An API key clients must send (repeatable, one per client: the queue takes turns between keys). Default: $UNCLIP_API_KEY (comma-separated).")
+    var apiKeys: [String] = []
+    @Option(name: .customLong("model"), help: "A model folder to serve (repeatable; the first is the default). Default: $UNCLIP_MODEL, else the shipped weights/shapes.")
+    var models: [String] = []
+    @Option(help: "Karlo-style prior folder for decoder-only Stable unCLIP models among --model.") var prior: String?
+    @Option(help: "Weight variant to prefer (e.g. fp16).") var variant: String?
+    @Option(help: "fp32 (exact, default) or bf16 (faster on CPUs with AVX512_BF16).") var precision: GemmPrecision = .fp32
+    @Option(parsing: .unconditional, help: "Cores to compute on (default: all).") var threads: Int?
+    @Option(parsing: .unconditional, help: "Jobs that may wait in the queue; more are answered 429 with Retry-After.") var maxQueue = 1000
+    @Option(parsing: .unconditional, help: "Images one request may ask for.") var maxImages = 10
+    @Option(parsing: .unconditional, help: "Largest output in pixels per image (width × height).") var maxPixels = 1024 * 1024
+    @Option(parsing: .unconditional, help: "Decode a step preview every N steps for progress and event streams (costs a VAE decode each; default: only when a job asks).")
+    var previewEvery: Int?
+    @OptionGroup var storeOptions: StoreOptions
+    @OptionGroup var cacheOptions: CacheOptions
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1 (got \(threads))") }
+        if maxQueue < 1 { throw ValidationError("--max-queue must be at least 1") }
+        if maxImages < 1 { throw ValidationError("--max-images must be at least 1") }
+        if let previewEvery, previewEvery < 1 { throw ValidationError("--preview-every must be at least 1") }
+    }
+
+    func run() throws {
+        var config = ServerConfiguration()
+        config.host = host
+        config.port = port
+        config.apiKeys = apiKeys.isEmpty
+            ? (ProcessInfo.processInfo.environment["UNCLIP_API_KEY"] ?? "").split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty }
+            : apiKeys
+        config.limits.maxQueued = maxQueue
+        config.limits.maxImages = maxImages
+        config.limits.maxPixels = maxPixels
+        config.previewEvery = previewEvery
+        do { try config.validate() } catch let e as ServerError {
+            throw CLIError(e.description.replacingOccurrences(of: "(api key option or UNCLIP_API_KEY)", with: "(--api-key KEY or UNCLIP_API_KEY)"))
+        }
+
+        let store = try storeOptions.open()
+        var folders = models
+        if folders.isEmpty { folders = [try ModelOptions.defaultLocation().path] }
+        let options = LoadOptions(precision: precision, lowMemory: false, variant: variant, threads: threads)
+        var served: [ServedModel] = []
+        for folder in folders {
+            let url = URL(fileURLWithPath: folder)
+            var resolved = try ModelResolver.resolve(model: url, variant: variant)
+            if prior != nil, !FileManager.default.fileExists(atPath: url.appendingPathComponent("prior").path) {
+                resolved = try ModelResolver.resolve(model: url, prior: prior.map { URL(fileURLWithPath: $0) }, variant: variant)
+            }
+            warn("loading \(resolved.name) …")
+            let engine = try EngineRegistry.standard.load(resolved, options: options)
+            for w in engine.loadWarnings { warn("warning: \(w)") }
+            served.append(ServedModel(name: resolved.name, service: GenerationService(store: store, engine: engine, useCache: !cacheOptions.noCache)))
+        }
+        var logger = Logger(label: "unclip.serve")
+        logger.logLevel = .info
+        let server = try UnCLIPServer(configuration: config, store: store, models: served, logger: logger)
+        let names = served.map(\.name).joined(separator: ", ")
+        let keyed = config.apiKeys.isEmpty ? "no API key" : "\(config.apiKeys.count) API key(s)"
+        let done = DispatchSemaphore(value: 0)
+        let outcome = Outcome()
+        Task {
+            do {
+                try await server.run { port in
+                    warn("unclip serve: listening on http://\(host):\(port) (models: \(names); store: \(store.location); \(keyed))")
+                }
+            } catch { outcome.error = error }
+            done.signal()
+        }
+        done.wait()
+        if let error = outcome.error { throw error }
+    }
+
+    final class Outcome: @unchecked Sendable { var error: Error? }
+}
