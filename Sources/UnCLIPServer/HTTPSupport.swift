@@ -82,7 +82,7 @@ enum ErrorShape: Sendable {
         case .native:
             body = ["error": ["message": e.message, "field": e.field as Any? ?? NSNull(), "status": Int(e.status.code)]]
         case .a1111:
-            body = ["detail": e.message, "error": e.type, "errors": e.field.map { "\($0): \(e.message)" } ?? e.message, "body": NSNull()]
+            body = ["detail": e.message, "error": e.type, "errors": e.message, "body": NSNull()]
         case .openai:
             body = ["error": ["message": e.message, "type": e.type, "param": e.field as Any? ?? NSNull(), "code": NSNull()]]
         }

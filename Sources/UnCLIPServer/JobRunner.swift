@@ -95,10 +95,10 @@ public final class JobRunner: Service, @unchecked Sendable {
         hub.started(LiveProgress(job: job.id, kind: job.kind, stage: "start", step: 0, total: 0, image: 0, images: images, eta: nil,
                                  progress: 0, startedAt: start))
         hub.publish(job.id, .make("running", ["attempt": job.attempts]))
-        let observer = JobObserver(runner: self, job: job, images: images, started: start,
-                                   previewEvery: spec.previewEvery ?? configuration.previewEvery)
         do {
             let model = try models.model(spec.model)
+            let observer = JobObserver(runner: self, job: job, images: images, started: start,
+                                       hasPrior: (spec.kind == .textToImage || spec.kind == .edit) && model.engine.prior != nil)
             var spec = spec
             if spec.previewEvery == nil { spec.previewEvery = configuration.previewEvery }
             let ids = try spec.run(on: model.service, observer: observer, job: job.id) { [hub] made in
@@ -136,15 +136,18 @@ public final class JobRunner: Service, @unchecked Sendable {
         let job: JobRecord
         let images: Int
         let started: Date
-        let previewEvery: Int?
+        let hasPrior: Bool
 
-        init(runner: JobRunner, job: JobRecord, images: Int, started: Date, previewEvery: Int?) {
-            self.runner = runner; self.job = job; self.images = images; self.started = started; self.previewEvery = previewEvery
+        init(runner: JobRunner, job: JobRecord, images: Int, started: Date, hasPrior: Bool) {
+            self.runner = runner; self.job = job; self.images = images; self.started = started; self.hasPrior = hasPrior
         }
 
         func progress(_ e: ProgressEvent) -> RunDecision {
             if runner.hub.isCancelled(job.id) || runner.isStopping { return .stop }
-            let within = e.total > 0 ? Double(e.step) / Double(e.total) : 0
+            // Jobs with a prior spend about half of each image in it (and half in the decoder): weigh the stages so
+            // the fraction only grows.
+            var within = e.total > 0 ? Double(e.step) / Double(e.total) : 0
+            if hasPrior { within = e.stage == "prior" ? within / 2 : (e.stage == "denoise" ? 0.5 + within / 2 : 0) }
             let p = LiveProgress(job: job.id, kind: job.kind, stage: e.stage, step: e.step, total: e.total, image: e.image,
                                  images: images, eta: e.eta, progress: min(1, (Double(e.image) + within) / Double(max(images, 1))),
                                  startedAt: started)

@@ -117,7 +117,7 @@ public final class UnCLIPServer: @unchecked Sendable {
     /// Decodes an uploaded picture, its size checked from the header before any pixel is decoded.
     func decodeUpload(_ data: Data, field: String) throws -> RGBImage {
         let l = ImageLimits(maxSide: limits.maxUploadSide, maxPixels: limits.maxUploadPixels, maxFileBytes: limits.maxBodyBytes)
-        do { return try ImageFile.decode(data, source: field, limits: l) } catch let e as ImageFileError {
+        do { return try ImageFile.decode(data, source: "'\(field)'", limits: l) } catch let e as ImageFileError {
             var api = APIError.from(e)
             api.field = field
             throw api

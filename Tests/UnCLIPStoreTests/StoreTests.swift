@@ -97,8 +97,10 @@ final class StoreOpenTests: StoreTestCase {
             XCTAssertThrowsError(try insert(4, nil), "version 1 requires an embedding")
         }
         let store = try SQLiteStore(url: storeURL)
-        XCTAssertEqual(try store.storedSchemaVersion(), 2)
+        XCTAssertEqual(try store.storedSchemaVersion(), SQLiteStore.schemaVersion, "upgraded through every migration")
         XCTAssertEqual(try store.db.scalarInt("PRAGMA foreign_keys"), 1, "foreign keys are back on after the rebuild")
+        XCTAssertFalse(try store.generation(1).starred, "version 3's columns have their defaults on old rows")
+        XCTAssertNil(try store.generation(1).job)
         XCTAssertEqual(try store.db.scalarInt("SELECT count(*) FROM pragma_foreign_key_check"), 0)
         XCTAssertEqual(try store.count(), 2)
         XCTAssertEqual(try store.generation(1).embedding, [1, 0])
