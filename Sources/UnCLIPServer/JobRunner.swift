@@ -118,7 +118,7 @@ public final class JobRunner: Service, @unchecked Sendable {
     }
 
     private func end(_ job: JobRecord, status: JobStatus, error: APIError? = nil, generations: [Int64]? = nil, start: Date) {
-        do { try store.finishJob(job.id, status: status, error: error?.message) } catch {
+        do { try store.finishJob(job.id, status: status, error: error?.message, result: generations ?? []) } catch {
             logger.error("job \(job.id): cannot record its end (\(error))")
         }
         let ms = Int(Date().timeIntervalSince(start) * 1000)

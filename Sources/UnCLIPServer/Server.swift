@@ -68,6 +68,18 @@ public final class UnCLIPServer: @unchecked Sendable {
         try await application(onRunning: onRunning).runService(gracefulShutdownSignals: [.sigterm, .sigint])
     }
 
+    /// Starts serving in the background and returns once the server listens (tests, programs that embed it);
+    /// `stop` shuts it down as SIGTERM would.
+    public func start() async throws -> RunningServer {
+        let (ports, continuation) = AsyncStream<Int>.makeStream()
+        let group = ServiceGroup(configuration: .init(services: [application(onRunning: { continuation.yield($0) })],
+                                                      gracefulShutdownSignals: [], logger: logger))
+        let task = Task { try await group.run() }
+        for await port in ports { return RunningServer(port: port, group: group, task: task) }
+        try await task.value
+        throw ServerError.configuration("the server stopped before it listened")
+    }
+
     // MARK: - The queue, for every API
 
     /// Checks a job against the limits, the model and the store, then queues it (nothing is stored when any
@@ -191,5 +203,19 @@ public struct JobView: Codable, Sendable {
         try c.encode(eta, forKey: .eta); try c.encode(generations, forKey: .generations); try c.encode(error, forKey: .error)
         try c.encode(createdAt, forKey: .createdAt); try c.encode(startedAt, forKey: .startedAt)
         try c.encode(finishedAt, forKey: .finishedAt); try c.encode(attempts, forKey: .attempts)
+    }
+}
+
+/// A server started by `UnCLIPServer.start`.
+public final class RunningServer: Sendable {
+    public let port: Int
+    let group: ServiceGroup
+    let task: Task<Void, Error>
+    init(port: Int, group: ServiceGroup, task: Task<Void, Error>) { self.port = port; self.group = group; self.task = task }
+
+    /// Stops accepting, stops the running job at its next step, and returns when everything has ended.
+    public func stop() async throws {
+        await group.triggerGracefulShutdown()
+        try await task.value
     }
 }

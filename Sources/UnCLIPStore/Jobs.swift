@@ -76,8 +76,9 @@ public protocol JobQueue: AnyObject, Sendable {
     func queuedInClaimOrder() throws -> [JobRecord]
     /// Marks the next job `running` and returns it (nil when none is queued). Atomic: two runners never claim one job.
     func claimNextJob() throws -> JobRecord?
-    /// Ends a running job; `error` for failures.
-    func finishJob(_ id: Int64, status: JobStatus, error: String?) throws
+    /// Ends a running job; `error` for failures; `result` names generations it produced without recording
+    /// them under its link (a regenerated image).
+    func finishJob(_ id: Int64, status: JobStatus, error: String?, result: [Int64]) throws
     /// A queued job is cancelled at once; a running one is marked so its runner stops it; a finished one is
     /// left as it is. Returns the job as it now stands.
     @discardableResult
@@ -85,4 +86,10 @@ public protocol JobQueue: AnyObject, Sendable {
     /// Puts jobs left `running` by a runner that is gone back in the queue (their next run skips the images
     /// they recorded); returns their ids. Call at startup, when no runner of this store is alive.
     func requeueInterruptedJobs() throws -> [Int64]
+}
+
+extension JobQueue {
+    public func finishJob(_ id: Int64, status: JobStatus, error: String?) throws {
+        try finishJob(id, status: status, error: error, result: [])
+    }
 }

@@ -5,7 +5,7 @@ import UnCLIPStore
 /// processes sharing the file never claim one job twice.
 extension SQLiteStore {
     private static let jobColumns = """
-        id, created_at, kind, owner, model, payload, status, error, cancel_requested, started_at, finished_at, attempts
+        id, created_at, kind, owner, model, payload, status, error, cancel_requested, started_at, finished_at, attempts, result
         """
 
     private func readJob(_ s: Statement) throws -> JobRecord {
@@ -15,7 +15,8 @@ extension SQLiteStore {
         }
         return JobRecord(id: id, createdAt: s.text(1) ?? "", kind: s.text(2) ?? "", owner: s.text(3) ?? "", model: s.text(4),
                          payload: s.text(5) ?? "", status: status, error: s.text(7), cancelRequested: s.int(8) != 0,
-                         startedAt: s.text(9), finishedAt: s.text(10), attempts: Int(s.int(11)), generations: [])
+                         startedAt: s.text(9), finishedAt: s.text(10), attempts: Int(s.int(11)),
+                         generations: s.text(12).flatMap { try? JSONDecoder().decode([Int64].self, from: Data($0.utf8)) } ?? [])
     }
 
     private func jobGenerations(_ id: Int64) throws -> [Int64] {
@@ -54,7 +55,8 @@ extension SQLiteStore {
                 try s.bind([.int(id)])
                 guard try s.step() else { throw StoreError.noSuchJob(id: id, path: url.path) }
                 var j = try readJob(s)
-                j.generations = try jobGenerations(id)
+                let linked = try jobGenerations(id)
+                if !linked.isEmpty { j.generations = linked }
                 return j
             }
         }
@@ -68,7 +70,10 @@ extension SQLiteStore {
                 try s.bind(statuses.map { .text($0.rawValue) })
                 var out: [JobRecord] = []
                 while try s.step() { out.append(try readJob(s)) }
-                for i in out.indices { out[i].generations = try jobGenerations(out[i].id) }
+                for i in out.indices {
+                    let linked = try jobGenerations(out[i].id)
+                    if !linked.isEmpty { out[i].generations = linked }
+                }
                 return out
             }
         }
@@ -118,13 +123,14 @@ extension SQLiteStore {
         }
     }
 
-    public func finishJob(_ id: Int64, status: JobStatus, error: String?) throws {
+    public func finishJob(_ id: Int64, status: JobStatus, error: String?, result: [Int64]) throws {
         try lock.withLock {
             try requireWritable()
             guard status.isFinal else { throw StoreError.invalid("a job can only finish as done, failed or cancelled, not \(status.rawValue)") }
             try db.writeTransaction {
-                try db.run("UPDATE jobs SET status = ?, error = ?, finished_at = ? WHERE id = ?",
-                           [.text(status.rawValue), error.map { .text($0) } ?? .null, .text(StoreTime.now()), .int(id)])
+                let ids = result.isEmpty ? SQLValue.null : .text("[\(result.map(String.init).joined(separator: ","))]")
+                try db.run("UPDATE jobs SET status = ?, error = ?, finished_at = ?, result = ? WHERE id = ?",
+                           [.text(status.rawValue), error.map { .text($0) } ?? .null, .text(StoreTime.now()), ids, .int(id)])
                 guard db.changes > 0 else { throw StoreError.noSuchJob(id: id, path: url.path) }
             }
         }

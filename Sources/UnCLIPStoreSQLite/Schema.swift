@@ -154,7 +154,8 @@ enum Schema {
             claim_seq INTEGER,                  -- order of claims, for taking turns between owners
             started_at TEXT,
             finished_at TEXT,
-            attempts INTEGER NOT NULL DEFAULT 0
+            attempts INTEGER NOT NULL DEFAULT 0,
+            result TEXT                         -- JSON ids of what a job produced without recording (regenerate)
         );
         CREATE INDEX jobs_status ON jobs(status, id);
         CREATE INDEX jobs_owner_claim ON jobs(owner, claim_seq);
