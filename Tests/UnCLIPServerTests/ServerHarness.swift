@@ -40,16 +40,7 @@ final class TestServer {
 
     func stop() async throws { try await running.stop() }
 
-    struct Reply {
-        let status: Int
-        let headers: [String: String]
-        let data: Data
-        var text: String { String(decoding: data, as: UTF8.self) }
-        var json: Any? { try? JSONSerialization.jsonObject(with: data, options: [.fragmentsAllowed]) }
-        var object: [String: Any] { json as? [String: Any] ?? [:] }
-        var array: [[String: Any]] { json as? [[String: Any]] ?? [] }
-        func header(_ name: String) -> String? { headers.first { $0.key.lowercased() == name.lowercased() }?.value }
-    }
+    typealias Reply = HTTPReply
 
     /// One request over a fresh loopback connection ("Connection: close"), read to the end: a plain HTTP/1.1
     /// client, because Foundation's URLSession on Linux hangs on a 401 that carries WWW-Authenticate.
@@ -66,10 +57,7 @@ final class TestServer {
         for (k, v) in h { head += "\(k): \(v)\r\n" }
         let request = Data((head + "\r\n").utf8) + payload
         let port = running.port
-        let raw = try await withCheckedThrowingContinuation { (c: CheckedContinuation<Data, Error>) in
-            DispatchQueue.global().async { c.resume(with: Result { try RawHTTP.exchange(request, port: port) }) }
-        }
-        return try RawHTTP.parse(raw)
+        return try await RawHTTP.send(request, port: port)
     }
 
     /// Polls a job until it ends.
@@ -169,76 +157,3 @@ struct SchemaCheck {
     private func describe(_ v: Any) -> String { v is NSNull ? "null" : "\(type(of: v)) \(String(describing: v).prefix(40))" }
 }
 
-/// Blocking socket I/O for the test client.
-enum RawHTTP {
-    struct Failure: Error, CustomStringConvertible { let description: String }
-
-    static func exchange(_ request: Data, port: Int) throws -> Data {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        guard fd >= 0 else { throw Failure(description: "socket: \(errno)") }
-        defer { close(fd) }
-        var addr = sockaddr_in()
-        addr.sin_family = sa_family_t(AF_INET)
-        addr.sin_port = in_port_t(UInt16(port).bigEndian)
-        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
-        let ok = withUnsafePointer(to: &addr) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) } }
-        guard ok == 0 else { throw Failure(description: "connect to port \(port): errno \(errno)") }
-        // A server that answers early (413) may stop reading a large body: give up sending then, and read.
-        var timeout = timeval(tv_sec: 0, tv_usec: 500_000)
-        setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &timeout, socklen_t(MemoryLayout<timeval>.size))
-        var sent = 0
-        try request.withUnsafeBytes { p in
-            while sent < p.count {
-                let n = send(fd, p.baseAddress! + sent, p.count - sent, Int32(MSG_NOSIGNAL))
-                // The server may answer (413) and close before reading a large body: stop sending then.
-                if n <= 0 { if [EPIPE, ECONNRESET, EAGAIN, EWOULDBLOCK].contains(errno) { return }; throw Failure(description: "send: errno \(errno)") }
-                sent += n
-            }
-        }
-        var out = Data()
-        var buffer = [UInt8](repeating: 0, count: 65536)
-        while !isComplete(out) {
-            let n = recv(fd, &buffer, buffer.count, 0)
-            if n <= 0 { break }
-            out.append(buffer, count: n)
-        }
-        return out
-    }
-
-    /// Whether a response has all its body (by Content-Length or the last chunk), so that a server that keeps
-    /// the connection open (it is still draining a body it refused) does not keep the client waiting.
-    static func isComplete(_ raw: Data) -> Bool {
-        guard let split = raw.range(of: Data("\r\n\r\n".utf8)) else { return false }
-        let head = String(decoding: raw[..<split.lowerBound], as: UTF8.self).lowercased()
-        if let line = head.components(separatedBy: "\r\n").first(where: { $0.hasPrefix("content-length:") }),
-           let length = Int(line.dropFirst("content-length:".count).trimmingCharacters(in: .whitespaces)) {
-            return raw.count - split.upperBound >= length
-        }
-        if head.contains("transfer-encoding: chunked") { return raw.suffix(5) == Data("0\r\n\r\n".utf8) }
-        return false
-    }
-
-    static func parse(_ raw: Data) throws -> TestServer.Reply {
-        guard let split = raw.range(of: Data("\r\n\r\n".utf8)) else { throw Failure(description: "no HTTP response (\(raw.count) bytes)") }
-        let lines = String(decoding: raw[..<split.lowerBound], as: UTF8.self).components(separatedBy: "\r\n")
-        let status = Int(lines.first?.split(separator: " ").dropFirst().first ?? "") ?? 0
-        var headers: [String: String] = [:]
-        for line in lines.dropFirst() {
-            guard let colon = line.firstIndex(of: ":") else { continue }
-            headers[String(line[..<colon])] = line[line.index(after: colon)...].trimmingCharacters(in: .whitespaces)
-        }
-        var body = Data(raw[split.upperBound...])
-        if headers.first(where: { $0.key.lowercased() == "transfer-encoding" })?.value.lowercased() == "chunked" {
-            var decoded = Data(), rest = body[...]
-            while let lineEnd = rest.range(of: Data("\r\n".utf8)) {
-                let size = Int(String(decoding: rest[..<lineEnd.lowerBound], as: UTF8.self).split(separator: ";")[0], radix: 16) ?? 0
-                if size == 0 { break }
-                let start = lineEnd.upperBound
-                decoded.append(rest[start..<(start + size)])
-                rest = rest[(start + size + 2)...]
-            }
-            body = decoded
-        }
-        return TestServer.Reply(status: status, headers: headers, data: body)
-    }
-}
