@@ -96,6 +96,8 @@ struct A1111Routes {
         group.get("loras") { _, _ in try Reply.json([[String: String]]()) }
         group.get("embeddings") { _, _ in try Reply.json(["loaded": [String: String](), "skipped": [:]]) }
         group.get("cmd-flags") { _, _ in try Reply.json([String: String]()) }
+        // Clients probe for extensions here (webuiapi's check_extensions); we have none.
+        group.get("scripts") { _, _ in try Reply.json(["txt2img": [String](), "img2img": [String]()]) }
         group.post("png-info") { request, _ in
             var request = request
             return try pngInfo(try await request.data(limit: server.limits.maxBodyBytes))
@@ -140,7 +142,19 @@ struct A1111Routes {
                 throw APIError.badRequest("init_images: img2img needs one picture (base64)", field: "init_images")
             }
             if body.mask != nil { throw APIError.badRequest("mask: inpainting is not supported yet", field: "mask") }
-            spec.image = first
+            // A1111 resizes the init picture to width × height ("just resize", Lanczos); an edit keeps its picture's size.
+            let picture = try server.decodeUpload(try Base64Image.decode(first, field: "init_images[0]"), field: "init_images[0]")
+            let (w, h) = (body.width ?? picture.width, body.height ?? picture.height)
+            if (w, h) != (picture.width, picture.height) {
+                guard w >= 8, h >= 8, w <= server.limits.maxUploadSide, h <= server.limits.maxUploadSide else {
+                    throw APIError.badRequest("width: \(w)×\(h) is not a size this server resizes to (8…\(server.limits.maxUploadSide))", field: "width")
+                }
+                spec.image = try pngData(picture.resized(width: w, height: h, filter: .lanczos), parameters: nil).base64EncodedString()
+            } else {
+                spec.image = first
+            }
+            spec.width = nil
+            spec.height = nil
             spec.strength = body.denoising_strength ?? 0.75
         }
         var present: Set<String> = ["kind", "prompt", "count"]

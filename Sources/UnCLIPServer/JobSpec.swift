@@ -74,7 +74,8 @@ public struct JobSpec: Codable, Sendable, Equatable {
                                         .scheduler, .seed, .previewEvery]
         switch kind {
         case .textToImage: return decoder.union([.count, .priorSteps, .priorGuidance, .priorCandidates])
-        case .edit: return decoder.union([.count, .priorSteps, .priorGuidance, .priorCandidates, .image, .strength])
+        // An edit keeps its picture's size.
+        case .edit: return decoder.union([.count, .priorSteps, .priorGuidance, .priorCandidates, .image, .strength]).subtracting([.width, .height])
         case .variation: return decoder.union([.count, .id, .image])
         case .interpolate: return decoder.union([.from, .to, .frames])
         case .nudge: return decoder.union([.count, .id, .toward, .from, .amount])
@@ -86,7 +87,7 @@ public struct JobSpec: Codable, Sendable, Equatable {
     public func check(limits: ServerLimits, present: Set<String>) throws {
         let allowedNames = Set(allowed.map(\.rawValue))
         for name in present.sorted() where !allowedNames.contains(name) {
-            throw APIError.badRequest("\(name): not a parameter of a \(kind.rawValue) job (it takes: \(allowedNames.sorted().joined(separator: ", ")))", field: name)
+            throw APIError.badRequest("\(name): not a parameter of \(kind == .edit ? "an" : "a") \(kind.rawValue) job (it takes: \(allowedNames.sorted().joined(separator: ", ")))", field: name)
         }
         func require(_ present: Bool, _ field: String, _ what: String) throws {
             if !present { throw APIError.badRequest("\(field): required for a \(kind.rawValue) job (\(what))", field: field) }

@@ -68,6 +68,14 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(editInfo["denoising_strength"] as? Double ?? 0, 0.6, accuracy: 1e-6)
         XCTAssertEqual(try s.store.generations().first?.kind, .edit)
         XCTAssertEqual(try s.store.generations().first?.settings.strength, 0.6)
+        // A1111 resizes the init picture to width × height (clients always send them).
+        let resized = try await s.call("POST", "/sdapi/v1/img2img", json: ["prompt": "a blue square", "init_images": [png], "width": 16,
+                                                                             "height": 16, "steps": 4, "seed": 1])
+        XCTAssertEqual(try decodePNG(try XCTUnwrap((resized.object["images"] as? [String])?.first)).width, 16, resized.text)
+        // Our own edit job keeps the picture's size and says so.
+        let sized = try await s.call("POST", "/api/jobs", json: ["kind": "edit", "prompt": "x", "image": png, "width": 16])
+        XCTAssertEqual(sized.status, 400)
+        XCTAssertTrue(sized.text.contains("width: not a parameter of a edit job") || sized.text.contains("width"), sized.text)
 
         let info = try await s.call("POST", "/sdapi/v1/png-info", json: ["image": png])
         XCTAssertEqual(info.status, 200, info.text)
