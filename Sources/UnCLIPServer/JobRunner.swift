@@ -39,6 +39,10 @@ public final class JobRunner: Service, @unchecked Sendable {
         if !requeued.isEmpty { logger.info("jobs interrupted by the last stop run again: \(requeued.map(String.init).joined(separator: ", "))") }
         let done = DispatchSemaphore(value: 0)
         let thread = Thread { [self] in
+            // Requests first: this thread (where small models do all their compute) yields the CPU to the
+            // event loops, so listings and thumbnails stay fast while an image is being made. On Linux the nice
+            // value is per thread: who = 0 is this thread, and threads it starts inherit it.
+            if configuration.jobNice != 0 { _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, configuration.jobNice) }
             loop()
             done.signal()
         }

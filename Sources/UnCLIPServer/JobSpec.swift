@@ -142,16 +142,13 @@ public struct JobSpec: Codable, Sendable, Equatable {
         if seed == nil || seed == -1 { seed = Int64(UInt32.random(in: 0...UInt32.max)) }
     }
 
+    /// The decoder's parameters; what the job leaves out keeps `DecoderParameters`' defaults (or the model's).
     var decoder: DecoderParameters {
         var d = DecoderParameters()
-        if let steps { d.steps = steps }
-        d.guidanceScale = guidance
-        if let noiseLevel { d.noiseLevel = noiseLevel }
-        d.negativePrompt = negativePrompt
-        d.width = width
-        d.height = height
-        d.scheduler = scheduler
-        d.previewEvery = previewEvery
+        d.steps = steps ?? d.steps
+        d.noiseLevel = noiseLevel ?? d.noiseLevel
+        (d.guidanceScale, d.negativePrompt, d.scheduler, d.previewEvery) = (guidance, negativePrompt, scheduler, previewEvery)
+        (d.width, d.height) = (width, height)
         return d
     }
 

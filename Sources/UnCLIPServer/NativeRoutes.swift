@@ -169,17 +169,13 @@ struct NativeRoutes {
         }
     }
 
-    /// Model ids → the names clients use (folder names).
-    func modelNames() throws -> [Int64: String] {
-        var out: [Int64: String] = [:]
-        for m in try store.modelsInUse() { out[m.id] = URL(fileURLWithPath: m.path).lastPathComponent }
-        return out
-    }
+    /// Model ids → the names clients use (folder names), through the server's cache.
+    func modelNames() throws -> ModelNames { server.modelNames }
 
     private func detail(_ id: Int64) throws -> Response {
         let g = try store.generation(id)
         let prior = try g.priorRunID.flatMap { try store.priorRun(id: $0) }
-        let name = try g.modelID.flatMap { try store.model(id: $0) }.map { URL(fileURLWithPath: $0.path).lastPathComponent }
+        let name = g.modelID.flatMap { server.modelNames[$0] }
         let view = GenerationDetailView(
             generation: GenerationItem(g, modelName: name), settings: g.settings, seconds: g.seconds, children: try store.children(of: id),
             prior: prior.map { .init(scores: $0.scores, chosen: $0.chosenIndex, candidates: $0.count) },
@@ -322,5 +318,22 @@ enum Offload {
         try await withCheckedThrowingContinuation { c in
             DispatchQueue.global(qos: .userInitiated).async { c.resume(with: Result { try body() }) }
         }
+    }
+}
+
+/// Model ids → folder names. Model rows never change id, so a listing looks each up once per server, not once
+/// per request.
+final class ModelNames: @unchecked Sendable {
+    private let store: any GenerationStore
+    private let lock = NSLock()
+    private var names: [Int64: String] = [:]
+    init(store: any GenerationStore) { self.store = store }
+
+    subscript(_ id: Int64) -> String? {
+        if let n = lock.withLock({ names[id] }) { return n }
+        guard let m = try? store.model(id: id) else { return nil }
+        let n = URL(fileURLWithPath: m.path).lastPathComponent
+        lock.withLock { names[id] = n }
+        return n
     }
 }

@@ -27,6 +27,7 @@ public final class UnCLIPServer: @unchecked Sendable {
     let metrics = ServerMetrics()
     let runner: JobRunner
     let thumbnails = ThumbnailCache()
+    let modelNames: ModelNames
     let logger: Logger
     let started = Date()
 
@@ -36,6 +37,7 @@ public final class UnCLIPServer: @unchecked Sendable {
         self.store = store
         self.models = try ModelPool(models)
         self.logger = logger
+        modelNames = ModelNames(store: store)
         runner = JobRunner(store: store, models: self.models, hub: hub, metrics: metrics, configuration: configuration, logger: logger)
     }
 

@@ -19,7 +19,7 @@ extension SQLiteStore {
                          generations: s.text(12).flatMap { try? JSONDecoder().decode([Int64].self, from: Data($0.utf8)) } ?? [])
     }
 
-    private func jobGenerations(_ id: Int64) throws -> [Int64] {
+    private func jobGenerations(_ id: Int64, in db: Database) throws -> [Int64] {
         let s = try db.prepare("SELECT id FROM generations WHERE job_id = ? ORDER BY job_index")
         try s.bind([.int(id)])
         var out: [Int64] = []
@@ -49,13 +49,13 @@ extension SQLiteStore {
     }
 
     public func job(_ id: Int64) throws -> JobRecord {
-        try lock.withLock {
-            try db.readTransaction {
+        try read { db in
+            do {
                 let s = try db.prepare("SELECT \(Self.jobColumns) FROM jobs WHERE id = ?")
                 try s.bind([.int(id)])
                 guard try s.step() else { throw StoreError.noSuchJob(id: id, path: url.path) }
                 var j = try readJob(s)
-                let linked = try jobGenerations(id)
+                let linked = try jobGenerations(id, in: db)
                 if !linked.isEmpty { j.generations = linked }
                 return j
             }
@@ -63,15 +63,15 @@ extension SQLiteStore {
     }
 
     public func jobs(statuses: [JobStatus], limit: Int?) throws -> [JobRecord] {
-        try lock.withLock {
-            try db.readTransaction {
+        try read { db in
+            do {
                 let clause = statuses.isEmpty ? "" : "WHERE status IN (\(statuses.map { _ in "?" }.joined(separator: ", ")))"
                 let s = try db.prepare("SELECT \(Self.jobColumns) FROM jobs \(clause) ORDER BY id DESC \(limit.map { "LIMIT \($0)" } ?? "")")
                 try s.bind(statuses.map { .text($0.rawValue) })
                 var out: [JobRecord] = []
                 while try s.step() { out.append(try readJob(s)) }
                 for i in out.indices {
-                    let linked = try jobGenerations(out[i].id)
+                    let linked = try jobGenerations(out[i].id, in: db)
                     if !linked.isEmpty { out[i].generations = linked }
                 }
                 return out
@@ -81,7 +81,7 @@ extension SQLiteStore {
 
     /// The claim order: owners take turns, the one served longest ago (or never) first; FIFO within an owner.
     /// Simulated over the queued jobs, so the position the queue reports is the order claims will follow.
-    private func claimOrder() throws -> [JobRecord] {
+    private func claimOrder(in db: Database) throws -> [JobRecord] {
         var lastClaim: [String: Int64] = [:]
         let c = try db.prepare("SELECT owner, max(claim_seq) FROM jobs WHERE claim_seq IS NOT NULL GROUP BY owner")
         while try c.step() { lastClaim[c.text(0) ?? ""] = c.int(1) }
@@ -106,14 +106,14 @@ extension SQLiteStore {
     }
 
     public func queuedInClaimOrder() throws -> [JobRecord] {
-        try lock.withLock { try db.readTransaction { try claimOrder() } }
+        try read { db in try claimOrder(in: db) }
     }
 
     public func claimNextJob() throws -> JobRecord? {
         try lock.withLock {
             try requireWritable()
             let id: Int64? = try db.writeTransaction {
-                guard let next = try claimOrder().first else { return nil }
+                guard let next = try claimOrder(in: db).first else { return nil }
                 let seq = (try db.scalarInt("SELECT max(claim_seq) FROM jobs") ?? 0) + 1
                 try db.run("UPDATE jobs SET status = 'running', claim_seq = ?, started_at = ?, attempts = attempts + 1 WHERE id = ?",
                            [.int(seq), .text(StoreTime.now()), .int(next.id)])

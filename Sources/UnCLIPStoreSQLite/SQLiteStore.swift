@@ -34,6 +34,29 @@ public final class SQLiteStore: GenerationStore, @unchecked Sendable {
     /// time, so a transaction begun by one task never takes in another task's statements.
     let db: Database
     let lock = NSRecursiveLock()
+    /// Read-only connections for the hot read paths (a server's listings and images): in WAL mode they read a
+    /// consistent snapshot while the writer commits, so a request never waits for another's fsync.
+    private let readerLock = NSLock()
+    private var idleReaders: [Database] = []
+    private static let maxIdleReaders = 4
+
+    // Readers close before the main connection, so that the writer is the last to close and checkpoints the
+    // WAL into the database file (a read-only connection cannot): the file is then complete on its own.
+    deinit { readerLock.withLock { idleReaders.removeAll() } }
+
+    /// Runs `body` in a read transaction on a reader connection (the main connection for stores that are not
+    /// writable, whose files SQLite may not share).
+    func read<T>(_ body: (Database) throws -> T) throws -> T {
+        guard isWritable else { return try lock.withLock { try db.readTransaction { try body(db) } } }
+        let reader = try readerLock.withLock { idleReaders.popLast() } ?? {
+            let r = try Database(path: url.path, readOnly: true, create: false)
+            r.setBusyTimeout(milliseconds: 30_000)
+            return r
+        }()
+        defer { readerLock.withLock { if idleReaders.count < Self.maxIdleReaders { idleReaders.append(reader) } } }
+        return try reader.readTransaction { try body(reader) }
+    }
+
     /// The raw connection, for tools that fill a store with synthetic rows in bulk (the search benchmark).
     /// Not part of the store protocol: callers of the library never see SQL.
     @_spi(Tools) public var connection: Database { db }
@@ -463,11 +486,11 @@ public final class SQLiteStore: GenerationStore, @unchecked Sendable {
 
     /// One generation, with its parents.
     public func generation(_ id: Int64) throws -> StoredGeneration {
-        return try lock.withLock {
+        try read { db in
             let s = try db.prepare("SELECT \(Self.generationColumns) FROM generations g LEFT JOIN prompts p ON p.id = g.prompt_id WHERE g.id = ?")
             try s.bind([.int(id)])
             guard try s.step() else { throw StoreError.noSuchGeneration(id: id, path: url.path) }
-            return try readGeneration(s, parents: parents(of: id))
+            return try readGeneration(s, parents: parents(of: [id], in: db)[id] ?? [])
         }
     }
 
@@ -492,20 +515,25 @@ public final class SQLiteStore: GenerationStore, @unchecked Sendable {
         }
     }
 
-    private func parents(of id: Int64) throws -> [ParentLink] {
-        let s = try db.prepare("SELECT role, parent_ref, parent_id IS NOT NULL FROM generation_parents WHERE child_id = ? ORDER BY role DESC")
-        try s.bind([.int(id)])
-        var out: [ParentLink] = []
-        while try s.step() { out.append(ParentLink(role: s.text(0) ?? "", id: s.int(1), exists: s.int(2) != 0)) }
-        // "source" first, then "to" before "from" by DESC; put "from" before "to" for reading order.
-        return out.sorted { order($0.role) < order($1.role) }
+    /// The parent links of several generations in one query.
+    private func parents(of ids: [Int64], in db: Database) throws -> [Int64: [ParentLink]] {
+        guard !ids.isEmpty else { return [:] }
+        let s = try db.prepare("""
+            SELECT child_id, role, parent_ref, parent_id IS NOT NULL FROM generation_parents
+            WHERE child_id IN (\(ids.map { _ in "?" }.joined(separator: ",")))
+            """)
+        try s.bind(ids.map { .int($0) })
+        var out: [Int64: [ParentLink]] = [:]
+        while try s.step() { out[s.int(0), default: []].append(ParentLink(role: s.text(1) ?? "", id: s.int(2), exists: s.int(3) != 0)) }
+        // Reading order: "source" (or "init"), then "from", then "to".
+        return out.mapValues { $0.sorted { order($0.role) < order($1.role) } }
     }
 
     private func order(_ role: String) -> Int { ["source": 0, "init": 0, "from": 1, "to": 2][role] ?? 3 }
 
     /// Ids of the generations made from this one.
     public func children(of id: Int64) throws -> [Int64] {
-        return try lock.withLock {
+        try read { db in
             // DISTINCT: an interpolation from a generation to itself links to it twice (roles "from" and "to").
             let s = try db.prepare("SELECT DISTINCT child_id FROM generation_parents WHERE parent_id = ? ORDER BY child_id")
             try s.bind([.int(id)])
@@ -556,7 +584,7 @@ public final class SQLiteStore: GenerationStore, @unchecked Sendable {
 
     /// Generations matching the filter, newest first.
     public func generations(_ filter: GenerationFilter, limit: Int?) throws -> [StoredGeneration] {
-        return try lock.withLock {
+        try read { db in
             let (clause, values) = whereClause(filter)
             let s = try db.prepare("""
                 SELECT \(Self.generationColumns) FROM generations g LEFT JOIN prompts p ON p.id = g.prompt_id
@@ -564,9 +592,12 @@ public final class SQLiteStore: GenerationStore, @unchecked Sendable {
                 """)
             try s.bind(values)
             var rows: [StoredGeneration] = []
-            try db.readTransaction {
-                while try s.step() { rows.append(try readGeneration(s, parents: [])) }
-                for i in rows.indices { rows[i].parents = try parents(of: rows[i].id) }
+            while try s.step() { rows.append(try readGeneration(s, parents: [])) }
+            // Parents in batches (SQLite takes at most 32766 variables per statement).
+            for start in stride(from: 0, to: rows.count, by: 500) {
+                let batch = rows[start..<min(start + 500, rows.count)].map(\.id)
+                let links = try parents(of: batch, in: db)
+                for i in start..<min(start + 500, rows.count) { rows[i].parents = links[rows[i].id] ?? [] }
             }
             return rows
         }
@@ -633,13 +664,17 @@ public final class SQLiteStore: GenerationStore, @unchecked Sendable {
     }
 
     public func imageData(_ id: Int64) throws -> Data {
-        return try lock.withLock {
-            let g = try generation(id)
-            guard let data = FileManager.default.contents(atPath: g.imageURL.path) else {
-                throw StoreError.imageFile(path: g.imageURL.path, reason: "generation \(id)'s image is missing; regenerating it puts it back")
+        let name = try read { db in
+            guard let name = try db.scalarText("SELECT image_file FROM generations WHERE id = ?", [.int(id)]) else {
+                throw StoreError.noSuchGeneration(id: id, path: url.path)
             }
-            return data
+            return name
         }
+        let file = imagesURL.appendingPathComponent(name)
+        guard let data = FileManager.default.contents(atPath: file.path) else {
+            throw StoreError.imageFile(path: file.path, reason: "generation \(id)'s image is missing; regenerating it puts it back")
+        }
+        return data
     }
 
     public func hasImage(_ id: Int64) throws -> Bool {

@@ -20,7 +20,7 @@ final class TestServer {
         try EngineRegistry.standard.load(try ModelResolver.resolve(model: Repository.url("weights/shapes")), options: LoadOptions())
     }
 
-    static func start(folder: URL, configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
+    static func start(folder: URL, modelNames: [String] = ["shapes"], configure: (inout ServerConfiguration) -> Void = { _ in }) async throws -> TestServer {
         var config = ServerConfiguration()
         config.port = 0
         configure(&config)
@@ -28,7 +28,7 @@ final class TestServer {
         var logger = Logger(label: "unclip.test")
         logger.logLevel = .warning
         let server = try UnCLIPServer(configuration: config, store: store,
-                                      models: [ServedModel(name: "shapes", service: GenerationService(store: store, engine: try engine()))],
+                                      models: try modelNames.map { ServedModel(name: $0, service: GenerationService(store: store, engine: try engine())) },
                                       logger: logger)
         let running = try await server.start()
         return TestServer(server: server, running: running, store: store, base: URL(string: "http://127.0.0.1:\(running.port)")!)

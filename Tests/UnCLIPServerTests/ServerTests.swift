@@ -125,6 +125,29 @@ final class ServerTests: XCTestCase {
         XCTAssertEqual(try s.store.count(), 0)
     }
 
+    /// Several served models: A1111's sd_model_checkpoint option switches the default; a request may name one.
+    func testServedModelsAreSwitchedByOptionOrNamedPerRequest() async throws {
+        try await s.stop()
+        s = try await TestServer.start(folder: tmp, modelNames: ["shapes", "shapes-b"])
+        let titles = try await s.call("GET", "/sdapi/v1/sd-models").array.compactMap { $0["title"] as? String }
+        XCTAssertEqual(titles.count, 2)
+        let before = try await s.call("GET", "/sdapi/v1/options").object["sd_model_checkpoint"] as? String
+        XCTAssertTrue(before?.hasPrefix("shapes [") == true, "\(before ?? "nil")")
+        let set = try await s.call("POST", "/sdapi/v1/options", json: ["sd_model_checkpoint": titles[1]])
+        XCTAssertEqual(set.status, 200, set.text)
+        let after = try await s.call("GET", "/sdapi/v1/options").object["sd_model_checkpoint"] as? String
+        XCTAssertEqual(after, titles[1])
+        let made = try await s.call("POST", "/sdapi/v1/txt2img", json: ["prompt": "x", "steps": 2, "seed": 1])
+        let info = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data((made.object["info"] as? String ?? "").utf8)) as? [String: Any])
+        XCTAssertEqual(info["sd_model_name"] as? String, "shapes-b")
+        let named = try await s.call("POST", "/sdapi/v1/txt2img", json: ["prompt": "x", "steps": 2, "seed": 1,
+                                                                         "override_settings": ["sd_model_checkpoint": "shapes"]])
+        let namedInfo = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data((named.object["info"] as? String ?? "").utf8)) as? [String: Any])
+        XCTAssertEqual(namedInfo["sd_model_name"] as? String, "shapes")
+        let models = try await s.call("GET", "/api/models").array
+        XCTAssertEqual(models.filter { $0["default"] as? Bool == true }.compactMap { $0["name"] as? String }, ["shapes-b"])
+    }
+
     // MARK: OpenAI
 
     func testOpenAIGenerationsAndVariations() async throws {
