@@ -64,6 +64,37 @@ final class ServerProcessTests: XCTestCase {
         XCTAssertEqual(served.process.terminationStatus, 0, "a graceful stop")
     }
 
+    /// SIGTERM while a job runs: the server stops within a step, records no partial image, and the job runs
+    /// again (whole) at the next start.
+    func testSIGTERMDuringAJobStopsAtAStepAndTheJobRunsAgain() async throws {
+        let store = tmp.appendingPathComponent("store.sqlite").path
+        var served = try Served(["--store", store])
+        let r = try await served.call("POST", "/api/jobs", json: ["kind": "text-to-image", "prompt": "x", "count": 10, "steps": 150])
+        let id = r.object["id"] as? Int ?? 0
+        for _ in 0..<1000 {
+            if try await served.call("GET", "/api/jobs/\(id)").object["status"] as? String == "running" { break }
+            try await Task.sleep(nanoseconds: 2_000_000)
+        }
+        let asked = Date()
+        served.process.terminate()
+        served.process.waitUntilExit()
+        XCTAssertEqual(served.process.terminationStatus, 0)
+        XCTAssertLessThan(Date().timeIntervalSince(asked), 5, "stops within a step, not after the job")
+        let leftovers = (try? FileManager.default.contentsOfDirectory(atPath: tmp.appendingPathComponent("store-images/.tmp").path)) ?? []
+        XCTAssertEqual(leftovers, [], "no half-written image")
+        served = try Served(["--store", store])
+        defer { served.process.terminate(); served.process.waitUntilExit() }
+        var job: [String: Any] = [:]
+        for _ in 0..<3000 {
+            job = try await served.call("GET", "/api/jobs/\(id)").object
+            if job["status"] as? String == "done" { break }
+            try await Task.sleep(nanoseconds: 20_000_000)
+        }
+        XCTAssertEqual(job["status"] as? String, "done")
+        XCTAssertEqual((job["generations"] as? [Int])?.count, 10)
+        XCTAssertEqual(job["attempts"] as? Int, 2)
+    }
+
     func testSIGKILLWithJobsQueuedThenRestartCompletesEachJobExactlyOnce() async throws {
         let store = tmp.appendingPathComponent("store.sqlite").path
         var served = try Served(["--store", store])

@@ -51,6 +51,7 @@ struct Serve: ParsableCommand {
         if maxQueue < 1 { throw ValidationError("--max-queue must be at least 1") }
         if maxImages < 1 { throw ValidationError("--max-images must be at least 1") }
         if let previewEvery, previewEvery < 1 { throw ValidationError("--preview-every must be at least 1") }
+        if storeOptions.json { throw ValidationError("--json does not apply to serve: its routes answer JSON; the log goes to stderr") }
     }
 
     func run() throws {
