@@ -50,8 +50,8 @@ public final class JobRunner: Service, @unchecked Sendable {
         thread.stackSize = 8 << 20
         thread.start()
         try? await gracefulShutdown()
+        // The observer sees `stopping` at the next step; the job is not cancelled (it runs again at the next start).
         lock.withLock { stopping = true }
-        if let id = lock.withLock({ running }) { hub.requestCancel(id) }
         wake.signal()
         // Wait for the thread off the cooperative pool.
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
