@@ -160,6 +160,7 @@ func readSchedulerConfig(_ url: URL) throws -> Data {
 /// Decodes a scheduler config, reporting failures with the file and key like `loadJSONConfig`.
 /// JSON5 is allowed because diffusers writes Python's `-Infinity` (e.g. `lambda_min_clipped`).
 func decodeSchedulerConfig<C: Decodable>(_ type: C.Type, from data: Data, path: String) throws -> C {
+    try requireUTF8Text(data, path: path)
     let decoder = JSONDecoder()
     decoder.allowsJSON5 = true
     do {

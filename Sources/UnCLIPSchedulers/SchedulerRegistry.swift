@@ -165,6 +165,7 @@ public enum SchedulerRegistry {
     /// The model's config with the selection's class and overrides.
     private static func mergedConfig(configURL: URL, selection: SchedulerSelection?) throws -> [String: JSONValue] {
         let data = try readSchedulerConfig(configURL)
+        try requireUTF8Text(data, path: configURL.path)
         let decoder = JSONDecoder()
         decoder.allowsJSON5 = true   // diffusers writes -Infinity into some scheduler configs
         guard case var .object(config) = try? decoder.decode(JSONValue.self, from: data) else {

@@ -63,11 +63,28 @@ public struct ModelFolder: Sendable {
     }
 }
 
+/// Refuses bytes that are not UTF-8 text before they reach Foundation's JSON5 scanner, which stops the process
+/// (a fatal error, not a thrown one) on invalid UTF-8 where it expects an unquoted key.
+public func requireUTF8Text(_ data: Data, path: String) throws {
+    var parser = Unicode.UTF8.ForwardParser()
+    var bytes = data.makeIterator()
+    var offset = 0
+    while true {
+        switch parser.parseScalar(from: &bytes) {
+        case let .valid(scalar): offset += scalar.count
+        case .emptyInput: return
+        case .error:
+            throw WeightError.badConfig(path: path, reason: "not UTF-8 text (invalid byte at offset \(offset))")
+        }
+    }
+}
+
 /// Reads a JSON config, turning decoding failures into a message that names the file and the key.
 public func loadJSONConfig<C: Decodable>(_ type: C.Type, from url: URL) throws -> C {
     guard let data = FileManager.default.contents(atPath: url.path) else {
         throw WeightError.missingFile(path: url.path, what: "config file")
     }
+    try requireUTF8Text(data, path: url.path)
     do {
         let decoder = JSONDecoder()
         decoder.allowsJSON5 = true  // diffusers writes -Infinity and NaN into some configs
