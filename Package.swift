@@ -80,6 +80,8 @@ let package = Package(
                                .product(name: "Hummingbird", package: "hummingbird"),
                                .product(name: "Logging", package: "swift-log"),
                                .product(name: "Prometheus", package: "swift-prometheus")],
+                // The gallery's static files, compiled into the binary (no bundle to lose beside it).
+                resources: [.embedInCode("Web/index.html"), .embedInCode("Web/app.js"), .embedInCode("Web/style.css")],
                 swiftSettings: fastSwift),
 
         .executableTarget(name: "unclip",

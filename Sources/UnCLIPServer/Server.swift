@@ -47,8 +47,10 @@ public final class UnCLIPServer: @unchecked Sendable {
     func router() -> Router<ServerContext> {
         let router = Router(context: ServerContext.self)
         router.add(middleware: RequestLogMiddleware(logger: logger, metrics: metrics))
-        router.add(middleware: AuthMiddleware(keys: configuration.apiKeys, open: ["/healthz"]))
+        // The page itself is open (it holds no data; it asks for the key before calling the API).
+        router.add(middleware: AuthMiddleware(keys: configuration.apiKeys, open: ["/healthz", "/", "/app.js", "/style.css"]))
         SystemRoutes(server: self).add(to: router)
+        WebRoutes(server: self).add(to: router)
         NativeRoutes(server: self).add(to: router.group("api").add(middleware: ErrorShapeMiddleware(shape: .native)))
         A1111Routes(server: self).add(to: router.group("sdapi/v1").add(middleware: ErrorShapeMiddleware(shape: .a1111)))
         OpenAIRoutes(server: self).add(to: router.group("v1").add(middleware: ErrorShapeMiddleware(shape: .openai)))

@@ -11,6 +11,8 @@ public struct ServerConfiguration: Sendable {
     public var limits = ServerLimits()
     /// Decode a preview every N denoising steps for job events (nil: only when a job asks).
     public var previewEvery: Int?
+    /// Serve the gallery's files from this folder instead of the copies compiled in (development).
+    public var webDirectory: String?
     /// The nice value of the thread that runs jobs (0–19; higher yields more to request handling).
     public var jobNice: Int32 = 10
     public init() {}

@@ -65,6 +65,7 @@ struct Serve: ParsableCommand {
         config.limits.maxImages = maxImages
         config.limits.maxPixels = maxPixels
         config.previewEvery = previewEvery
+        config.webDirectory = ProcessInfo.processInfo.environment["UNCLIP_WEB_DIR"].flatMap { $0.isEmpty ? nil : $0 }
         do { try config.validate() } catch let e as ServerError {
             throw CLIError(e.description.replacingOccurrences(of: "(api key option or UNCLIP_API_KEY)", with: "(--api-key KEY or UNCLIP_API_KEY)"))
         }

@@ -1,0 +1,1 @@
+// UnCLIP gallery (placeholder until the gallery lands).
