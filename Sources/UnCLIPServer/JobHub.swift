@@ -43,6 +43,7 @@ public final class JobHub: @unchecked Sendable {
     private var subscribers: [Int64: [UUID: AsyncStream<JobEvent>.Continuation]] = [:]
     private var waiters: [Int64: [UUID: CheckedContinuation<Void, Never>]] = [:]
     private var ended = Set<Int64>()
+    private var closed = false
 
     public init() {}
 
@@ -84,13 +85,33 @@ public final class JobHub: @unchecked Sendable {
         for w in waiting { w.resume() }
     }
 
+    /// The server is stopping: every event stream gets `event` and ends, every waiter wakes, and later
+    /// subscriptions end at once. Open streams would otherwise hold the server's graceful shutdown forever
+    /// (a stream of a queued job ends only when the job does, and no job runs while stopping).
+    func shutdown(_ event: JobEvent) {
+        let (streams, waiting) = lock.withLock { () -> ([AsyncStream<JobEvent>.Continuation], [CheckedContinuation<Void, Never>]) in
+            closed = true
+            let s = subscribers.values.flatMap(\.values)
+            let w = waiters.values.flatMap(\.values)
+            subscribers.removeAll()
+            waiters.removeAll()
+            return (s, w)
+        }
+        for s in streams { s.yield(event); s.finish() }
+        for w in waiting { w.resume() }
+    }
+
     // MARK: Listening (routes)
 
     /// Events of a job from now on. The stream ends after the job's final event, or when the client goes.
     func subscribe(_ id: Int64) -> AsyncStream<JobEvent> {
         let key = UUID()
         return AsyncStream(bufferingPolicy: .bufferingNewest(256)) { continuation in
-            lock.withLock { subscribers[id, default: [:]][key] = continuation }
+            let open = lock.withLock { () -> Bool in
+                if !closed { subscribers[id, default: [:]][key] = continuation }
+                return !closed
+            }
+            if !open { continuation.finish(); return }
             continuation.onTermination = { [weak self] _ in
                 self?.lock.withLock { _ = self?.subscribers[id]?.removeValue(forKey: key) }
             }
@@ -103,7 +124,7 @@ public final class JobHub: @unchecked Sendable {
         let key = UUID()
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             let already = lock.withLock { () -> Bool in
-                if ended.contains(id) { return true }
+                if ended.contains(id) || closed { return true }
                 waiters[id, default: [:]][key] = c
                 return false
             }

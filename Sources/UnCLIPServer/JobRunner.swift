@@ -53,6 +53,7 @@ public final class JobRunner: Service, @unchecked Sendable {
         // The observer sees `stopping` at the next step; the job is not cancelled (it runs again at the next start).
         lock.withLock { stopping = true }
         wake.signal()
+        hub.shutdown(.make("shutdown", ["message": "the server is stopping; queued and running jobs run again when it restarts"]))
         // Wait for the thread off the cooperative pool.
         await withCheckedContinuation { (c: CheckedContinuation<Void, Never>) in
             DispatchQueue.global().async { done.wait(); c.resume() }

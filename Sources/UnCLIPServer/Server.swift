@@ -61,23 +61,29 @@ public final class UnCLIPServer: @unchecked Sendable {
     public func application(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) -> some ApplicationProtocol {
         Application(router: router(),
                     configuration: .init(address: .hostname(configuration.host, port: configuration.port), serverName: "unclip"),
-                    services: [runner],
                     onServerRunning: { channel in await onRunning(channel.localAddress?.port ?? 0) },
                     logger: logger)
+    }
+
+    /// The application and the job runner as one group. A group stops its services in reverse order, so the
+    /// runner stops first: it ends the running job at its next step and closes every event stream and waiting
+    /// request, which the HTTP server then no longer waits for.
+    func services(onRunning: @escaping @Sendable (Int) async -> Void, stopOnSignals: Bool) -> ServiceGroup {
+        ServiceGroup(configuration: .init(services: [application(onRunning: onRunning), runner],
+                                          gracefulShutdownSignals: stopOnSignals ? [.sigterm, .sigint] : [], logger: logger))
     }
 
     /// Serves until SIGINT or SIGTERM: then stops accepting, stops the running job at its next step (it runs
     /// again at the next start) and returns.
     public func run(onRunning: @escaping @Sendable (Int) async -> Void = { _ in }) async throws {
-        try await application(onRunning: onRunning).runService(gracefulShutdownSignals: [.sigterm, .sigint])
+        try await services(onRunning: onRunning, stopOnSignals: true).run()
     }
 
     /// Starts serving in the background and returns once the server listens (tests, programs that embed it);
     /// `stop` shuts it down as SIGTERM would.
     public func start() async throws -> RunningServer {
         let (ports, continuation) = AsyncStream<Int>.makeStream()
-        let group = ServiceGroup(configuration: .init(services: [application(onRunning: { continuation.yield($0) })],
-                                                      gracefulShutdownSignals: [], logger: logger))
+        let group = services(onRunning: { continuation.yield($0) }, stopOnSignals: false)
         let task = Task { try await group.run() }
         for await port in ports { return RunningServer(port: port, group: group, task: task) }
         try await task.value
@@ -123,6 +129,12 @@ public final class UnCLIPServer: @unchecked Sendable {
             try RequestCheck.prompt("prompt", spec.prompt ?? "")
         }
         if let a = spec.amount { try RequestCheck.finite("amount", a, -1...1) }
+        // A text diff turns away from the generation's own prompt unless `from` names a text: say so now, not
+        // when the job runs.
+        if spec.kind == .nudge, spec.from == nil, let id = spec.id, try store.contains(id),
+           (try store.generation(id).prompt ?? "").trimmingCharacters(in: .whitespaces).isEmpty {
+            throw APIError.badRequest("from: generation \(id) has no prompt to turn away from; give the text as from", field: "from")
+        }
         for (field, id) in [("id", spec.id), ("to", spec.to)] {
             if let id, !(try store.contains(id)) { throw APIError.notFound("no generation \(id)", field: field) }
         }
@@ -165,7 +177,12 @@ public final class UnCLIPServer: @unchecked Sendable {
     func wait(for id: Int64) async throws -> JobRecord {
         let store = self.store
         await hub.waitUntilFinished(id) { (try? store.job(id).status.isFinal) ?? true }
-        return try store.job(id)
+        let job = try store.job(id)
+        guard job.status.isFinal else {
+            throw APIError(.serviceUnavailable, "the server is stopping; job \(id) stays in the queue and runs when it restarts",
+                           type: "server_error", retryAfter: 10)
+        }
+        return job
     }
 }
 

@@ -384,6 +384,26 @@ final class ServerTests: XCTestCase {
         _ = try await s.call("DELETE", "/api/jobs/\(blocker.object["id"] as? Int ?? 0)")
     }
 
+    /// Stopping with event streams open and a client waiting on a queued job: the streams end with a `shutdown`
+    /// event, the waiting request gets 503, and the stop completes (open streams would otherwise hold it forever).
+    func testStoppingEndsOpenStreamsAndWaitingRequests() async throws {
+        _ = try await s.call("POST", "/api/jobs", json: ["kind": "text-to-image", "prompt": "x", "steps": 150, "count": 10])
+        let queued = try await s.call("POST", "/api/jobs", json: ["kind": "text-to-image", "prompt": "y"])
+        let id = try XCTUnwrap(queued.object["id"] as? Int)
+        let stream = Task { try await s.call("GET", "/api/jobs/\(id)/events") }
+        let waiting = Task { try await s.call("POST", "/sdapi/v1/txt2img", json: ["prompt": "z"]) }
+        try await Task.sleep(nanoseconds: 300_000_000)
+        let asked = Date()
+        try await s.stop()
+        s = nil
+        XCTAssertLessThan(Date().timeIntervalSince(asked), 5)
+        let events = TestServer.events(try await stream.value.text).map(\.0)
+        XCTAssertEqual(events.last, "shutdown", "\(events)")
+        let reply = try await waiting.value
+        XCTAssertEqual(reply.status, 503, reply.text)
+        XCTAssertNotNil(reply.header("Retry-After"))
+    }
+
     func testQueueLimitAnswers429WithRetryAfter() async throws {
         try await s.stop()
         s = try await TestServer.start(folder: tmp) { $0.limits.maxQueued = 2 }

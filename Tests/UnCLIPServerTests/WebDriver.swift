@@ -52,10 +52,20 @@ final class WebDriver {
         session = id
     }
 
+    /// Ends the session (closing the browser), waiting at most 5 s for chromedriver's answer, then stops
+    /// chromedriver (killing it if it lingers: a test must not hang on its browser).
     func quit() async {
-        _ = try? await RawHTTP.request("DELETE", "/session/\(session)", port: port)
-        driver.terminate()
-        driver.waitUntilExit()
+        final class Flag: @unchecked Sendable { let lock = NSLock(); var done = false }
+        let flag = Flag()
+        let port = self.port, session = self.session
+        Task.detached {
+            _ = try? await RawHTTP.request("DELETE", "/session/\(session)", port: port)
+            flag.lock.withLock { flag.done = true }
+        }
+        for _ in 0..<50 where !flag.lock.withLock({ flag.done }) { try? await Task.sleep(nanoseconds: 100_000_000) }
+        if driver.isRunning { kill(driver.processIdentifier, SIGTERM) }
+        for _ in 0..<30 where driver.isRunning { try? await Task.sleep(nanoseconds: 100_000_000) }
+        if driver.isRunning { kill(driver.processIdentifier, SIGKILL) }
     }
 
     @discardableResult
