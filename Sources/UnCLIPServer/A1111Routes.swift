@@ -157,14 +157,8 @@ struct A1111Routes {
             spec.height = nil
             spec.strength = body.denoising_strength ?? 0.75
         }
-        var present: Set<String> = ["kind", "prompt", "count"]
-        for (k, v) in [("negative_prompt", spec.negativePrompt as Any?), ("seed", spec.seed), ("steps", spec.steps),
-                       ("guidance", spec.guidance), ("width", spec.width), ("height", spec.height), ("scheduler", spec.scheduler),
-                       ("model", spec.model), ("image", spec.image), ("strength", spec.strength)] where v != nil {
-            present.insert(k)
-        }
         let job: JobRecord
-        do { job = try server.submit(spec, owner: owner, present: present) } catch var e as APIError {
+        do { job = try server.submit(spec, owner: owner, present: spec.presentFields) } catch var e as APIError {
             e.field = e.field.map(a1111Field)
             throw e
         }

@@ -1,6 +1,7 @@
 import Foundation
 import Hummingbird
 import NIOCore
+import UnCLIPService
 
 extension Request {
     /// The body, refused with 413 past `limit` bytes (by Content-Length before reading, else while reading).
@@ -48,7 +49,7 @@ enum Reply {
     static func json<T: Encodable>(_ value: T, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) throws -> Response {
         var h = headers
         h[.contentType] = "application/json"
-        return Response(status: status, headers: h, body: .init(byteBuffer: ByteBuffer(data: try JSONCoder.encode(value))))
+        return Response(status: status, headers: h, body: .init(byteBuffer: ByteBuffer(data: try JSONCoding.encode(value))))
     }
 
     static func raw(_ data: Data, type: String, status: HTTPResponse.Status = .ok, headers: HTTPFields = [:]) -> Response {

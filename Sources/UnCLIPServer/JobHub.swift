@@ -1,4 +1,5 @@
 import Foundation
+import UnCLIPService
 import UnCLIPStore
 
 /// One event of a job, as the events stream sends it (`event:` name and JSON `data:`).
@@ -11,7 +12,7 @@ public struct JobEvent: Sendable {
     var sse: String { "event: \(name)\ndata: \(json)\n\n" }
 
     static func make<T: Encodable>(_ name: String, _ value: T) -> JobEvent {
-        JobEvent(name: name, json: (try? String(decoding: JSONCoder.encode(value), as: UTF8.self)) ?? "{}")
+        JobEvent(name: name, json: (try? String(decoding: JSONCoding.encode(value), as: UTF8.self)) ?? "{}")
     }
 }
 
@@ -133,15 +134,5 @@ public final class JobHub: @unchecked Sendable {
                 if already || stillWaiting { c.resume() }
             }
         }
-    }
-}
-
-/// JSON as the server writes it: sorted keys, no escaped slashes, dates in ISO 8601.
-enum JSONCoder {
-    static func encode<T: Encodable>(_ value: T) throws -> Data {
-        let e = JSONEncoder()
-        e.outputFormatting = [.sortedKeys, .withoutEscapingSlashes]
-        e.dateEncodingStrategy = .iso8601
-        return try e.encode(value)
     }
 }

@@ -68,6 +68,14 @@ public struct JobSpec: Codable, Sendable, Equatable {
 
     static let fields = Set(CodingKeys.allCases.map(\.rawValue))
 
+    /// The fields this spec sets, as a request body naming them would (for `check(limits:present:)` when the
+    /// spec was built from another API's request).
+    var presentFields: Set<String> {
+        guard let data = try? JSONCoding.encode(self),
+              let object = try? JSONSerialization.jsonObject(with: data) as? [String: Any] else { return [] }
+        return Set(object.keys)
+    }
+
     /// Fields each kind takes besides the decoder's; anything else is refused, naming the field.
     private var allowed: Set<CodingKeys> {
         let decoder: Set<CodingKeys> = [.kind, .model, .prompt, .negativePrompt, .steps, .guidance, .noiseLevel, .width, .height,

@@ -98,11 +98,8 @@ struct OpenAIRoutes {
     }
 
     private func run(_ spec: JobSpec, owner: String, format: String, request: Request) async throws -> Response {
-        var present: Set<String> = ["kind", "count"]
-        for (k, v) in [("prompt", spec.prompt as Any?), ("width", spec.width), ("height", spec.height), ("model", spec.model),
-                       ("image", spec.image)] where v != nil { present.insert(k) }
         let job: JobRecord
-        do { job = try server.submit(spec, owner: owner, present: present) } catch var e as APIError {
+        do { job = try server.submit(spec, owner: owner, present: spec.presentFields) } catch var e as APIError {
             e.field = e.field.map { ["width": "size", "height": "size", "count": "n"][$0] ?? $0 }
             throw e
         }

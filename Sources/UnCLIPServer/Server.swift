@@ -101,7 +101,7 @@ public final class UnCLIPServer: @unchecked Sendable {
         spec.model = model.name
         spec.drawSeed()
         try preflight(spec, on: model)
-        let payload = String(decoding: try JSONCoder.encode(spec), as: UTF8.self)
+        let payload = String(decoding: try JSONCoding.encode(spec), as: UTF8.self)
         let job = try store.enqueue(NewJob(kind: spec.kind.rawValue, owner: owner, model: model.name, payload: payload),
                                     limit: limits.maxQueued)
         metrics.accepted.increment()
