@@ -16,13 +16,15 @@ let package = Package(
         .executable(name: "unclip", targets: ["unclip"]),
         .executable(name: "unclip-bench", targets: ["unclip-bench"]),
         .executable(name: "unclip-store-bench", targets: ["unclip-store-bench"]),
-        .library(name: "UnCLIP", targets: ["UnCLIPPipelines", "UnCLIPEngine", "UnCLIPStore", "UnCLIPStoreSQLite", "UnCLIPService"]),
+        .library(name: "UnCLIP", targets: ["UnCLIPPipelines", "UnCLIPEngine", "UnCLIPStore", "UnCLIPStoreSQLite", "UnCLIPStorePostgres",
+                                           "UnCLIPService"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.5.0"),
         .package(url: "https://github.com/hummingbird-project/hummingbird", from: "2.28.1"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/vapor/postgres-nio", from: "1.33.2"),
     ],
     targets: [
         // System libraries (Debian: libopenblas-dev, libpng-dev, libjpeg62-turbo-dev, libwebp-dev, libsqlite3-dev).
@@ -68,6 +70,12 @@ let package = Package(
         .target(name: "UnCLIPStore", dependencies: ["CStoreKernels", "UnCLIPTensor"], swiftSettings: fastSwift),
         // The SQLite backend of the store protocol: every line of SQL lives here.
         .target(name: "UnCLIPStoreSQLite", dependencies: ["CSQLite", "UnCLIPStore", "UnCLIPTensor"], swiftSettings: fastSwift),
+        // The PostgreSQL backend of the same protocol (a store shared by many machines, with the job queue its
+        // workers claim from): every line of its SQL lives here.
+        .target(name: "UnCLIPStorePostgres",
+                dependencies: ["UnCLIPStore", "UnCLIPTensor", .product(name: "PostgresNIO", package: "postgres-nio"),
+                               .product(name: "Logging", package: "swift-log")],
+                swiftSettings: fastSwift),
         // Generation with memory: an engine and a store; caches, variations, interpolation, text diffs, search.
         .target(name: "UnCLIPService",
                 dependencies: ["UnCLIPEngine", "UnCLIPStore", "UnCLIPPipelines", "UnCLIPSchedulers", "UnCLIPImage", "UnCLIPTensor", "UnCLIPWeights"],
@@ -85,7 +93,7 @@ let package = Package(
                 swiftSettings: fastSwift),
 
         .executableTarget(name: "unclip",
-                          dependencies: ["UnCLIPPipelines", "UnCLIPEval", "UnCLIPRandom", "UnCLIPStore", "UnCLIPStoreSQLite",
+                          dependencies: ["UnCLIPPipelines", "UnCLIPEval", "UnCLIPRandom", "UnCLIPStore", "UnCLIPStoreSQLite", "UnCLIPStorePostgres",
                                          "UnCLIPEngine", "UnCLIPService", "UnCLIPSchedulers", "UnCLIPServer",
                                          .product(name: "ArgumentParser", package: "swift-argument-parser")],
                           swiftSettings: fastSwift),
@@ -103,7 +111,7 @@ let package = Package(
         // tests (not a test target), so any test target can depend on it; only tests link it.
         .target(name: "UnCLIPTestSupport", dependencies: ["UnCLIPTensor", "UnCLIPWeights"], path: "Tests/UnCLIPTestSupport"),
 
-        .testTarget(name: "UnCLIPStoreTests", dependencies: ["UnCLIPStore", "UnCLIPStoreSQLite", "CStoreKernels", "UnCLIPService",
+        .testTarget(name: "UnCLIPStoreTests", dependencies: ["UnCLIPStore", "UnCLIPStoreSQLite", "UnCLIPStorePostgres", "CStoreKernels", "UnCLIPService",
                                                          "UnCLIPEngine", "UnCLIPPipelines", "UnCLIPImage", "UnCLIPTestSupport"],
                     swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPTensorTests", dependencies: ["UnCLIPTensor", "UnCLIPTestSupport"], swiftSettings: fastSwift),
@@ -115,7 +123,7 @@ let package = Package(
         .testTarget(name: "UnCLIPModelsTests", dependencies: ["UnCLIPModels", "UnCLIPTestSupport"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPPipelinesTests", dependencies: ["UnCLIPPipelines", "UnCLIPTestSupport"], swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPEvalTests", dependencies: ["UnCLIPEval", "UnCLIPTestSupport"], swiftSettings: fastSwift),
-        .testTarget(name: "UnCLIPServerTests", dependencies: ["UnCLIPServer", "UnCLIPStore", "UnCLIPStoreSQLite", "UnCLIPImage",
+        .testTarget(name: "UnCLIPServerTests", dependencies: ["UnCLIPServer", "UnCLIPStore", "UnCLIPStoreSQLite", "UnCLIPStorePostgres", "UnCLIPImage",
                                                           "UnCLIPTestSupport"],
                     swiftSettings: fastSwift),
         .testTarget(name: "UnCLIPCLITests", dependencies: ["unclip", "UnCLIPImage", "UnCLIPStore", "UnCLIPStoreSQLite", "UnCLIPTestSupport"],

@@ -58,7 +58,7 @@ public struct APIError: Error, CustomStringConvertible, Sendable {
                 return APIError(.unprocessableContent, e.description, field: "id")
             case .queueFull:
                 return APIError(.tooManyRequests, e.description, type: "rate_limit_exceeded", retryAfter: 30)
-            case .busy:
+            case .busy, .connectionLost:
                 return APIError(.serviceUnavailable, e.description, type: "server_error", retryAfter: 5)
             default:
                 return APIError(.internalServerError, e.description, type: "server_error")

@@ -102,6 +102,11 @@ public final class JobHub: @unchecked Sendable {
         for w in waiting { w.resume() }
     }
 
+    /// Jobs someone here waits on or listens to that have not ended (what a `JobWatcher` reads from the store).
+    func watchedJobs() -> [Int64] {
+        lock.withLock { Array(Set(subscribers.keys).union(waiters.keys).subtracting(ended)).sorted() }
+    }
+
     // MARK: Listening (routes)
 
     /// Events of a job from now on. The stream ends after the job's final event, or when the client goes.

@@ -12,7 +12,11 @@ import UnCLIPStore
 ///
 /// At startup, jobs left `running` by a server that died are queued again; their images already recorded are
 /// found by their job link and not made twice. On graceful shutdown the running job stops at its next step
-/// (nothing half-written: the store records whole images only) and stays in the store to run again.
+/// (nothing half-written: the store records whole images only) and goes back to the queue to run again.
+///
+/// The same runner is `unclip worker`'s loop on a shared (PostgreSQL) store: it claims only jobs for the models it
+/// has loaded, and a heartbeat thread renews the job's lease while it runs — a lease lost (this worker was cut off
+/// long enough for the queue to hand the job to another) or a cancel asked for elsewhere stops the job.
 public final class JobRunner: Service, @unchecked Sendable {
     let store: any GenerationStore
     let models: ModelPool
@@ -24,6 +28,8 @@ public final class JobRunner: Service, @unchecked Sendable {
     private let lock = NSLock()
     private var stopping = false
     private var running: Int64?
+    /// Jobs whose lease this runner lost: stopped without recording their end (the new holder does).
+    private var lostLeases = Set<Int64>()
 
     init(store: any GenerationStore, models: ModelPool, hub: JobHub, metrics: ServerMetrics, configuration: ServerConfiguration,
          logger: Logger) {
@@ -65,7 +71,7 @@ public final class JobRunner: Service, @unchecked Sendable {
     private func loop() {
         while !isStopping {
             let job: JobRecord?
-            do { job = try store.claimNextJob() } catch {
+            do { job = try store.claimNextJob(models: models.models.map(\.name)) } catch {
                 logger.error("cannot read the job queue: \(error)")
                 _ = wake.wait(timeout: .now() + 1)
                 continue
@@ -77,9 +83,37 @@ public final class JobRunner: Service, @unchecked Sendable {
             }
             lock.withLock { running = job.id }
             announcePositions()
+            let heartbeat = startHeartbeat(job.id)
             execute(job)
-            lock.withLock { running = nil }
+            heartbeat.cancel()
+            lock.withLock { running = nil; lostLeases.remove(job.id) }
         }
+    }
+
+    /// Renews the job's lease every `heartbeatSeconds` while it runs; a cancel asked for through another front end
+    /// or a lost lease stops the job at its next step.
+    private func startHeartbeat(_ id: Int64) -> DispatchSourceTimer {
+        let timer = DispatchSource.makeTimerSource(queue: DispatchQueue(label: "unclip.heartbeat"))
+        timer.schedule(deadline: .now() + configuration.heartbeatSeconds, repeating: configuration.heartbeatSeconds)
+        timer.setEventHandler { [self] in
+            do {
+                if try store.renewLease(id) { hub.requestCancel(id) }
+            } catch StoreError.leaseLost {
+                logger.warning("job \(id): lease lost (another worker has it now); stopping it here")
+                lock.withLock { _ = lostLeases.insert(id) }
+            } catch {
+                logger.warning("job \(id): cannot renew its lease (\(error)); trying again")
+            }
+        }
+        timer.resume()
+        return timer
+    }
+
+    func leaseLost(_ id: Int64) -> Bool { lock.withLock { lostLeases.contains(id) } }
+
+    private static func isLeaseLost(_ error: Error) -> Bool {
+        if case StoreError.leaseLost? = error as? StoreError { return true }
+        return false
     }
 
     /// Tells every queued job's listeners where it now stands.
@@ -111,9 +145,15 @@ public final class JobRunner: Service, @unchecked Sendable {
             }
             metrics.images.increment(by: Int64(ids.count))
             end(job, status: .done, generations: ids, start: start)
+        } catch let e where leaseLost(job.id) || Self.isLeaseLost(e) {
+            // Another worker holds the job now; it records the end.
+            logger.warning("job \(job.id) dropped here: its lease was lost")
+            hub.finished(job.id, .make("interrupted", ["message": "the job moved to another worker"]))
         } catch EngineError.cancelled where isStopping && !hub.isCancelled(job.id) {
-            // Shutdown, not a client's cancel: the job stays `running` in the store and runs again at the next start.
-            logger.info("job \(job.id) stopped by shutdown; it runs again at the next start")
+            // Shutdown, not a client's cancel: the job goes back to the queue and runs again (here at the next start,
+            // or on another worker now).
+            do { try store.releaseJob(job.id) } catch { logger.error("job \(job.id): cannot give it back to the queue (\(error)); it runs again when its lease runs out") }
+            logger.info("job \(job.id) stopped by shutdown; it runs again")
             hub.finished(job.id, .make("interrupted", ["message": "the server stopped; the job runs again when it restarts"]))
         } catch EngineError.cancelled {
             end(job, status: .cancelled, error: nil, start: start)
@@ -148,7 +188,7 @@ public final class JobRunner: Service, @unchecked Sendable {
         }
 
         func progress(_ e: ProgressEvent) -> RunDecision {
-            if runner.hub.isCancelled(job.id) || runner.isStopping { return .stop }
+            if runner.hub.isCancelled(job.id) || runner.isStopping || runner.leaseLost(job.id) { return .stop }
             // Jobs with a prior spend about half of each image in it (and half in the decoder): weigh the stages so
             // the fraction only grows.
             var within = e.total > 0 ? Double(e.step) / Double(e.total) : 0

@@ -25,7 +25,9 @@ public final class UnCLIPServer: @unchecked Sendable {
     public let models: ModelPool
     let hub = JobHub()
     let metrics = ServerMetrics()
-    let runner: JobRunner
+    /// The job runners of this process (none for a front end whose workers run elsewhere).
+    let runners: [JobRunner]
+    let watcher: JobWatcher
     let thumbnails = ThumbnailCache()
     let modelNames: ModelNames
     let logger: Logger
@@ -38,7 +40,10 @@ public final class UnCLIPServer: @unchecked Sendable {
         self.models = try ModelPool(models)
         self.logger = logger
         modelNames = ModelNames(store: store)
-        runner = JobRunner(store: store, models: self.models, hub: hub, metrics: metrics, configuration: configuration, logger: logger)
+        runners = (0..<configuration.workers).map { [hub, metrics, models = self.models] _ in
+            JobRunner(store: store, models: models, hub: hub, metrics: metrics, configuration: configuration, logger: logger)
+        }
+        watcher = JobWatcher(store: store, hub: hub, logger: logger)
     }
 
     var limits: ServerLimits { configuration.limits }
@@ -65,11 +70,11 @@ public final class UnCLIPServer: @unchecked Sendable {
                     logger: logger)
     }
 
-    /// The application and the job runner as one group. A group stops its services in reverse order, so the
-    /// runner stops first: it ends the running job at its next step and closes every event stream and waiting
-    /// request, which the HTTP server then no longer waits for.
+    /// The application, the watcher and the job runners as one group. A group stops its services in reverse order,
+    /// so the runners stop first (each ends its job at the next step and gives it back to the queue), then the
+    /// watcher closes every event stream and waiting request, which the HTTP server then no longer waits for.
     func services(onRunning: @escaping @Sendable (Int) async -> Void, stopOnSignals: Bool) -> ServiceGroup {
-        ServiceGroup(configuration: .init(services: [application(onRunning: onRunning), runner],
+        ServiceGroup(configuration: .init(services: [application(onRunning: onRunning), watcher] + runners as [any Service],
                                           gracefulShutdownSignals: stopOnSignals ? [.sigterm, .sigint] : [], logger: logger))
     }
 
@@ -105,7 +110,7 @@ public final class UnCLIPServer: @unchecked Sendable {
         let job = try store.enqueue(NewJob(kind: spec.kind.rawValue, owner: owner, model: model.name, payload: payload),
                                     limit: limits.maxQueued)
         metrics.accepted.increment()
-        runner.poke()
+        for r in runners { r.poke() }
         return job
     }
 
@@ -168,7 +173,7 @@ public final class UnCLIPServer: @unchecked Sendable {
         if job.status == .running { hub.requestCancel(id) }
         if job.status == .cancelled && job.startedAt == nil {
             hub.finished(id, .make("cancelled", JobView(job, position: nil)))
-            runner.announcePositions()
+            runners.first?.announcePositions()
         }
         return job
     }

@@ -15,6 +15,12 @@ public struct ServerConfiguration: Sendable {
     public var webDirectory: String?
     /// The nice value of the thread that runs jobs (0–19; higher yields more to request handling).
     public var jobNice: Int32 = 10
+    /// Job runners in this process: 0 makes a front end only (workers elsewhere compute); more than one helps
+    /// only with several models (each model computes one image at a time).
+    public var workers = 1
+    /// How often a runner renews the lease of the job it runs (well inside a shared store's lease, 30 s by default)
+    /// and learns of cancels asked for through another front end.
+    public var heartbeatSeconds = 5.0
     public init() {}
 
     /// Hosts that only this machine can reach.
@@ -30,6 +36,8 @@ public struct ServerConfiguration: Sendable {
         if apiKeys.contains(where: { $0.count < 8 }) {
             throw ServerError.configuration("an API key must have at least 8 characters")
         }
+        guard workers >= 0 else { throw ServerError.configuration("workers must be 0 or more (got \(workers))") }
+        guard heartbeatSeconds > 0 else { throw ServerError.configuration("heartbeatSeconds must be positive") }
         guard (0...65535).contains(port) else { throw ServerError.configuration("port \(port) is not a TCP port (0–65535)") }
     }
 }

@@ -35,7 +35,7 @@ public struct GenerationSummary: Codable, Sendable, Equatable {
     }
 
     public init(_ g: StoredGeneration) {
-        id = g.id; createdAt = g.createdAt; kind = g.kind; prompt = g.prompt; seed = g.seed; image = g.imageURL.path
+        id = g.id; createdAt = g.createdAt; kind = g.kind; prompt = g.prompt; seed = g.seed; image = g.imageLocation
         sha256 = g.sha256; width = g.width; height = g.height; dim = g.dim; pictureDim = g.pictureEmbedding?.count; parents = g.parents
     }
 }
@@ -103,7 +103,7 @@ public enum GenerationExport {
         }
         let png = try store.imageData(id)
         guard SHA256.hex(png) == g.sha256 else {
-            throw StoreError.imageFile(path: g.imageURL.path, reason: "its sha256 is no longer the recorded \(g.sha256); the file was changed")
+            throw StoreError.imageFile(path: g.imageLocation, reason: "its sha256 is no longer the recorded \(g.sha256); the file was changed")
         }
         let pngURL = folder.appendingPathComponent("\(id).png")
         let tensorsURL = folder.appendingPathComponent("\(id).safetensors")

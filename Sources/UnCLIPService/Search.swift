@@ -56,7 +56,7 @@ public enum GenerationSearch {
         hits.sort { $0.score > $1.score || ($0.score == $1.score && $0.id < $1.id) }
         return try hits.prefix(limit).map { hit in
             let g = try store.generation(hit.id)
-            return SearchHit(id: hit.id, score: hit.score, kind: g.kind, prompt: g.prompt, image: g.imageURL.path)
+            return SearchHit(id: hit.id, score: hit.score, kind: g.kind, prompt: g.prompt, image: g.imageLocation)
         }
     }
 

@@ -75,10 +75,18 @@ public protocol JobQueue: AnyObject, Sendable {
     /// The queued jobs in the order they will be claimed.
     func queuedInClaimOrder() throws -> [JobRecord]
     /// Marks the next job `running` and returns it (nil when none is queued). Atomic: two runners never claim one job.
-    func claimNextJob() throws -> JobRecord?
+    /// `models`: the served model names this runner has loaded (nil: any); jobs for other models are left to others.
+    func claimNextJob(models: [String]?) throws -> JobRecord?
+    /// Keeps a running job claimed by this store's runner (stores shared by several machines lease their jobs, and
+    /// take a job back whose lease runs out). Returns whether a cancel was asked for; throws
+    /// `StoreError.leaseLost` when the job is no longer this runner's.
+    func renewLease(_ id: Int64) throws -> Bool
     /// Ends a running job; `error` for failures; `result` names generations it produced without recording
     /// them under its link (a regenerated image).
     func finishJob(_ id: Int64, status: JobStatus, error: String?, result: [Int64]) throws
+    /// Gives a running job back to the queue without counting the claim (a worker stopping gracefully: the job runs
+    /// again from its seed, keeping the images it recorded). Does nothing to a job that is not running.
+    func releaseJob(_ id: Int64) throws
     /// A queued job is cancelled at once; a running one is marked so its runner stops it; a finished one is
     /// left as it is. Returns the job as it now stands.
     @discardableResult
@@ -89,7 +97,33 @@ public protocol JobQueue: AnyObject, Sendable {
 }
 
 extension JobQueue {
+    public func claimNextJob() throws -> JobRecord? { try claimNextJob(models: nil) }
+
     public func finishJob(_ id: Int64, status: JobStatus, error: String?) throws {
         try finishJob(id, status: status, error: error, result: [])
+    }
+}
+
+/// The order claims follow: owners take turns, the one served longest ago (or never) first; FIFO within an owner.
+/// Both backends simulate it over their queued jobs, so the position a queue reports is the order claims follow.
+public enum JobClaimOrder {
+    /// `queued` in id order; `lastClaim`: each owner's most recent claim number (larger = later).
+    public static func order(queued: [JobRecord], lastClaim: [String: Int64]) -> [JobRecord] {
+        var byOwner: [String: [JobRecord]] = [:]
+        var owners: [String] = []
+        for j in queued {
+            if byOwner[j.owner] == nil { owners.append(j.owner) }
+            byOwner[j.owner, default: []].append(j)
+        }
+        // Rounds: in each, every owner with work left gives its oldest job, owners ordered by their last claim
+        // (never = first), ties by their oldest job.
+        owners.sort { (lastClaim[$0] ?? -1, byOwner[$0]![0].id) < (lastClaim[$1] ?? -1, byOwner[$1]![0].id) }
+        var out: [JobRecord] = []
+        var round = 0
+        while out.count < queued.count {
+            for o in owners where round < byOwner[o]!.count { out.append(byOwner[o]![round]) }
+            round += 1
+        }
+        return out
     }
 }

@@ -158,6 +158,8 @@ public struct StoredGeneration: Codable, Sendable {
     }
     /// The embedding's width, nil without one.
     public var dim: Int? { embedding?.count }
+    /// Where the image is, for people: a file path, or the database and the image's hash.
+    public var imageLocation: String { imageURL.isFileURL ? imageURL.path : imageURL.absoluteString }
     /// What an image query from this generation compares (`search --like`): its picture's CLIP embedding, else the decoder's.
     public var searchEmbedding: [Float]? { pictureEmbedding ?? embedding }
 

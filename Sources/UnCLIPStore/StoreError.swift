@@ -34,6 +34,13 @@ public enum StoreError: Error, CustomStringConvertible, Equatable, Sendable {
     case noSuchJob(id: Int64, path: String)
     /// The job queue already holds `limit` queued jobs.
     case queueFull(limit: Int)
+    /// A database server's error (PostgreSQL: its SQLSTATE code and message).
+    case database(path: String, code: String, message: String, sql: String?)
+    /// The connection to a database server went away and did not come back in time; the call's transaction was
+    /// rolled back by the server, so nothing of it was stored.
+    case connectionLost(path: String, detail: String)
+    /// This worker no longer holds the job: its lease ran out and the queue gave the job to another worker.
+    case leaseLost(job: Int64, path: String)
 
     public var description: String {
         switch self {
@@ -70,7 +77,13 @@ public enum StoreError: Error, CustomStringConvertible, Equatable, Sendable {
             return "no job \(id) in the store \(path)"
         case let .queueFull(limit):
             return "the job queue is full (\(limit) jobs waiting); try again when some have run"
-        
+        case let .database(path, code, message, sql):
+            let statement = sql.map { " in: \($0.split(separator: "\n").first.map(String.init) ?? $0)" } ?? ""
+            return "store \(path): the database refused (\(code.isEmpty ? "" : "SQLSTATE \(code): ")\(message))\(statement)"
+        case let .connectionLost(path, detail):
+            return "store \(path): the connection to the database was lost (\(detail)); the interrupted change was not stored"
+        case let .leaseLost(job, path):
+            return "store \(path): job \(job) was handed to another worker (this one's lease ran out); its result here is dropped"
         }
     }
 }

@@ -79,41 +79,37 @@ extension SQLiteStore {
         }
     }
 
-    /// The claim order: owners take turns, the one served longest ago (or never) first; FIFO within an owner.
-    /// Simulated over the queued jobs, so the position the queue reports is the order claims will follow.
+    /// The claim order (`JobClaimOrder`) over the queued jobs.
     private func claimOrder(in db: Database) throws -> [JobRecord] {
         var lastClaim: [String: Int64] = [:]
         let c = try db.prepare("SELECT owner, max(claim_seq) FROM jobs WHERE claim_seq IS NOT NULL GROUP BY owner")
         while try c.step() { lastClaim[c.text(0) ?? ""] = c.int(1) }
         let s = try db.prepare("SELECT \(Self.jobColumns) FROM jobs WHERE status = 'queued' ORDER BY id")
-        var byOwner: [String: [JobRecord]] = [:]
-        var owners: [String] = []
-        while try s.step() {
-            let j = try readJob(s)
-            if byOwner[j.owner] == nil { owners.append(j.owner) }
-            byOwner[j.owner, default: []].append(j)
-        }
-        // Rounds: in each, every owner with work left gives its oldest job, owners ordered by their last claim
-        // (never = first), ties by their oldest job.
-        owners.sort { (lastClaim[$0] ?? -1, byOwner[$0]![0].id) < (lastClaim[$1] ?? -1, byOwner[$1]![0].id) }
-        var out: [JobRecord] = []
-        var round = 0
-        while out.count < byOwner.values.reduce(0, { $0 + $1.count }) {
-            for o in owners where round < byOwner[o]!.count { out.append(byOwner[o]![round]) }
-            round += 1
-        }
-        return out
+        var queued: [JobRecord] = []
+        while try s.step() { queued.append(try readJob(s)) }
+        return JobClaimOrder.order(queued: queued, lastClaim: lastClaim)
     }
 
     public func queuedInClaimOrder() throws -> [JobRecord] {
         try read { db in try claimOrder(in: db) }
     }
 
-    public func claimNextJob() throws -> JobRecord? {
+    /// One machine, no leases: a job left running by a runner that died is queued again at the next start.
+    public func renewLease(_ id: Int64) throws -> Bool {
+        try read { db in
+            guard let flag = try db.scalarInt("SELECT cancel_requested FROM jobs WHERE id = ?", [.int(id)]) else {
+                throw StoreError.noSuchJob(id: id, path: url.path)
+            }
+            return flag != 0
+        }
+    }
+
+    public func claimNextJob(models: [String]?) throws -> JobRecord? {
         try lock.withLock {
             try requireWritable()
             let id: Int64? = try db.writeTransaction {
-                guard let next = try claimOrder(in: db).first else { return nil }
+                guard let next = try claimOrder(in: db).first(where: { j in models.map { j.model == nil || $0.contains(j.model!) } ?? true })
+                else { return nil }
                 let seq = (try db.scalarInt("SELECT max(claim_seq) FROM jobs") ?? 0) + 1
                 try db.run("UPDATE jobs SET status = 'running', claim_seq = ?, started_at = ?, attempts = attempts + 1 WHERE id = ?",
                            [.int(seq), .text(StoreTime.now()), .int(next.id)])
@@ -132,6 +128,15 @@ extension SQLiteStore {
                 try db.run("UPDATE jobs SET status = ?, error = ?, finished_at = ?, result = ? WHERE id = ?",
                            [.text(status.rawValue), error.map { .text($0) } ?? .null, .text(StoreTime.now()), ids, .int(id)])
                 guard db.changes > 0 else { throw StoreError.noSuchJob(id: id, path: url.path) }
+            }
+        }
+    }
+
+    public func releaseJob(_ id: Int64) throws {
+        try lock.withLock {
+            try requireWritable()
+            try db.writeTransaction {
+                try db.run("UPDATE jobs SET status = 'queued', attempts = max(attempts - 1, 0) WHERE id = ? AND status = 'running'", [.int(id)])
             }
         }
     }

@@ -416,6 +416,18 @@ public final class SQLiteStore: GenerationStore, @unchecked Sendable {
     /// Records a generation whose PNG is at `temporaryImage` (in the image folder): inserts the row, moves
     /// the file to `<id>.png` and commits, in that order, inside one write transaction.
     public func record(_ g: NewGeneration, temporaryImage: URL) throws -> StoredGeneration {
+        try record(g, temporaryImage: temporaryImage, imported: nil)
+    }
+
+    /// What a whole-store copy keeps of a generation that a new record would set afresh.
+    struct ImportedRow {
+        var id: Int64
+        var createdAt: String
+        var starred: Bool
+        var seconds: Double?
+    }
+
+    func record(_ g: NewGeneration, temporaryImage: URL, imported: ImportedRow?) throws -> StoredGeneration {
         return try lock.withLock {
             guard isWritable else { throw StoreError.readOnly(path: url.path, detail: "opened for reading only") }
             if g.embedding?.isEmpty == true || g.pictureEmbedding?.isEmpty == true {
@@ -432,25 +444,31 @@ public final class SQLiteStore: GenerationStore, @unchecked Sendable {
                     // Under the write lock the next AUTOINCREMENT id is known, so the row is inserted complete.
                     let seq = try db.scalarInt("SELECT seq FROM sqlite_sequence WHERE name = 'generations'") ?? 0
                     let maxID = try db.scalarInt("SELECT max(id) FROM generations") ?? 0
-                    let id = max(seq, maxID) + 1
+                    let id = imported?.id ?? max(seq, maxID) + 1
+                    if imported != nil, try db.scalarInt("SELECT 1 FROM generations WHERE id = ?", [.int(id)]) != nil {
+                        throw StoreError.invalid("store \(url.path) already has a generation \(id)")
+                    }
                     let file = "\(id).png"
                     let pid = try g.prompt.map { try promptID($0) }
                     try db.run("""
                         INSERT INTO generations(id, created_at, kind, model_id, prompt_id, negative_prompt, settings, seed,
                             prior_run_id, noise_level, dim, embedding, image_file, sha256, width, height, file_bytes, seconds,
-                            picture_dim, picture_embedding, job_id, job_index)
-                        VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
-                        """, [.int(id), .text(StoreTime.now()), .text(g.kind.rawValue), g.modelID.map { .int($0) } ?? .null,
+                            picture_dim, picture_embedding, job_id, job_index, starred)
+                        VALUES(?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+                        """, [.int(id), .text(imported?.createdAt ?? StoreTime.now()), .text(g.kind.rawValue), g.modelID.map { .int($0) } ?? .null,
                               pid.map { .int($0) } ?? .null, g.settings.negativePrompt.map { .text($0) } ?? .null,
                               .text(try g.settings.json()), g.seed.map { .int(Int64(bitPattern: $0)) } ?? .null,
                               g.priorRunID.map { .int($0) } ?? .null, g.settings.noiseLevel.map { .int(Int64($0)) } ?? .null,
                               g.embedding.map { .int(Int64($0.count)) } ?? .null, g.embedding.map { .floats($0) } ?? .null, .text(file), .text(digest),
-                              .int(Int64(g.width)), .int(Int64(g.height)), .int(Int64(data.count)), .double(g.seconds),
+                              .int(Int64(g.width)), .int(Int64(g.height)), .int(Int64(data.count)),
+                              imported.map { $0.seconds.map { .double($0) } ?? .null } ?? .double(g.seconds),
                               g.pictureEmbedding.map { .int(Int64($0.count)) } ?? .null, g.pictureEmbedding.map { .floats($0) } ?? .null,
-                              g.job.map { .int($0.job) } ?? .null, g.job.map { .int(Int64($0.index)) } ?? .null])
+                              g.job.map { .int($0.job) } ?? .null, g.job.map { .int(Int64($0.index)) } ?? .null,
+                              .int(imported?.starred == true ? 1 : 0)])
                     for p in g.parents {
+                        // A link to a parent removed since (kept by a copy) has no row to reference.
                         try db.run("INSERT INTO generation_parents(child_id, role, parent_id, parent_ref) VALUES(?, ?, ?, ?)",
-                                   [.int(id), .text(p.role), .int(p.id), .int(p.id)])
+                                   [.int(id), .text(p.role), p.exists ? .int(p.id) : .null, .int(p.id)])
                     }
                     crashPoint("before-rename")
                     let final = imagesURL.appendingPathComponent(file)

@@ -26,6 +26,9 @@ struct Serve: ParsableCommand {
           unclip serve --model sd21-unclip-small --prior karlo --model weights/shapes
           UNCLIP_API_KEY=$(openssl rand -hex 16) unclip serve --host 0.0.0.0
           curl -s localhost:7860/sdapi/v1/txt2img -d '{"prompt": "a red circle", "seed": 1}'
+        Several machines: one PostgreSQL store, a front end that only queues, and workers that compute:
+          unclip serve --store postgres://unclip@db:5432/unclip --workers 0
+          unclip worker --store postgres://unclip@db:5432/unclip --model weights/shapes
         """)
 
     @Option(help: "Address to listen on. Anything but loopback needs an API key.") var host = "127.0.0.1"
@@ -38,6 +41,8 @@ struct Serve: ParsableCommand {
     @Option(help: "Weight variant to prefer (e.g. fp16).") var variant: String?
     @Option(help: "fp32 (exact, default) or bf16 (faster on CPUs with AVX512_BF16).") var precision: GemmPrecision = .fp32
     @Option(parsing: .unconditional, help: "Cores to compute on (default: all).") var threads: Int?
+    @Option(parsing: .unconditional, help: "Job runners in this process. 0: a front end only, for a PostgreSQL store whose jobs `unclip worker` processes run.")
+    var workers = 1
     @Option(parsing: .unconditional, help: "Jobs that may wait in the queue; more are answered 429 with Retry-After.") var maxQueue = 1000
     @Option(parsing: .unconditional, help: "Images one request may ask for.") var maxImages = 10
     @Option(parsing: .unconditional, help: "Largest output in pixels per image (width × height).") var maxPixels = 1024 * 1024
@@ -48,6 +53,10 @@ struct Serve: ParsableCommand {
 
     func validate() throws {
         if let threads, threads < 1 { throw ValidationError("--threads must be at least 1 (got \(threads))") }
+        if workers < 0 { throw ValidationError("--workers must be 0 or more (got \(workers))") }
+        if workers == 0 && !storeOptions.isPostgres {
+            throw ValidationError("--workers 0 leaves nothing to run the jobs: use it with a shared store (--store postgres://…) and `unclip worker` processes")
+        }
         if maxQueue < 1 { throw ValidationError("--max-queue must be at least 1") }
         if maxImages < 1 { throw ValidationError("--max-images must be at least 1") }
         if let previewEvery, previewEvery < 1 { throw ValidationError("--preview-every must be at least 1") }
@@ -70,22 +79,10 @@ struct Serve: ParsableCommand {
             throw CLIError(e.description.replacingOccurrences(of: "(api key option or UNCLIP_API_KEY)", with: "(--api-key KEY or UNCLIP_API_KEY)"))
         }
 
-        let store = try storeOptions.open()
-        var folders = models
-        if folders.isEmpty { folders = [try ModelOptions.defaultLocation().path] }
-        let options = LoadOptions(precision: precision, lowMemory: false, variant: variant, threads: threads)
-        var served: [ServedModel] = []
-        for folder in folders {
-            let url = URL(fileURLWithPath: folder)
-            var resolved = try ModelResolver.resolve(model: url, variant: variant)
-            if prior != nil, !FileManager.default.fileExists(atPath: url.appendingPathComponent("prior").path) {
-                resolved = try ModelResolver.resolve(model: url, prior: prior.map { URL(fileURLWithPath: $0) }, variant: variant)
-            }
-            warn("loading \(resolved.name) …")
-            let engine = try EngineRegistry.standard.load(resolved, options: options)
-            for w in engine.loadWarnings { warn("warning: \(w)") }
-            served.append(ServedModel(name: resolved.name, service: GenerationService(store: store, engine: engine, useCache: !cacheOptions.noCache)))
-        }
+        config.workers = workers
+        let store = try storeOptions.open(role: "unclip-serve")
+        let served = try loadServedModels(folders: models, prior: prior, variant: variant, precision: precision, threads: threads,
+                                          store: store, useCache: !cacheOptions.noCache)
         var logger = Logger(label: "unclip.serve")
         logger.logLevel = .info
         let server = try UnCLIPServer(configuration: config, store: store, models: served, logger: logger)

@@ -19,7 +19,7 @@ struct Show: ParsableCommand {
         print("generation \(g.id) (\(g.kind.rawValue)), made \(g.createdAt)\(g.seconds.map { String(format: " in %.1f s", $0) } ?? "")")
         if let prompt = g.prompt { print("prompt: \(quoted(prompt))") }
         if let seed = g.seed { print("seed: \(seed)") }
-        print("image: \(g.imageURL.path) (\(g.width)x\(g.height), \(g.fileBytes) bytes, sha256 \(g.sha256))\(d.imagePresent ? "" : " — MISSING")")
+        print("image: \(g.imageLocation) (\(g.width)x\(g.height), \(g.fileBytes) bytes, sha256 \(g.sha256))\(d.imagePresent ? "" : " — MISSING")")
         if let dim = g.dim {
             print(String(format: "embedding: %d values, norm %.4f (what the decoder drew)", dim, d.embeddingNorm ?? 0))
         } else {

@@ -6,6 +6,7 @@ import UnCLIPSchedulers
 import UnCLIPService
 import UnCLIPStore
 import UnCLIPStoreSQLite
+import UnCLIPStorePostgres
 import UnCLIPTensor
 
 extension GemmPrecision: ExpressibleByArgument {}
@@ -169,21 +170,46 @@ struct OutputOptions: ParsableArguments {
 
 /// --store and --json, taken by every command that touches the store.
 struct StoreOptions: ParsableArguments {
-    @Option(help: "The store's database file. Default: $UNCLIP_STORE, else $XDG_DATA_HOME/unclip/store.sqlite, else ~/.local/share/unclip/store.sqlite. Images are kept in <name>-images/ beside it.") var store: String?
+    @Option(help: """
+        The store: a database file, or a PostgreSQL URL postgres://user@host:port/database shared by several machines \
+        (password in the URL or in PGPASSWORD). Default: $UNCLIP_STORE, else $XDG_DATA_HOME/unclip/store.sqlite, else \
+        ~/.local/share/unclip/store.sqlite. A file store keeps its images in <name>-images/ beside it; PostgreSQL keeps them in the database.
+        """) var store: String?
 
     @Flag(help: "Print machine-readable JSON: one object per line as each image is made (NDJSON), or one document for queries.") var json = false
 
-    var url: URL { store.map { URL(fileURLWithPath: $0) } ?? SQLiteStore.defaultURL() }
-
-    /// Opens the store, reporting on stderr what the startup check cleaned up.
-    func open(_ access: SQLiteStore.Access = .readWrite) throws -> SQLiteStore {
-        let s = try SQLiteStore(url: url, access: access)
-        let r = s.startupReport
-        if !r.staleTemporaryFiles.isEmpty || !r.orphanFiles.isEmpty {
-            warn("store: removed \(r.staleTemporaryFiles.count) half-written file(s) and \(r.orphanFiles.count) image file(s) without a generation, left by an interrupted run")
-        }
-        return s
+    /// The store as given (--store, else $UNCLIP_STORE), nil for the default file.
+    var given: String? {
+        if let store { return store }
+        if let env = ProcessInfo.processInfo.environment["UNCLIP_STORE"], !env.isEmpty { return env }
+        return nil
     }
+
+    var url: URL { given.map { URL(fileURLWithPath: $0) } ?? SQLiteStore.defaultURL() }
+
+    /// Whether the store is a PostgreSQL database.
+    var isPostgres: Bool { given.map(PostgresLocation.isPostgresURL) ?? false }
+
+    /// Opens the store (a file, or a PostgreSQL database), reporting on stderr what the startup check cleaned up.
+    func open(_ access: SQLiteStore.Access = .readWrite, role: String = "unclip", leaseSeconds: Double = 30) throws -> any StoreTransfer {
+        try openStore(given, access: access, role: role, leaseSeconds: leaseSeconds)
+    }
+}
+
+/// Opens a store named by a file path or a PostgreSQL URL (nil: the default file). A PostgreSQL URL without a
+/// password takes $PGPASSWORD, and without a user $PGUSER, else $USER, as libpq does.
+func openStore(_ given: String?, access: SQLiteStore.Access = .readWrite, role: String = "unclip", leaseSeconds: Double = 30) throws -> any StoreTransfer {
+    if let given, PostgresLocation.isPostgresURL(given) {
+        let env = ProcessInfo.processInfo.environment
+        return try PostgresStore(try PostgresLocation(url: given, defaultUser: env["PGUSER"] ?? env["USER"], password: env["PGPASSWORD"]),
+                                 leaseSeconds: leaseSeconds, role: role)
+    }
+    let s = try SQLiteStore(url: given.map { URL(fileURLWithPath: $0) } ?? SQLiteStore.defaultURL(), access: access)
+    let r = s.startupReport
+    if !r.staleTemporaryFiles.isEmpty || !r.orphanFiles.isEmpty {
+        warn("store: removed \(r.staleTemporaryFiles.count) half-written file(s) and \(r.orphanFiles.count) image file(s) without a generation, left by an interrupted run")
+    }
+    return s
 }
 
 /// --no-cache, for commands that run the text encoders or the prior.

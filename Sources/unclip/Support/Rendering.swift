@@ -30,7 +30,7 @@ struct ImageLine: Codable {
 
     init(_ made: MadeImage, output: URL?) {
         let g = made.generation
-        id = g.id; kind = g.kind; image = g.imageURL.path; sha256 = g.sha256; self.output = output?.path; seed = g.seed
+        id = g.id; kind = g.kind; image = g.imageLocation; sha256 = g.sha256; self.output = output?.path; seed = g.seed
         seconds = g.seconds ?? 0
         parents = g.parents.isEmpty ? nil : g.parents.map { Parent(role: $0.role, id: $0.id) }
         cache = made.cache
@@ -51,7 +51,7 @@ enum ImageRenderer {
             writeStdout(try JSONCoding.string(ImageLine(made, output: output)) + "\n")
         case .human:
             let g = made.generation
-            var line = "#\(g.id)  \((output ?? g.imageURL).path)  seed \(g.seed.map(String.init) ?? "-")  "
+            var line = "#\(g.id)  \((output?.path ?? g.imageLocation))  seed \(g.seed.map(String.init) ?? "-")  "
                 + String(format: "%.2f s", g.seconds ?? 0)
             if made.cache != nil, !made.priorScores.isEmpty {
                 line += "  prior " + made.priorScores.enumerated().map {
@@ -198,7 +198,7 @@ struct ImagePlan {
 
     func url(_ index: Int, _ seed: UInt64) -> URL { outputs.url(seed: seed, count: seeds.count) }
 
-    func run(store: SQLiteStore, engine: any ImageEngine, useCache: Bool = true, json: Bool,
+    func run(store: any GenerationStore, engine: any ImageEngine, useCache: Bool = true, json: Bool,
              _ body: (GenerationService, GenerationObserver, @escaping (MadeImage) throws -> Void) throws -> Void) throws {
         let service = GenerationService(store: store, engine: engine, useCache: useCache)
         let deliver = Deliverer(saveLatents: outputs.saveLatents, renderer: json ? .json : .human, store: store, url: url)
