@@ -45,8 +45,10 @@ public final class JobHub: @unchecked Sendable {
     private var waiters: [Int64: [UUID: CheckedContinuation<Void, Never>]] = [:]
     private var ended = Set<Int64>()
     private var closed = false
+    /// Where a worker's hub also sends each event, for front ends on other machines (nil: nowhere).
+    private let relay: (@Sendable (Int64, JobEvent) -> Void)?
 
-    public init() {}
+    public init(relay: (@Sendable (Int64, JobEvent) -> Void)? = nil) { self.relay = relay }
 
     public var progress: LiveProgress? { lock.withLock { current } }
     public var latestPreview: (job: Int64, step: Int, png: Data)? { lock.withLock { preview } }
@@ -70,6 +72,7 @@ public final class JobHub: @unchecked Sendable {
     func publish(_ id: Int64, _ event: JobEvent) {
         let targets = lock.withLock { Array(subscribers[id]?.values ?? [:].values) }
         for t in targets { t.yield(event) }
+        relay?(id, event)
     }
 
     /// The job has ended (whatever its status): sends `event` last, closes its streams and wakes its waiters.
@@ -84,6 +87,7 @@ public final class JobHub: @unchecked Sendable {
         }
         for s in streams { s.yield(event); s.finish() }
         for w in waiting { w.resume() }
+        relay?(id, event)
     }
 
     /// The server is stopping: every event stream gets `event` and ends, every waiter wakes, and later

@@ -20,7 +20,22 @@ final class JobWatcher: Service, @unchecked Sendable {
         self.store = store; self.hub = hub; self.interval = interval; self.logger = logger
     }
 
+    /// Pokes the local runners when work is queued elsewhere (nil: no runners here).
+    var onQueued: (@Sendable () -> Void)?
+
     func run() async throws {
+        // Events of jobs that workers on other machines run, as they happen (a shared store's notifications);
+        // the polling below still catches ends, and everything for stores without notifications.
+        var listener: (any QueueListener)?
+        do {
+            listener = try (store as? QueueSignals)?.listen(queued: { [onQueued] in onQueued?() }, event: { [hub] id, name, json in
+                let event = JobEvent(name: name, json: json)
+                if ["done", "failed", "cancelled"].contains(name) { hub.finished(id, event) } else { hub.publish(id, event) }
+            })
+        } catch {
+            logger.warning("cannot listen to the store's notifications (\(error)); job events from other processes arrive by polling")
+        }
+        defer { listener?.stop() }
         while !Task.isCancelledOrShuttingDown {
             try? await Task.sleep(nanoseconds: UInt64(interval * 1e9))
             let ids = hub.watchedJobs()

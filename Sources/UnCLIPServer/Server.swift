@@ -44,6 +44,7 @@ public final class UnCLIPServer: @unchecked Sendable {
             JobRunner(store: store, models: models, hub: hub, metrics: metrics, configuration: configuration, logger: logger)
         }
         watcher = JobWatcher(store: store, hub: hub, logger: logger)
+        watcher.onQueued = { [runners] in for r in runners { r.poke() } }
     }
 
     var limits: ServerLimits { configuration.limits }

@@ -127,3 +127,19 @@ public enum JobClaimOrder {
         return out
     }
 }
+
+/// Live news of a queue shared between processes on several machines (PostgreSQL's LISTEN/NOTIFY): idle workers
+/// wake when work is queued instead of at their next poll, and front ends relay the progress of jobs that workers
+/// elsewhere run. Stores that only one machine shares (SQLite) do without: their runners poll.
+public protocol QueueSignals: AnyObject, Sendable {
+    /// Calls `queued` whenever a job is queued or given back, and `event` with (job, event name, JSON) for every
+    /// event a process announces; until the returned listener is stopped. A dropped connection is re-made, and
+    /// `queued` called once after, since news may have been missed meanwhile.
+    func listen(queued: @escaping @Sendable () -> Void, event: @escaping @Sendable (Int64, String, String) -> Void) throws -> any QueueListener
+    /// Tells every listener about an event of a job (best effort: an event too large for a notification is dropped).
+    func announce(job: Int64, event: String, json: String)
+}
+
+public protocol QueueListener: AnyObject, Sendable {
+    func stop()
+}

@@ -165,7 +165,6 @@ extension PostgresStore {
             try session.query("""
                 UPDATE jobs SET status = $1, error = $2, finished_at = $3, result = $4, worker = NULL, lease_until = NULL WHERE id = $5
                 """, [.text(status.rawValue), .optional(error, PGValue.text), .text(StoreTime.now()), ids, .int(id)])
-            try session.query("SELECT pg_notify('unclip_job_ends', $1)", [.text("\(id) \(status.rawValue)")])
         }
     }
 
