@@ -229,7 +229,8 @@ struct NativeRoutes {
         let store = self.store, services = server.models.services
         // Embedding the query runs a model (and may wait for a running job's engine): off the cooperative pool.
         let hits = try await Offload.run {
-            try GenerationSearch.search(query, in: store, services: services, filter: GenerationFilter(kinds: body.kind), limit: limit)
+            try GenerationSearch.search(query, in: store, services: services, filter: GenerationFilter(kinds: body.kind), limit: limit,
+                                       cache: server.searchCache)
         }
         let names = try modelNames()
         let results = try hits.map { h -> SearchResult in

@@ -29,6 +29,8 @@ public final class UnCLIPServer: @unchecked Sendable {
     let runners: [JobRunner]
     let watcher: JobWatcher
     let thumbnails = ThumbnailCache()
+    /// Search indexes kept between queries, caught up with new generations at each one.
+    let searchCache = SearchIndexCache()
     let modelNames: ModelNames
     let logger: Logger
     let started = Date()

@@ -29,8 +29,9 @@ public struct SearchHit: Codable, Sendable, Equatable {
 public enum GenerationSearch {
     /// - services: generation services whose engines can embed the query, newest model first; for a
     ///   `.like` query none are needed.
+    /// - cache: indexes kept between searches (a server's); nil reads the store for this search only.
     public static func search(_ query: SearchQuery, in store: any GenerationStore, services: [GenerationService],
-                              filter: GenerationFilter = GenerationFilter(), limit: Int) throws -> [SearchHit] {
+                              filter: GenerationFilter = GenerationFilter(), limit: Int, cache: SearchIndexCache? = nil) throws -> [SearchHit] {
         try RequestCheck.range("limit", limit, 1...100_000)
         var queries: [[Float]] = []
         let ranking: SearchRanking
@@ -47,15 +48,20 @@ public enum GenerationSearch {
             queries = try embeddings(services, needs: .embedImage) { try $0.imageEmbedding(source) }
             ranking = .picture
         }
-        var hits: [SearchIndex.Hit] = []
+        var best: [Int64: Float] = [:]
         for q in queries {
             var f = filter
             f.dim = q.count
-            hits += try SearchIndex.load(from: store, filter: f, ranking: ranking).search(q, limit: limit)
+            let indexes = try cache?.indexes(for: f, ranking: ranking, in: store) ?? [try SearchIndex.load(from: store, filter: f, ranking: ranking)]
+            for index in indexes {
+                for hit in try index.search(q, limit: limit) { best[hit.id] = max(best[hit.id] ?? -.infinity, hit.score) }
+            }
         }
-        hits.sort { $0.score > $1.score || ($0.score == $1.score && $0.id < $1.id) }
-        return try hits.prefix(limit).map { hit in
-            let g = try store.generation(hit.id)
+        let hits = best.map { SearchIndex.Hit(id: $0.key, score: $0.value) }
+            .sorted { $0.score > $1.score || ($0.score == $1.score && $0.id < $1.id) }
+        return try hits.prefix(limit).compactMap { hit in
+            // Removed since its index was read: skipped.
+            guard let g = try? store.generation(hit.id) else { return nil }
             return SearchHit(id: hit.id, score: hit.score, kind: g.kind, prompt: g.prompt, image: g.imageLocation)
         }
     }

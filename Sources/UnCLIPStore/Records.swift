@@ -271,6 +271,8 @@ public struct GenerationFilter: Codable, Sendable, Equatable {
     public var parent: Int64?
     /// Only ids below this one (cursor pagination, newest first).
     public var beforeID: Int64?
+    /// Only generations with a larger id (what an index kept in memory reads to catch up).
+    public var afterID: Int64?
     public init(kinds: [GenerationKind]? = nil, since: String? = nil, dim: Int? = nil, modelID: Int64? = nil,
                 starred: Bool? = nil, parent: Int64? = nil, beforeID: Int64? = nil) {
         self.kinds = kinds; self.since = since; self.dim = dim; self.modelID = modelID; self.starred = starred

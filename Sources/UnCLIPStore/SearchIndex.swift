@@ -74,6 +74,7 @@ public final class SearchIndex {
     public struct Hit: Equatable, Sendable {
         public let id: Int64
         public let score: Float
+        public init(id: Int64, score: Float) { self.id = id; self.score = score }
     }
 
     /// The `limit` rows most similar to `query` (exact cosine), best first; ties go to the lower id.

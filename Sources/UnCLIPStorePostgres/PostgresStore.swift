@@ -368,6 +368,7 @@ public final class PostgresStore: GenerationStore, @unchecked Sendable {
         if let starred = f.starred { add({ "\(prefix)starred = \($0)" }, .bool(starred)) }
         if let p = f.parent { add({ "\(prefix)id IN (SELECT child_id FROM generation_parents WHERE parent_id = \($0))" }, .int(p)) }
         if let b = f.beforeID { add({ "\(prefix)id < \($0)" }, .int(b)) }
+        if let a = f.afterID { add({ "\(prefix)id > \($0)" }, .int(a)) }
         return (parts.isEmpty ? "" : "WHERE " + parts.joined(separator: " AND "), values)
     }
 

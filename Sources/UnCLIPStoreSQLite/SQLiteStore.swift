@@ -597,6 +597,7 @@ public final class SQLiteStore: GenerationStore, @unchecked Sendable {
             conditions.append("g.id IN (SELECT child_id FROM generation_parents WHERE parent_id = ?)"); values.append(.int(p))
         }
         if let b = f.beforeID { conditions.append("g.id < ?"); values.append(.int(b)) }
+        if let a = f.afterID { conditions.append("g.id > ?"); values.append(.int(a)) }
         return (conditions.isEmpty ? "" : "WHERE " + conditions.joined(separator: " AND "), values)
     }
 
@@ -737,6 +738,7 @@ public final class SQLiteStore: GenerationStore, @unchecked Sendable {
             conditions.append("id IN (SELECT child_id FROM generation_parents WHERE parent_id = ?)"); values.append(.int(p))
         }
         if let b = filter.beforeID { conditions.append("id < ?"); values.append(.int(b)) }
+        if let a = filter.afterID { conditions.append("id > ?"); values.append(.int(a)) }
         let clause = conditions.joined(separator: " AND ")
         // Reading through a memory map skips a copy of every page into SQLite's cache.
         try db.execute("PRAGMA mmap_size = 68719476736")

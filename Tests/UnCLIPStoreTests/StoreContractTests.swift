@@ -232,5 +232,22 @@ final class StoreContractTests: XCTestCase {
             XCTAssertTrue(report.isClean, "\(report)")
         }
     }
-}
 
+    func testSearchCacheCatchesUpWithNewAndRemovedGenerations() throws {
+        try onEachBackend { store, _ in
+            let cache = SearchIndexCache()
+            let f = GenerationFilter(dim: 2)
+            let a = try add(store, embedding: [1, 0]), b = try add(store, embedding: [0, 1])
+            XCTAssertEqual(Set(try cache.indexes(for: f, ranking: .picture, in: store).flatMap(\.ids)), [a.id, b.id])
+            let c = try add(store, embedding: [0.6, 0.8])
+            func best() throws -> Int64? {
+                try cache.indexes(for: f, ranking: .picture, in: store).flatMap { try $0.search([0.6, 0.8], limit: 1) }
+                    .max { $0.score < $1.score }?.id
+            }
+            XCTAssertEqual(try best(), c.id, "a generation recorded after the index was read is found")
+            try store.remove(c.id)
+            XCTAssertEqual(try best(), b.id, "a removed one drops out")
+            XCTAssertEqual(try cache.indexes(for: f, ranking: .picture, in: store).count, 2, "base + one catch-up")
+        }
+    }
+}
