@@ -104,7 +104,8 @@ let package = Package(
                           swiftSettings: fastSwift),
 
         // Search benchmark over 100k / 1M random embeddings in a real store (not a test).
-        .executableTarget(name: "unclip-store-bench", dependencies: ["UnCLIPStore", "UnCLIPStoreSQLite", "CBLAS"], swiftSettings: fastSwift),
+        .executableTarget(name: "unclip-store-bench", dependencies: ["UnCLIPStore", "UnCLIPStoreSQLite", "UnCLIPStorePostgres", "CBLAS"],
+                          swiftSettings: fastSwift),
 
         // Helpers the test targets share: fixture paths and files, tolerance and pixel checks, error-message
         // checks, temporary folders, pseudo-random inputs, running a built executable. A plain target beside the

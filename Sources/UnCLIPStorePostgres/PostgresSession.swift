@@ -15,6 +15,7 @@ enum PGValue {
     case bool(Bool)
     case texts([String])
     case ints([Int64])
+    case byteArrays([ByteBuffer])
     case null
 
     static func floats(_ v: [Float]) -> PGValue { .bytes(FloatBytes.encode(v)) }
@@ -160,6 +161,7 @@ final class PostgresSession: @unchecked Sendable {
             case .bool(let b): binds.append(b)
             case .texts(let a): binds.append(a)
             case .ints(let a): binds.append(a)
+            case .byteArrays(let a): binds.append(a)
             case .null: binds.appendNull()
             }
         }

@@ -81,6 +81,20 @@ public final class PostgresStore: GenerationStore, @unchecked Sendable {
 
     /// Closes the connection now and opens a new one at the next call: lets a test cut the link mid-run.
     @_spi(Tools) public func dropConnection() { session.dropConnection() }
+    /// Fills the store with rows of synthetic embeddings in bulk (the search benchmark): `variation`s sharing one
+    /// empty image, seeds numbered from `firstSeed`. Not part of the store protocol.
+    @_spi(Tools) public func insertSyntheticEmbeddings(_ rows: [[Float]], firstSeed: Int64) throws {
+        guard let dim = rows.first?.count else { return }
+        try session.transaction {
+            try session.query("INSERT INTO images(sha256, data) VALUES('synthetic', '') ON CONFLICT DO NOTHING")
+            try session.query("""
+                INSERT INTO generations(created_at, kind, settings, seed, dim, embedding, sha256, width, height, file_bytes)
+                SELECT $1, 'variation', '{}', s, $2, e, 'synthetic', 0, 0, 0 FROM unnest($3::bigint[], $4::bytea[]) AS t(s, e)
+                """, [.text(StoreTime.now()), .int(Int64(dim)), .ints((0..<Int64(rows.count)).map { firstSeed + $0 }),
+                      .byteArrays(rows.map(FloatBytes.encode))])
+        }
+    }
+
     /// How many times the connection was replaced after it dropped.
     public var reconnects: Int { session.reconnects }
 

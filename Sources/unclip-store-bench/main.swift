@@ -1,10 +1,12 @@
 // Search benchmark (not a test): fills stores with random embeddings, then measures how long loading the
 // search matrix takes and how long one brute-force query (sgemv + top-k) takes.
 // Usage: swift run -c release unclip-store-bench [--sizes 100000,1000000] [--dim 768] [--queries 50] [--dir DIR] [--keep] [--reuse]
+//        [--postgres postgres://user@host:port/db]   (fills that empty database instead of SQLite files)
 import CBLAS
 import Foundation
 import UnCLIPStore
 @_spi(Tools) import UnCLIPStoreSQLite
+@_spi(Tools) import UnCLIPStorePostgres
 
 let args = CommandLine.arguments
 func option(_ name: String) -> String? {
@@ -33,6 +35,41 @@ func randomVector(_ n: Int) -> [Float] {
         }
         return s
     }
+}
+
+if let url = option("--postgres") {
+    // The server's view: the index read from PostgreSQL into memory once, then queried.
+    print("unclip-store-bench: PostgreSQL \(url), dim \(dim), \(queries) queries per size, cores \(ProcessInfo.processInfo.activeProcessorCount)")
+    var filled = 0
+    for n in sizes {
+        let store = try PostgresStore(try PostgresLocation(url: url))
+        var start = DispatchTime.now().uptimeNanoseconds
+        while filled < n {
+            let batch = min(5_000, n - filled)
+            try store.insertSyntheticEmbeddings((0..<batch).map { _ in randomVector(dim) }, firstSeed: Int64(filled))
+            filled += batch
+        }
+        let insertSeconds = seconds(start)
+        start = DispatchTime.now().uptimeNanoseconds
+        let cache = SearchIndexCache()
+        let parts = try cache.indexes(for: GenerationFilter(dim: dim), ranking: .picture, in: store)
+        let loadSeconds = seconds(start)
+        precondition(parts.count == 1 && parts[0].count == n, "loaded \(parts.map(\.count)) of \(n) rows")
+        var times: [Double] = []
+        _ = try parts[0].search(randomVector(dim), limit: 10)
+        for _ in 0..<queries {
+            let q = randomVector(dim)
+            let s = DispatchTime.now().uptimeNanoseconds
+            // What a server query does: catch up with new rows (none here), then search.
+            for index in try cache.indexes(for: GenerationFilter(dim: dim), ranking: .picture, in: store) { _ = try index.search(q, limit: 10) }
+            times.append(seconds(s))
+        }
+        times.sort()
+        print(String(format: "%8d rows: insert %.1f s | index load %.2f s (%.0f MB/s of float32) | query incl. catch-up: median %.2f ms, p95 %.2f ms",
+                     n, insertSeconds, loadSeconds, Double(n * dim * 4) / 1e6 / loadSeconds, times[times.count / 2] * 1000,
+                     times[min(times.count - 1, times.count * 95 / 100)] * 1000))
+    }
+    exit(0)
 }
 
 print("unclip-store-bench: dim \(dim), \(queries) queries per size, OpenBLAS threads \(openblas_get_num_threads()), cores \(ProcessInfo.processInfo.activeProcessorCount)")

@@ -1,0 +1,65 @@
+#!/usr/bin/env bash
+# Worker-pool scaling on a PostgreSQL store (issue 18's "Scale" figures): 100 shipped-model jobs run by one worker
+# pinned to core 0, then by two workers pinned to cores 0 and 1; throughput ratio, and the queue's overhead per job
+# (claim → done, minus the image's own compute time as the service measured it), median and p95, from the jobs table.
+# Usage: bench/session8/pool_scale.sh [JOBS] [STEPS]     (needs Debian's postgresql-15; run as root or a normal user)
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+JOBS=${1:-100}
+STEPS=${2:-40}
+BIN=.build/release/unclip
+[ -x "$BIN" ] || swift build -c release --product unclip >/dev/null
+PGBIN=$(ls -d /usr/lib/postgresql/*/bin | sort -V | tail -1)
+TMP=$(mktemp -d /tmp/unclip-scale-XXXX)
+chmod 755 "$TMP"
+AS=""
+if [ "$(id -u)" -eq 0 ]; then chown postgres "$TMP"; AS="runuser -u postgres --"; fi
+PORT=$((20000 + RANDOM % 20000))
+$AS "$PGBIN/initdb" -D "$TMP/data" -U unclip --auth=trust --no-sync >/dev/null
+$AS "$PGBIN/pg_ctl" -D "$TMP/data" -l "$TMP/pg.log" -o "-p $PORT -k $TMP -c listen_addresses=127.0.0.1" -w start >/dev/null
+PIDS=()
+cleanup() { for p in "${PIDS[@]}"; do kill "$p" 2>/dev/null || true; done; $AS "$PGBIN/pg_ctl" -D "$TMP/data" -m fast stop >/dev/null 2>&1 || true; rm -rf "$TMP"; }
+trap cleanup EXIT
+psql_() { psql -h 127.0.0.1 -p "$PORT" -U unclip -X -q -A -t "$@"; }
+
+echo "CPU: $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2 | sed 's/^ *//'), $(nproc) cores; flags: $(grep -m1 flags /proc/cpuinfo | tr ' ' '\n' | grep -E '^(avx2|fma|f16c|avx512f|avx512_bf16)$' | tr '\n' ' ')"
+echo "jobs: $JOBS text-to-image on weights/shapes, $STEPS decoder steps each"
+
+run_phase() {  # NAME CORES...
+  local name=$1; shift
+  local db="scale_$name"
+  psql_ -d postgres -c "CREATE DATABASE $db" >/dev/null
+  local url="postgres://unclip@127.0.0.1:$PORT/$db"
+  local port=$((PORT + 1))
+  "$BIN" serve --store "$url" --workers 0 --port "$port" 2>"$TMP/front-$name.log" & PIDS+=($!)
+  local wpids=()
+  for core in "$@"; do
+    taskset -c "$core" "$BIN" worker --store "$url" --threads 1 2>"$TMP/worker-$name-$core.log" & wpids+=($!); PIDS+=($!)
+  done
+  for i in $(seq 1 100); do curl -sf "localhost:$port/healthz" >/dev/null && break; sleep 0.2; done
+  for core in "$@"; do for i in $(seq 1 100); do grep -q "running jobs" "$TMP/worker-$name-$core.log" && break; sleep 0.2; done; done
+  local start=$(date +%s.%N)
+  for i in $(seq 1 "$JOBS"); do
+    curl -sf "localhost:$port/api/jobs" -d "{\"kind\":\"text-to-image\",\"prompt\":\"a red circle $i\",\"seed\":$i,\"steps\":$STEPS}" >/dev/null
+  done
+  while [ "$(psql_ -d "$db" -c "SELECT count(*) FROM jobs WHERE status IN ('done','failed','cancelled')")" -lt "$JOBS" ]; do sleep 0.1; done
+  local end=$(date +%s.%N)
+  local wall=$(echo "$end - $start" | bc -l)
+  local stats=$(psql_ -d "$db" -F ' ' -c "
+    WITH per AS (
+      SELECT j.id, extract(epoch FROM (j.finished_at::timestamptz - j.started_at::timestamptz)) AS claim_to_done,
+             coalesce((SELECT sum(g.seconds) FROM generations g WHERE g.job_id = j.id), 0) AS compute
+      FROM jobs j WHERE j.status = 'done')
+    SELECT count(*), round(percentile_cont(0.5) WITHIN GROUP (ORDER BY (claim_to_done - compute) * 1000)::numeric, 1),
+           round(percentile_cont(0.95) WITHIN GROUP (ORDER BY (claim_to_done - compute) * 1000)::numeric, 1),
+           round(percentile_cont(0.5) WITHIN GROUP (ORDER BY compute * 1000)::numeric, 1) FROM per")
+  read -r done med p95 compute <<<"$stats"
+  printf "%-8s workers on cores %-5s  %3d jobs done in %6.2f s  = %5.2f jobs/s | queue overhead per job: median %s ms, p95 %s ms (compute median %s ms)\n" \
+    "$name" "$*" "$done" "$wall" "$(echo "$done / $wall" | bc -l)" "$med" "$p95" "$compute"
+  echo "$(echo "$done / $wall" | bc -l)" > "$TMP/rate-$name"
+  for p in "${wpids[@]}"; do kill "$p"; wait "$p" 2>/dev/null || true; done
+}
+
+run_phase one 0
+run_phase two 0 1
+echo "throughput two / one: $(echo "$(cat "$TMP/rate-two") / $(cat "$TMP/rate-one")" | bc -l | cut -c1-5)×"
