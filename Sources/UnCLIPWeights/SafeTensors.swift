@@ -48,8 +48,53 @@ final class MappedFile: @unchecked Sendable {
     deinit { munmap(UnsafeMutableRawPointer(mutating: base), size) }
 }
 
+/// A file of named tensors a `WeightMap` can look weights up in: safetensors, or a torch zip checkpoint.
+public protocol WeightSource: AnyObject, Sendable {
+    var path: String { get }
+    var tensors: [String: TensorInfo] { get }
+    /// The tensor `info` (one of `tensors`) as Float32.
+    func load(_ info: TensorInfo) throws -> Tensor
+}
+
+/// `count` elements of `dtype` at `src` as a Float32 tensor of `shape`: f32 data is borrowed from the mapping
+/// `owner` when aligned, f16/bf16/f64 are converted; integer types are refused, naming `name` in `path`.
+func decodeFloats(_ src: UnsafeRawPointer, dtype: SafeTensorsDType, shape: [Int], owner: AnyObject, name: String, path: String) throws -> Tensor {
+    let n = shape.reduce(1, *)
+    switch dtype {
+    case .F32:
+        if Int(bitPattern: src) % MemoryLayout<Float>.alignment == 0 {
+            return Tensor(shape: shape, storage: TensorStorage(borrowing: src.assumingMemoryBound(to: Float.self), count: n, owner: owner))
+        }
+        let t = Tensor(uninitialized: shape)
+        UnsafeMutableRawPointer(t.pointer).copyMemory(from: src, byteCount: n * 4)
+        return t
+    case .F16, .BF16:
+        let t = Tensor(uninitialized: shape)
+        if Int(bitPattern: src) % 2 == 0 {
+            let p = src.assumingMemoryBound(to: UInt16.self), dst = t.pointer, half = dtype == .F16
+            // Large tensors convert on all cores (the page faults of the mapping dominate otherwise).
+            parallelChunks(n, minimumPerChunk: 1 << 20) { r in
+                half ? uc_f16_to_f32(p + r.lowerBound, dst + r.lowerBound, r.count)
+                     : uc_bf16_to_f32(p + r.lowerBound, dst + r.lowerBound, r.count)
+            }
+        } else {
+            let tmp = [UInt16](unsafeUninitializedCapacity: n) { buf, c in
+                UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: src, byteCount: n * 2); c = n
+            }
+            dtype == .F16 ? uc_f16_to_f32(tmp, t.pointer, n) : uc_bf16_to_f32(tmp, t.pointer, n)
+        }
+        return t
+    case .F64:
+        let t = Tensor(uninitialized: shape)
+        for i in 0..<n { t.pointer[i] = Float(src.loadUnaligned(fromByteOffset: i * 8, as: Double.self)) }
+        return t
+    default:
+        throw WeightError.unsupportedDType(name: name, file: path, dtype: dtype.rawValue)
+    }
+}
+
 /// A memory-mapped `.safetensors` file with a validated header.
-public final class SafeTensorsFile: @unchecked Sendable {
+public final class SafeTensorsFile: WeightSource, @unchecked Sendable {
     public let path: String
     public let tensors: [String: TensorInfo]
     public let metadata: [String: String]
@@ -113,40 +158,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
         return try load(info)
     }
 
-    func load(_ info: TensorInfo) throws -> Tensor {
-        let src = file.base + dataStart + info.dataRange.lowerBound
-        let n = info.shape.reduce(1, *)
-        switch info.dtype {
-        case .F32:
-            if Int(bitPattern: src) % MemoryLayout<Float>.alignment == 0 {
-                return Tensor(shape: info.shape, storage: TensorStorage(borrowing: src.assumingMemoryBound(to: Float.self), count: n, owner: file))
-            }
-            let t = Tensor(uninitialized: info.shape)
-            UnsafeMutableRawPointer(t.pointer).copyMemory(from: src, byteCount: n * 4)
-            return t
-        case .F16, .BF16:
-            let t = Tensor(uninitialized: info.shape)
-            if Int(bitPattern: src) % 2 == 0 {
-                let p = src.assumingMemoryBound(to: UInt16.self), dst = t.pointer, half = info.dtype == .F16
-                // Large tensors convert on all cores (the page faults of the mapping dominate otherwise).
-                parallelChunks(n, minimumPerChunk: 1 << 20) { r in
-                    half ? uc_f16_to_f32(p + r.lowerBound, dst + r.lowerBound, r.count)
-                         : uc_bf16_to_f32(p + r.lowerBound, dst + r.lowerBound, r.count)
-                }
-            } else {
-                let tmp = [UInt16](unsafeUninitializedCapacity: n) { buf, c in
-                    UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: src, byteCount: n * 2); c = n
-                }
-                info.dtype == .F16 ? uc_f16_to_f32(tmp, t.pointer, n) : uc_bf16_to_f32(tmp, t.pointer, n)
-            }
-            return t
-        case .F64:
-            let t = Tensor(uninitialized: info.shape)
-            for i in 0..<n { t.pointer[i] = Float(src.loadUnaligned(fromByteOffset: i * 8, as: Double.self)) }
-            return t
-        default:
-            throw WeightError.unsupportedDType(name: info.name, file: path, dtype: info.dtype.rawValue)
-        }
+    public func load(_ info: TensorInfo) throws -> Tensor {
+        try decodeFloats(file.base + dataStart + info.dataRange.lowerBound, dtype: info.dtype, shape: info.shape, owner: file,
+                         name: info.name, path: path)
     }
 
     /// Integer tensors (token ids, masks) as Int.

@@ -1,0 +1,180 @@
+import Foundation
+import XCTest
+@testable import UnCLIPTensor
+@testable import UnCLIPWeights
+import UnCLIPTestSupport
+
+/// `.ckpt` files saved by real torch (notebooks-export/fixtures_ckpt.py) against the values torch gave, and hostile
+/// or damaged files refused by name with nothing run.
+final class TorchCheckpointTests: XCTestCase {
+    struct Manifest: Decodable {
+        struct Entry: Decodable { let loads: Bool; let error: [String]?; let archive: String?; let global_step: Int? }
+        let marker: String
+        let files: [String: Entry]
+    }
+
+    func path(_ name: String) -> String { Fixture.url("ckpt/\(name)").path }
+
+    /// Every tensor of the state dict equals torch's value, bit for bit (fp16/bf16 widen exactly).
+    func assertMatchesTorch(_ name: String, file: StaticString = #filePath, line: UInt = #line) throws {
+        let ckpt = try TorchCheckpoint(path: path("\(name).ckpt"))
+        let want = try Fixture.file("ckpt/\(name).expected.safetensors")
+        XCTAssertEqual(Set(ckpt.tensors.keys), Set(want.tensors.keys), "\(name): keys", file: file, line: line)
+        for (key, info) in want.tensors {
+            guard let got = ckpt.tensors[key] else { continue }
+            XCTAssertEqual(got.shape, info.shape, "\(name) \(key): shape", file: file, line: line)
+            if info.dtype == .I64 {
+                assertThrows(try ckpt.load(got), mentioning: [key, "cannot be used as a float tensor"], file: file, line: line)
+                continue
+            }
+            let t = try ckpt.load(got)
+            XCTAssertEqual(t.scalars, try want.tensor(key).scalars, "\(name) \(key): values", file: file, line: line)
+        }
+    }
+
+    func testFloat32MatchesTorchIncludingStridedViews() throws {
+        try assertMatchesTorch("fp32")
+        let ckpt = try TorchCheckpoint(path: path("fp32.ckpt"))
+        XCTAssertEqual(ckpt.archiveName, "fp32")
+        XCTAssertEqual(ckpt.tensors["transposed"]?.shape, [6, 4])
+        XCTAssertEqual(ckpt.tensors["scalar"]?.shape, [])
+        XCTAssertEqual(ckpt.tensors["empty"]?.shape, [0, 4])
+    }
+
+    func testHalfAndBFloat16MatchTorch() throws {
+        try assertMatchesTorch("fp16")
+        XCTAssertEqual(try TorchCheckpoint(path: path("fp16.ckpt")).archiveName, "archive")
+        XCTAssertEqual(try TorchCheckpoint(path: path("fp16.ckpt")).tensors["bf16.weight"]?.dtype, .BF16)
+    }
+
+    /// The original SD layout: the `state_dict` entry (with its EMA copy) loads beside Lightning's callback class,
+    /// a callback object and numpy scalars.
+    func testNestedStateDictWithEMAAndLightningEntries() throws {
+        try assertMatchesTorch("sd_nested")
+        let ckpt = try TorchCheckpoint(path: path("sd_nested.ckpt"))
+        XCTAssertEqual(ckpt.number("global_step"), 123)
+        XCTAssertEqual(ckpt.number("epoch"), 4)
+        XCTAssertNotNil(ckpt.tensors["model_ema.diffusion_modela.weight"])
+        guard case .opaque("pytorch_lightning.callbacks.model_checkpoint.ModelCheckpoint")? = ckpt.root.dict?["hparams"] else {
+            return XCTFail("hparams: \(String(describing: ckpt.root.dict?["hparams"]))")
+        }
+    }
+
+    /// A WeightMap opened on a .ckpt path reads it through the restricted reader, shape-checked like safetensors.
+    func testWeightMapOpensCheckpointsByContent() throws {
+        let map = try WeightMap(paths: [path("fp32.ckpt")])
+        XCTAssertEqual(try map.tensor("layer.weight", shape: [3, 5]).shape, [3, 5])
+        assertThrows(try map.tensor("layer.weight", shape: [5, 3]), mentioning: ["layer.weight", "[3, 5]"])
+        XCTAssertTrue(try openWeightFile(Fixture.url("weights/dtypes.safetensors").path) is SafeTensorsFile)
+    }
+
+    /// Every refused fixture throws with the words the fixture script listed, and names the file.
+    func testRefusedFilesNameWhatIsWrong() throws {
+        let manifest = try Fixture.decode(Manifest.self, "ckpt/manifest.json")
+        let refused = manifest.files.filter { !$0.value.loads }
+        XCTAssertGreaterThanOrEqual(refused.count, 9)
+        for (name, entry) in refused.sorted(by: { $0.key < $1.key }) {
+            assertThrows(try TorchCheckpoint(path: path(name)), mentioning: (entry.error ?? []) + [name])
+        }
+        for (name, entry) in manifest.files where entry.loads {
+            XCTAssertNoThrow(try TorchCheckpoint(path: path(name)), name)
+        }
+    }
+
+    /// torch.load runs this file's os.system (the fixture script checks that); here it is refused by name and the
+    /// marker file it would touch does not appear.
+    func testSystemCallIsRefusedAndNeverRun() throws {
+        let manifest = try Fixture.decode(Manifest.self, "ckpt/manifest.json")
+        try? FileManager.default.removeItem(atPath: manifest.marker)
+        assertThrows(try TorchCheckpoint(path: path("evil_system.ckpt")), mentioning: ["posix.system", "nothing in the file was run"])
+        assertThrows(try WeightMap(paths: [path("evil_system.ckpt")]), mentioning: ["posix.system"])
+        XCTAssertFalse(FileManager.default.fileExists(atPath: manifest.marker))
+    }
+
+    /// Every cut of a valid checkpoint is refused with a message, never read past its end.
+    func testTruncatedArchivesAreRefused() throws {
+        let dir = try makeTemporaryDirectory(for: self)
+        let data = try Data(contentsOf: Fixture.url("ckpt/fp32.ckpt"))
+        for cut in [0, 1, 21, 22, 100, data.count / 2, data.count - 23, data.count - 1] {
+            let url = dir.appendingPathComponent("cut-\(cut).ckpt")
+            try data.prefix(cut).write(to: url)
+            XCTAssertThrowsError(try TorchCheckpoint(path: url.path), "cut at \(cut)") { e in
+                XCTAssertTrue("\(e)".contains(url.path), "\(e)")
+            }
+        }
+    }
+
+    /// Storage data cut short inside the archive (the directory still intact): the tensor's bytes are checked.
+    func testStorageEntryShorterThanItsTensorIsRefused() throws {
+        let dir = try makeTemporaryDirectory(for: self)
+        var data = try Data(contentsOf: Fixture.url("ckpt/fp32.ckpt"))
+        // Shrink the declared size of data/0 in its central directory entry (stored: both sizes) to 4 bytes.
+        let name = Array("fp32/data/0".utf8)
+        let cd = data.indices.dropLast(46).first { i in
+            data[i] == 0x50 && data[i + 1] == 0x4B && data[i + 2] == 1 && data[i + 3] == 2 && Array(data[(i + 46)..<(i + 46 + name.count)]) == name
+        }
+        let at = try XCTUnwrap(cd)
+        for field in [20, 24] { data.replaceSubrange((at + field)..<(at + field + 4), with: [4, 0, 0, 0]) }
+        let url = dir.appendingPathComponent("short.ckpt")
+        try data.write(to: url)
+        assertThrows(try TorchCheckpoint(path: url.path), mentioning: ["storage '0'", "holds 4 bytes", url.path])
+    }
+
+    func testLimitsAreEnforced() throws {
+        var limits = Unpickler.Limits()
+        limits.maxTensors = 3
+        assertThrows(try TorchCheckpoint(path: path("fp32.ckpt"), limits: limits), mentioning: ["more than 3 tensors"])
+        limits = Unpickler.Limits()
+        limits.maxStringBytes = 4
+        assertThrows(try TorchCheckpoint(path: path("fp32.ckpt"), limits: limits), mentioning: ["at most 4 are read"])
+        limits = Unpickler.Limits()
+        limits.maxMemo = 5
+        assertThrows(try TorchCheckpoint(path: path("fp32.ckpt"), limits: limits), mentioning: ["memo grows past 5"])
+        limits = Unpickler.Limits()
+        limits.maxStack = 4
+        assertThrows(try TorchCheckpoint(path: path("fp32.ckpt"), limits: limits), mentioning: ["past 4"])
+    }
+
+    /// Opcodes and globals outside the allowed set, in hand-written pickles.
+    func testHandWrittenPicklesAreRefused() {
+        func load(_ bytes: [UInt8]) throws -> PickleValue {
+            var u = Unpickler(path: "mem.pkl")
+            return try bytes.withUnsafeBytes { try u.load($0) }
+        }
+        let g = { (s: String) in Array(s.utf8) }
+        // INST / OBJ (protocol 0/1 object creation) are not torch's.
+        assertThrows(try load([0x80, 2] + g("ios\nsystem\n") + [0x2E]), mentioning: ["opcode 0x69"])
+        assertThrows(try load([0x80, 2] + g("cbuiltins\ngetattr\n") + [0x2E]), mentioning: ["builtins.getattr"])
+        // An allowed global applied to something it does not build.
+        assertThrows(try load([0x80, 2] + g("ctorch\nFloatStorage\n)R.")), mentioning: ["REDUCE calls torch.FloatStorage"])
+        assertThrows(try load([0x80, 2, 0x68, 7, 0x2E]), mentioning: ["memo entry 7"])
+        assertThrows(try load([0x80, 2, 0x58, 0xFF, 0xFF, 0xFF, 0x7F]), mentioning: ["at most"])
+        assertThrows(try load([0x80, 2, 0x58, 0xFF, 0xFF, 0, 0]), mentioning: ["pickle ends"])
+        assertThrows(try load([0x80, 2, 0x4E, 0x4E, 0x2E]), mentioning: ["STOP with 2 values"])
+        XCTAssertNoThrow(try load([0x80, 2, 0x8A, 2, 0xFF, 0x7F, 0x2E]))
+        if case let .int(v)? = try? load([0x80, 2, 0x8A, 1, 0xFF, 0x2E]) { XCTAssertEqual(v, -1) } else { XCTFail("LONG1 -1") }
+    }
+
+    /// The committed fuzz corpus (fuzz/corpus/unpickler): each file loads or throws; the valid ones load.
+    func testFuzzCorpusLoadsOrThrows() throws {
+        let dir = Repository.url("fuzz/corpus/unpickler")
+        let names = try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted()
+        XCTAssertGreaterThanOrEqual(names.count, 30)
+        var loaded = 0, refused = 0
+        for name in names {
+            let data = try Data(contentsOf: dir.appendingPathComponent(name))
+            var u = Unpickler(path: name)
+            do {
+                _ = try data.withUnsafeBytes { try u.load($0) }
+                loaded += 1
+                XCTAssertFalse(name.hasPrefix("hostile-evil"), "\(name) loaded")
+            } catch let e as WeightError {
+                refused += 1
+                XCTAssertFalse(name.hasPrefix("valid-"), "\(name): \(e)")
+                XCTAssertTrue("\(e)".contains(name), "\(e)")
+            }
+        }
+        XCTAssertGreaterThan(loaded, 10)
+        XCTAssertGreaterThan(refused, 10)
+    }
+}
