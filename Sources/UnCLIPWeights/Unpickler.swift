@@ -153,7 +153,7 @@ public struct Unpickler {
         }
         func string(_ count: Int, _ what: String) throws -> String {
             guard count <= limits.maxStringBytes else { throw refuse("a \(what) of \(count) bytes (at most \(limits.maxStringBytes) are read)") }
-            guard let s = String(bytes: try take(count, what), encoding: .utf8) else { throw bad(at, "\(what) is not UTF-8") }
+            guard let s = copiedUTF8(try take(count, what)) else { throw bad(at, "\(what) is not UTF-8") }
             return s
         }
         func rawBytes(_ count: Int, _ what: String) throws -> [UInt8] {
@@ -173,7 +173,7 @@ public struct Unpickler {
         func line() throws -> String {
             guard let end = bytes[at...].firstIndex(of: 0x0A), end - at <= 256 else { throw bad(at, "GLOBAL name without a newline within 256 bytes") }
             defer { at = end + 1 }
-            guard let s = String(bytes: bytes[at..<end], encoding: .utf8) else { throw bad(at, "GLOBAL name is not UTF-8") }
+            guard let s = copiedUTF8(UnsafeRawBufferPointer(rebasing: bytes[at..<end])) else { throw bad(at, "GLOBAL name is not UTF-8") }
             return s
         }
         func setItems(_ items: [PickleValue], depth: Int, at opAt: Int) throws {

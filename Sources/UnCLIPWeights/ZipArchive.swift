@@ -40,7 +40,7 @@ final class ZipArchive: @unchecked Sendable {
             let commentLength = Int(try reader.u16(at + 32, where_))
             var local = Int(try reader.u32(at + 42, where_))
             let nameBytes = try reader.bytes(at + 46, nameLength, where_)
-            guard let name = String(bytes: nameBytes, encoding: .utf8) else { throw reader.error("\(where_) has a name that is not UTF-8") }
+            guard let name = copiedUTF8(nameBytes) else { throw reader.error("\(where_) has a name that is not UTF-8") }
             // ZIP64: sizes and offsets that do not fit 32 bits are 0xFFFFFFFF here and 64-bit in extra field 1.
             var extra = at + 46 + nameLength
             let extraEnd = extra + extraLength
@@ -151,4 +151,10 @@ struct ByteReader {
     func bytes(_ at: Int, _ n: Int, _ what: String) throws -> UnsafeRawBufferPointer {
         try check(at, n, what); return UnsafeRawBufferPointer(start: base + at, count: n)
     }
+}
+
+/// The bytes as a String that owns a copy, or nil when they are not UTF-8. (Foundation's `String(bytes:encoding:)`
+/// may keep pointing at the bytes, which here are a mapping that can be unmapped before the string dies.)
+func copiedUTF8(_ bytes: UnsafeRawBufferPointer) -> String? {
+    String(validating: Array(bytes), as: UTF8.self)
 }
