@@ -47,9 +47,7 @@ public final class SingleFileCheckpoint: @unchecked Sendable {
         try requireConvertible()
         let fm = FileManager.default
         guard !fm.fileExists(atPath: folder.path) else { throw WeightError.cannotOpen(path: folder.path, reason: "it already exists; give a new folder") }
-        if let predictionType, !["epsilon", "v_prediction", "sample"].contains(predictionType) {
-            throw WeightError.badConfig(path: template.path, reason: "unknown prediction_type '\(predictionType)' (supported: epsilon, v_prediction, sample)")
-        }
+        try SingleFileCheckpoint.checkPredictionType(predictionType, path: template.path)
         let unetConfig = try configObject(template, "unet/config.json")
         let vaeConfig = try configObject(template, "vae/config.json")
         let textConfig = try configObject(template, "text_encoder/config.json")
@@ -81,6 +79,26 @@ public final class SingleFileCheckpoint: @unchecked Sendable {
         } catch {
             try? fm.removeItem(at: partial)
             throw error
+        }
+    }
+
+    /// As `convert(to:template:…)` with the standard configs of the family (`SingleFileConfigs`) as the template:
+    /// for published SD 1.x / 2.x models and their fine-tunes, which carry no configs. `tokenizer` is the CLIP
+    /// tokenizer folder to copy; `predictionType` nil takes the one the file implies (`impliedPredictionType`).
+    public func convertStandard(to folder: URL, tokenizer: URL, predictionType: String? = nil, ema: Bool = false) throws {
+        try requireConvertible()
+        try SingleFileCheckpoint.checkPredictionType(predictionType, path: path)
+        try SingleFileConfigs.check(source, family: family, path: path)
+        let template = folder.deletingLastPathComponent().appendingPathComponent(".\(folder.lastPathComponent).template-\(getpid())")
+        try? FileManager.default.removeItem(at: template)
+        defer { try? FileManager.default.removeItem(at: template) }
+        try SingleFileConfigs.writeTemplate(family: family, predictionType: predictionType ?? impliedPredictionType, tokenizer: tokenizer, to: template)
+        try convert(to: folder, template: template, ema: ema)
+    }
+
+    static func checkPredictionType(_ value: String?, path: String) throws {
+        if let value, !["epsilon", "v_prediction", "sample"].contains(value) {
+            throw WeightError.badConfig(path: path, reason: "unknown prediction_type '\(value)' (supported: epsilon, v_prediction, sample)")
         }
     }
 

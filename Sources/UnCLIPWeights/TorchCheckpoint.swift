@@ -9,6 +9,10 @@ import UnCLIPTensor
 /// Stable Diffusion checkpoints: `{"state_dict": …, "global_step": …}`), else the top-level dict itself.
 /// Entries that are not tensors (step counts, callbacks) are kept in `root` only.
 public final class TorchCheckpoint: WeightSource, @unchecked Sendable {
+    /// The first pickle of a pre-1.6 torch file: PROTO 2, then torch's magic number 0x1950a86a20f9469cfc6c as LONG1.
+    static let legacyMagic: [UInt8] = [0x80, 0x02, 0x8A, 0x0A, 0x6C, 0xFC, 0x9C, 0x46, 0xF9, 0x20, 0x6A, 0xA8, 0x50, 0x19]
+    static let zipMagic: [UInt8] = [0x50, 0x4B, 0x03, 0x04]
+
     public let path: String
     public let tensors: [String: TensorInfo]
     /// The whole unpickled object, for the non-tensor entries (`global_step`, `epoch`).
@@ -21,12 +25,8 @@ public final class TorchCheckpoint: WeightSource, @unchecked Sendable {
     public init(path: String, limits: Unpickler.Limits = Unpickler.Limits()) throws {
         self.path = path
         // Before 1.6, torch.save wrote pickles back to back, not a zip: say so rather than "not a zip".
-        if let handle = FileHandle(forReadingAtPath: path) {
-            let first = (try? handle.read(upToCount: 1)) ?? Data()
-            try? handle.close()
-            if first.first == 0x80 {
-                throw WeightError.badCheckpoint(path: path, reason: "a legacy (pre-1.6, not zip) torch file; load and re-save it with torch ≥ 1.6, or convert it to safetensors")
-            }
+        if fileStarts(path, with: TorchCheckpoint.legacyMagic) {
+            throw WeightError.badCheckpoint(path: path, reason: "a legacy (pre-1.6, not zip) torch file; load and re-save it with torch ≥ 1.6, or convert it to safetensors")
         }
         archive = try ZipArchive(path: path)
         // The pickle is `<folder>/data.pkl`; the folder's name is whatever the writer chose.
@@ -100,12 +100,18 @@ public final class TorchCheckpoint: WeightSource, @unchecked Sendable {
     }
 }
 
-/// Opens a weight file by its first bytes: a zip (`PK\u{3}\u{4}`) is a torch checkpoint, anything else is read as
+/// Opens a weight file by its first bytes: a zip (`PK\u{3}\u{4}`) or a legacy torch pickle is a torch checkpoint, anything else is read as
 /// safetensors (whose own checks then word the error). Legacy torch pickles (before 1.6) are refused by `TorchCheckpoint`.
 public func openWeightFile(_ path: String) throws -> any WeightSource {
-    guard let handle = FileHandle(forReadingAtPath: path) else { return try SafeTensorsFile(path: path) }
-    let magic = [UInt8]((try? handle.read(upToCount: 4)) ?? Data())
-    try? handle.close()
-    if magic == [0x50, 0x4B, 0x03, 0x04] || magic.first == 0x80 { return try TorchCheckpoint(path: path) }
+    if fileStarts(path, with: TorchCheckpoint.zipMagic) || fileStarts(path, with: TorchCheckpoint.legacyMagic) {
+        return try TorchCheckpoint(path: path)
+    }
     return try SafeTensorsFile(path: path)
+}
+
+/// Whether the file's first bytes are `magic` (false when it cannot be read: the reader that opens it says why).
+func fileStarts(_ path: String, with magic: [UInt8]) -> Bool {
+    guard let handle = FileHandle(forReadingAtPath: path) else { return false }
+    defer { try? handle.close() }
+    return [UInt8]((try? handle.read(upToCount: magic.count)) ?? Data()) == magic
 }

@@ -66,6 +66,16 @@ final class TorchCheckpointTests: XCTestCase {
         XCTAssertEqual(try map.tensor("layer.weight", shape: [3, 5]).shape, [3, 5])
         assertThrows(try map.tensor("layer.weight", shape: [5, 3]), mentioning: ["layer.weight", "[3, 5]"])
         XCTAssertTrue(try openWeightFile(Fixture.url("weights/dtypes.safetensors").path) is SafeTensorsFile)
+        // A safetensors header of 0x280 bytes starts the file with 0x80 0x02, as a pickle does: still safetensors.
+        var header = Data(#"{"a":{"dtype":"F32","shape":[1],"data_offsets":[0,4]}}"#.utf8)
+        header.append(contentsOf: [UInt8](repeating: 0x20, count: 0x280 - header.count))
+        var file = Data()
+        withUnsafeBytes(of: UInt64(0x280).littleEndian) { file.append(contentsOf: $0) }
+        file.append(header)
+        file.append(contentsOf: [0, 0, 0x80, 0x3F])
+        let url = try makeTemporaryDirectory(for: self).appendingPathComponent("x.safetensors")
+        try file.write(to: url)
+        XCTAssertEqual(try WeightMap(paths: [url.path]).tensor("a", shape: [1]).scalars, [1])
     }
 
     /// Every refused fixture throws with the words the fixture script listed, and names the file.
