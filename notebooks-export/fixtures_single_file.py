@@ -36,6 +36,12 @@ RESNET = [("norm1", "in_layers.0"), ("conv1", "in_layers.2"), ("norm2", "out_lay
           ("time_emb_proj", "emb_layers.1"), ("conv_shortcut", "skip_connection")]
 
 
+def resnet(rest):
+    for a, o in RESNET:
+        rest = rest.replace(a, o)
+    return rest
+
+
 def unet_to_ldm(sd, cfg):
     L = cfg["layers_per_block"]
     out = {}
@@ -49,33 +55,24 @@ def unet_to_ldm(sd, cfg):
             out[f"{fixed[head]}.{leaf}"] = v
             continue
         rest = ".".join(p[4:])
-        if p[0] == "down_blocks":
+        if p[0] in ("down_blocks", "up_blocks"):
+            down = p[0] == "down_blocks"
             b, kind, j = int(p[1]), p[2], int(p[3])
+            # A down level is L resnets (+ attentions) then a downsampler block, after conv_in at 0; an up level L + 1.
+            group, first = ("input_blocks", 1 + b * (L + 1)) if down else ("output_blocks", b * (L + 1))
             if kind == "resnets":
-                for a, o in RESNET:
-                    rest = rest.replace(a, o)
-                out[f"input_blocks.{1 + b * (L + 1) + j}.0.{rest}"] = v
+                out[f"{group}.{first + j}.0.{resnet(rest)}"] = v
             elif kind == "attentions":
-                out[f"input_blocks.{1 + b * (L + 1) + j}.1.{rest}"] = v
-            else:  # downsamplers.0.conv
-                out[f"input_blocks.{1 + b * (L + 1) + L}.0.op.{leaf}"] = v
-        elif p[0] == "up_blocks":
-            b, kind, j = int(p[1]), p[2], int(p[3])
-            if kind == "resnets":
-                for a, o in RESNET:
-                    rest = rest.replace(a, o)
-                out[f"output_blocks.{b * (L + 1) + j}.0.{rest}"] = v
-            elif kind == "attentions":
-                out[f"output_blocks.{b * (L + 1) + j}.1.{rest}"] = v
+                out[f"{group}.{first + j}.1.{rest}"] = v
+            elif down:  # downsamplers.0.conv
+                out[f"input_blocks.{first + L}.0.op.{leaf}"] = v
             else:  # upsamplers.0.conv
-                out[f"output_blocks.{b * (L + 1) + L}.{2 if up_has_attn[b] else 1}.conv.{leaf}"] = v
+                out[f"output_blocks.{first + L}.{2 if up_has_attn[b] else 1}.conv.{leaf}"] = v
         elif p[0] == "mid_block":
             kind, j = p[1], int(p[2])
             rest = ".".join(p[3:])
             if kind == "resnets":
-                for a, o in RESNET:
-                    rest = rest.replace(a, o)
-                out[f"middle_block.{2 * j}.{rest}"] = v
+                out[f"middle_block.{2 * j}.{resnet(rest)}"] = v
             else:
                 out[f"middle_block.1.{rest}"] = v
         else:
