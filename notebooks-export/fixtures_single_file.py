@@ -17,6 +17,13 @@ Writes Tests/Fixtures/single_file/:
   tiny-sd2-v.safetensors  SD 2.x layout of tiny-sd-v: OpenCLIP text encoder under cond_stage_model.model.*
                         (fused attn.in_proj_weight/bias, positional_embedding, ln_final, text_projection).
   single_file.json      per file: the folder it came from, its family, dtype.
+  standard-sd1.json, standard-sd2.json  the full-size SD 1.5 / SD 2.1 (768-v) layouts, without weights: diffusers'
+                        configs derived by diffusers' create_unet/vae_diffusers_config_from_ldm from the original
+                        v1-inference.yaml / v2-inference-v.yaml parameters, and for the models built from them (on
+                        the meta device) every diffusers key with its shape and every original key with its shape
+                        (by the inverse mapping proved above; diffusers' infer_diffusers_model_type must call the
+                        original key set v1 / v2). The Swift tests check the standard configs and rule tables
+                        against them, since real single files use those configs.
 The expected values are the tiny folders' own weights and the existing sd.expected.* runs (diffusers' images).
 """
 
@@ -186,6 +193,89 @@ def check_with_diffusers(path, folder):
     print("diffusers from_single_file matches", path)
 
 
+# The unet / first-stage parameters of the original configs (CompVis v1-inference.yaml, Stability v2-inference-v.yaml).
+LDM_PARAMS = {
+    "sd1": dict(unet=dict(image_size=32, in_channels=4, out_channels=4, model_channels=320, attention_resolutions=[4, 2, 1],
+                          num_res_blocks=2, channel_mult=[1, 2, 4, 4], num_heads=8, use_spatial_transformer=True,
+                          transformer_depth=1, context_dim=768, legacy=False), image_size=512, upcast=None),
+    "sd2": dict(unet=dict(image_size=32, in_channels=4, out_channels=4, model_channels=320, attention_resolutions=[4, 2, 1],
+                          num_res_blocks=2, channel_mult=[1, 2, 4, 4], num_head_channels=64, use_spatial_transformer=True,
+                          use_linear_in_transformer=True, transformer_depth=1, context_dim=1024, legacy=False),
+                image_size=768, upcast=True),
+}
+VAE_DDCONFIG = dict(double_z=True, z_channels=4, resolution=256, in_channels=3, out_ch=3, ch=128, ch_mult=[1, 2, 4, 4],
+                    num_res_blocks=2, attn_resolutions=[], dropout=0.0)
+# transformers' configs of openai/clip-vit-large-patch14's text model and of stable-diffusion-2's text_encoder.
+TEXT = {
+    "sd1": dict(hidden_size=768, intermediate_size=3072, num_attention_heads=12, num_hidden_layers=12, hidden_act="quick_gelu",
+                projection_dim=768),
+    "sd2": dict(hidden_size=1024, intermediate_size=4096, num_attention_heads=16, num_hidden_layers=23, hidden_act="gelu",
+                projection_dim=512),
+}
+
+
+def standard_layout(family):
+    import warnings
+    from diffusers import AutoencoderKL, UNet2DConditionModel
+    from diffusers.loaders.single_file_utils import (create_unet_diffusers_config_from_ldm,
+                                                     create_vae_diffusers_config_from_ldm, infer_diffusers_model_type)
+    from transformers import CLIPTextConfig, CLIPTextModel
+
+    p = LDM_PARAMS[family]
+    original = {"model": {"params": {"unet_config": {"params": p["unet"]}, "scale_factor": 0.18215,
+                                     "first_stage_config": {"params": {"ddconfig": VAE_DDCONFIG}}}}}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        ucfg = create_unet_diffusers_config_from_ldm(original, {}, image_size=p["image_size"], upcast_attention=p["upcast"])
+        vcfg = create_vae_diffusers_config_from_ldm(original, {}, image_size=p["image_size"])
+    tcfg = dict(vocab_size=49408, max_position_embeddings=77, layer_norm_eps=1e-5, **TEXT[family])
+    with torch.device("meta"):
+        unet = UNet2DConditionModel(**ucfg).state_dict()
+        vae = AutoencoderKL(**vcfg).state_dict()
+        te = CLIPTextModel(CLIPTextConfig(**tcfg)).state_dict()
+    te = {k[len("text_model."):] if k.startswith("text_model.") else k: v for k, v in te.items()}
+    te = {k: v for k, v in te.items() if not k.endswith("position_ids")}
+    ldm = {}
+    ldm.update(unet_to_ldm(unet, ucfg))
+    ldm.update(vae_to_ldm(vae, vcfg))
+    if family == "sd2":
+        ldm.update({k: v for k, v in open_clip_to_ldm_shapes(te).items()})
+    else:
+        ldm.update(clip_to_ldm(te))
+    model_type = infer_diffusers_model_type({k: torch.empty(v.shape, device="meta") for k, v in ldm.items()})
+    assert model_type == {"sd1": "v1", "sd2": "v2"}[family], (family, model_type)
+    shapes = lambda d: {k: list(v.shape) for k, v in d.items()}  # noqa: E731
+    return {"configs": {"unet": ucfg, "vae": vcfg, "text_encoder": tcfg},
+            "diffusers": {"unet": shapes(unet), "vae": shapes(vae), "text_encoder": shapes(te)},
+            "original": shapes(ldm), "diffusers_model_type": model_type}
+
+
+def open_clip_to_ldm_shapes(te):
+    """open_clip_to_ldm's keys and shapes, plus OpenCLIP's last layer (SD 2 files carry it; diffusers drops it)."""
+    layers = sorted({int(k.split(".")[2]) for k in te if k.startswith("encoder.layers.")})
+    extra = {k.replace(f"encoder.layers.{layers[-1]}.", f"encoder.layers.{layers[-1] + 1}."): v
+             for k, v in te.items() if k.startswith(f"encoder.layers.{layers[-1]}.")}
+    src = dict(te, **extra)
+    # Shapes only (meta tensors): the fused in_proj is three projections stacked.
+    out = {}
+    for i in layers + [layers[-1] + 1]:
+        pre, o = f"encoder.layers.{i}.", f"cond_stage_model.model.transformer.resblocks.{i}."
+        for a, b in [("layer_norm1", "ln_1"), ("layer_norm2", "ln_2"), ("mlp.fc1", "mlp.c_fc"), ("mlp.fc2", "mlp.c_proj"),
+                     ("self_attn.out_proj", "attn.out_proj")]:
+            for leaf in ("weight", "bias"):
+                out[f"{o}{b}.{leaf}"] = src[f"{pre}{a}.{leaf}"]
+        q = src[f"{pre}self_attn.q_proj.weight"]
+        out[f"{o}attn.in_proj_weight"] = torch.empty(3 * q.shape[0], q.shape[1], device="meta")
+        out[f"{o}attn.in_proj_bias"] = torch.empty(3 * q.shape[0], device="meta")
+    h = src["final_layer_norm.weight"].shape[0]
+    out["cond_stage_model.model.token_embedding.weight"] = src["embeddings.token_embedding.weight"]
+    out["cond_stage_model.model.positional_embedding"] = src["embeddings.position_embedding.weight"]
+    out["cond_stage_model.model.ln_final.weight"] = src["final_layer_norm.weight"]
+    out["cond_stage_model.model.ln_final.bias"] = src["final_layer_norm.bias"]
+    out["cond_stage_model.model.text_projection"] = torch.empty(h, h, device="meta")
+    return out
+
+
 def main():
     if os.path.exists(OUT):
         shutil.rmtree(OUT)
@@ -215,6 +305,9 @@ def main():
     check_with_diffusers(p2, "tiny-sd-v")
     with open(os.path.join(OUT, "single_file.json"), "w") as f:
         json.dump(doc, f, indent=1, sort_keys=True)
+    for family in ("sd1", "sd2"):
+        with open(os.path.join(OUT, f"standard-{family}.json"), "w") as f:
+            json.dump(standard_layout(family), f, sort_keys=True)
 
 
 if __name__ == "__main__":

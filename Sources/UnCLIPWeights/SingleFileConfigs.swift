@@ -5,12 +5,12 @@ import Foundation
 /// -2-1-base), as diffusers' `from_single_file` fetches them. A file whose shapes differ is refused before any
 /// conversion (`check`), naming the weight, so a non-standard model asks for a template rather than loading wrong.
 public enum SingleFileConfigs {
-    static let vae: [String: Any] = [
+    static func vae(vPrediction: Bool) -> [String: Any] { [
         "_class_name": "AutoencoderKL", "act_fn": "silu", "block_out_channels": [128, 256, 512, 512],
         "down_block_types": Array(repeating: "DownEncoderBlock2D", count: 4), "up_block_types": Array(repeating: "UpDecoderBlock2D", count: 4),
         "in_channels": 3, "out_channels": 3, "latent_channels": 4, "layers_per_block": 2, "norm_num_groups": 32,
-        "sample_size": 512, "scaling_factor": 0.18215,
-    ]
+        "sample_size": vPrediction ? 768 : 512, "scaling_factor": 0.18215,
+    ] }
 
     static func unet(_ family: SingleFileFamily, vPrediction: Bool) -> [String: Any] {
         var c: [String: Any] = [
@@ -105,7 +105,7 @@ public enum SingleFileConfigs {
         ]
         let files: [(String, [String: Any])] = [
             ("model_index.json", index), ("unet/config.json", unet(family, vPrediction: predictionType == "v_prediction")),
-            ("vae/config.json", vae), ("text_encoder/config.json", textEncoder(family)),
+            ("vae/config.json", vae(vPrediction: predictionType == "v_prediction")), ("text_encoder/config.json", textEncoder(family)),
             ("scheduler/scheduler_config.json", scheduler(family, predictionType: predictionType)),
         ]
         for (name, object) in files {

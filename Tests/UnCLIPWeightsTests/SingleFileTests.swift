@@ -142,3 +142,79 @@ final class SingleFileTests: XCTestCase {
         XCTAssertNil(SingleFileLayout.apply(l.unetRules, to: "input_blocks.x.0.weight"))
     }
 }
+
+/// The full-size SD 1.5 / SD 2.1 layouts (keys and shapes only, fixtures_single_file.py: diffusers' own configs
+/// derived from the original yaml parameters, models built from them on the meta device): the standard configs
+/// real single files are converted with, and the rule tables at full size.
+final class StandardLayoutTests: XCTestCase {
+    struct Layout: Decodable {
+        let original: [String: [Int]]
+        let diffusers: [String: [String: [Int]]]
+    }
+
+    /// Shapes without data, standing in for a real file.
+    final class ShapesOnly: WeightSource, @unchecked Sendable {
+        let path = "shapes-only"
+        let tensors: [String: TensorInfo]
+        init(_ shapes: [String: [Int]]) {
+            tensors = Dictionary(uniqueKeysWithValues: shapes.map { ($0.key, TensorInfo(name: $0.key, dtype: .F16, shape: $0.value, dataRange: 0..<0)) })
+        }
+        func load(_ info: TensorInfo) throws -> Tensor { throw WeightError.missingTensor(name: info.name, files: [path], expectedShape: info.shape) }
+    }
+
+    func json(_ value: Any) throws -> String {
+        String(decoding: try JSONSerialization.data(withJSONObject: value, options: [.sortedKeys, .fragmentsAllowed]), as: UTF8.self)
+    }
+
+    func check(_ family: SingleFileFamily, file: String, textLayers: Int) throws {
+        let layout = try Fixture.decode(Layout.self, "single_file/\(file)")
+        let source = ShapesOnly(layout.original)
+        XCTAssertEqual(SingleFileFamily.detect(keys: Set(layout.original.keys), unetInputChannels: 4), family)
+        XCTAssertNoThrow(try SingleFileConfigs.check(source, family: family, path: file))
+        let rules = SingleFileLayout(family: family, layersPerBlock: 2, vaeLevels: 4, textLayers: textLayers)
+        let mapped = try rules.map(keys: Array(layout.original.keys), path: file)
+        for (component, want) in layout.diffusers {
+            let weights = mapped[component] ?? []
+            XCTAssertEqual(Set(weights.map(\.target)), Set(want.keys), "\(file) \(component): keys")
+            XCTAssertEqual(weights.count, want.count, "\(file) \(component): each key once")
+            for w in weights {
+                guard let from = layout.original[w.source], let to = want[w.target] else { continue }
+                let shape: [Int]
+                switch w.transform {
+                case .identity: shape = from
+                case .squeezeConv: shape = Array(from.prefix(2))
+                case let .chunk(_, parts): shape = [from[0] / parts] + from.dropFirst()
+                }
+                XCTAssertEqual(shape, to, "\(file) \(w.source) → \(w.target)")
+            }
+        }
+    }
+
+    func testSD15LayoutMapsToDiffusersKeysAndShapes() throws {
+        try check(.sd1, file: "standard-sd1.json", textLayers: 12)
+    }
+
+    /// OpenCLIP's 24th layer is in the file and dropped (the text encoder has 23).
+    func testSD21LayoutMapsToDiffusersKeysAndShapes() throws {
+        try check(.sd2, file: "standard-sd2.json", textLayers: 23)
+    }
+
+    /// The configs written for files without a template equal those diffusers derives from the original yaml.
+    func testStandardConfigsEqualDiffusersDerivedOnes() throws {
+        for (family, file) in [(SingleFileFamily.sd1, "standard-sd1.json"), (.sd2, "standard-sd2.json")] {
+            let root = try JSONSerialization.jsonObject(with: Data(contentsOf: Fixture.url("single_file/\(file)"))) as! [String: Any]
+            let configs = root["configs"] as! [String: [String: Any]]
+            let ours: [String: [String: Any]] = ["unet": SingleFileConfigs.unet(family, vPrediction: family == .sd2),
+                                                 "vae": SingleFileConfigs.vae(vPrediction: family == .sd2), "text_encoder": SingleFileConfigs.textEncoder(family)]
+            for (component, theirs) in configs {
+                for (key, value) in theirs where !(value is NSNull) && key != "scaling_factor" {
+                    let mine = ours[component]?[key]
+                    // Ours leave out keys at diffusers' defaults.
+                    let defaults: [String: Any] = ["transformer_layers_per_block": 1, "use_linear_projection": false]
+                    if mine == nil, let d = defaults[key], try json(d) == json(value) { continue }
+                    XCTAssertEqual(try json(mine ?? NSNull()), try json(value), "\(file) \(component).\(key)")
+                }
+            }
+        }
+    }
+}
