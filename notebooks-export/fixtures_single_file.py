@@ -16,7 +16,9 @@ Writes Tests/Fixtures/single_file/:
                         copy (model_ema.*, other values): the non-EMA weights are the model (diffusers' default).
   tiny-sd2-v.safetensors  SD 2.x layout of tiny-sd-v: OpenCLIP text encoder under cond_stage_model.model.*
                         (fused attn.in_proj_weight/bias, positional_embedding, ln_final, text_projection).
-  single_file.json      per file: the folder it came from, its family, dtype.
+  single_file.json      per file: the folder it came from, its family, dtype; and "a1111_probe": AUTOMATIC1111's
+                        v-prediction statistic (is_using_v_parameterization_for_sd2: mean(unet(0.5, t=999, context 0.5
+                        at [1, 2, cross]) - 0.5) at [1, 4, 8, 8]) computed by diffusers' UNet on each tiny folder.
   standard-sd1.json, standard-sd2.json  the full-size SD 1.5 / SD 2.1 (768-v) layouts, without weights: diffusers'
                         configs derived by diffusers' create_unet/vae_diffusers_config_from_ldm from the original
                         v1-inference.yaml / v2-inference-v.yaml parameters, and for the models built from them (on
@@ -276,6 +278,16 @@ def open_clip_to_ldm_shapes(te):
     return out
 
 
+def a1111_statistic(folder):
+    from diffusers import UNet2DConditionModel
+    unet = UNet2DConditionModel.from_pretrained(os.path.join(SD, folder, "unet")).eval()
+    x = torch.ones((1, 4, 8, 8)) * 0.5
+    cross = unet.config.cross_attention_dim
+    with torch.no_grad():
+        out = unet(x, torch.asarray([999]), encoder_hidden_states=torch.ones((1, 2, cross)) * 0.5).sample
+    return (out - x).mean().item()
+
+
 def main():
     if os.path.exists(OUT):
         shutil.rmtree(OUT)
@@ -303,6 +315,7 @@ def main():
     check_with_diffusers(p, "tiny-sd-eps")
     check_with_diffusers(p16, "tiny-sd-eps")
     check_with_diffusers(p2, "tiny-sd-v")
+    doc["a1111_probe"] = {folder: a1111_statistic(folder) for folder in ("tiny-sd-eps", "tiny-sd-v")}
     with open(os.path.join(OUT, "single_file.json"), "w") as f:
         json.dump(doc, f, indent=1, sort_keys=True)
     for family in ("sd1", "sd2"):

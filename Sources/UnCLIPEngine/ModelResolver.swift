@@ -109,14 +109,11 @@ public enum ModelResolver {
         guard SingleFileFamily.converted.contains(checkpoint.family) else {
             throw EngineError.singleFileCheckpoint(path: file.path, reason: "it holds a \(checkpoint.family.rawValue) model, which this build cannot convert yet (it converts: \(SingleFileFamily.converted.map(\.rawValue).joined(separator: ", ")))")
         }
-        let tokenizer = options.tokenizers[checkpoint.family]
-        guard tokenizer != nil || options.template != nil else {
-            throw EngineError.singleFileCheckpoint(path: file.path, reason: "no CLIP tokenizer folder was given for \(checkpoint.family.rawValue)")
-        }
         let attributes = try FileManager.default.attributesOfItem(atPath: file.path)
         let size = (attributes[.size] as? NSNumber)?.int64Value ?? 0
         let modified = Int64((attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)
-        let prediction = options.predictionType ?? (options.template == nil ? checkpoint.impliedPredictionType : "template")
+        let prediction = options.predictionType
+            ?? (options.template != nil ? "template" : needsProbe(checkpoint, options) ? "probed" : checkpoint.impliedPredictionType)
         // Name, size and time identify the file without hashing gigabytes; the settings that change the result too.
         var name = "\(file.deletingPathExtension().lastPathComponent)-\(String(size, radix: 16))-\(String(modified, radix: 16))-\(prediction)\(options.ema ? "-ema" : "")"
         if let template = options.template {
@@ -125,20 +122,51 @@ public enum ModelResolver {
             name += "-config-\(hasher.hex)"
         }
         let folder = options.cache.appendingPathComponent(name)
-        if FileManager.default.fileExists(atPath: folder.appendingPathComponent("model_index.json").path) { return folder }
+        let done = { FileManager.default.fileExists(atPath: folder.appendingPathComponent("model_index.json").path) }
+        if done() { return folder }
         do {
             try FileManager.default.createDirectory(at: options.cache, withIntermediateDirectories: true)
-            if let template = options.template {
-                try checkpoint.convert(to: folder, template: template, predictionType: options.predictionType, ema: options.ema)
-            } else {
-                try checkpoint.convertStandard(to: folder, tokenizer: tokenizer!, predictionType: prediction, ema: options.ema)
-            }
+            try convert(checkpoint, to: folder, options: options)
         } catch let e as WeightError {
             // Another process may have finished the same conversion first (its rename won): use its folder.
-            if FileManager.default.fileExists(atPath: folder.appendingPathComponent("model_index.json").path) { return folder }
+            if done() { return folder }
             throw EngineError.singleFileCheckpoint(path: file.path, reason: e.description)
         }
         return folder
+    }
+
+    /// Writes the diffusers folder of `checkpoint` at `folder` (which must not exist): with `options.template`'s
+    /// configs, else the family's standard ones, probing an SD 2.x file that does not say what it predicts (no
+    /// `global_step`, no `options.predictionType`) as A1111 does (`PredictionTypeProbe`). Built under a temporary
+    /// name and renamed when complete, so no reader ever sees an unfinished folder.
+    public static func convert(_ checkpoint: SingleFileCheckpoint, to folder: URL, options: SingleFileOptions) throws {
+        guard !FileManager.default.fileExists(atPath: folder.path) else {
+            throw WeightError.cannotOpen(path: folder.path, reason: "it already exists; give a new folder")
+        }
+        let staging = folder.deletingLastPathComponent().appendingPathComponent(".\(folder.lastPathComponent).staging-\(getpid())")
+        try? FileManager.default.removeItem(at: staging)
+        defer { try? FileManager.default.removeItem(at: staging) }
+        if let template = options.template {
+            try checkpoint.convert(to: staging, template: template, predictionType: options.predictionType, ema: options.ema)
+        } else {
+            guard let tokenizer = options.tokenizers[checkpoint.family] else {
+                try checkpoint.requireConvertible()
+                throw WeightError.missingFile(path: folder.path, what: "CLIP tokenizer folder for \(checkpoint.family.rawValue); converting into")
+            }
+            let probe = needsProbe(checkpoint, options)
+            try checkpoint.convertStandard(to: staging, tokenizer: tokenizer, predictionType: probe ? "v_prediction" : options.predictionType, ema: options.ema)
+            if probe, try PredictionTypeProbe.predictionType(unetFolder: staging.appendingPathComponent("unet")) == "epsilon" {
+                try SingleFileConfigs.writeConfigs(family: checkpoint.family, predictionType: "epsilon", into: staging)
+            }
+        }
+        guard rename(staging.path, folder.path) == 0 else {
+            throw WeightError.cannotOpen(path: folder.path, reason: "rename failed: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// SD 2.x files without a step count or an explicit prediction type: the 768-v and 512 base models look alike.
+    static func needsProbe(_ checkpoint: SingleFileCheckpoint, _ options: SingleFileOptions) -> Bool {
+        checkpoint.family == .sd2 && options.predictionType == nil && options.template == nil && checkpoint.globalStep == nil
     }
 
     /// `model_index.json`'s `_class_name`, else the class the folder's layout implies.

@@ -92,6 +92,23 @@ public enum SingleFileConfigs {
         }
     }
 
+    /// (Re)writes the component and scheduler configs of `family` for `predictionType` into a diffusers folder: what
+    /// differs between SD 2's 768-v and 512 base models, once the prediction type is known.
+    public static func writeConfigs(family: SingleFileFamily, predictionType: String, into folder: URL) throws {
+        let v = predictionType == "v_prediction"
+        try write(["unet/config.json": unet(family, vPrediction: v), "vae/config.json": vae(vPrediction: v),
+                   "text_encoder/config.json": textEncoder(family),
+                   "scheduler/scheduler_config.json": scheduler(family, predictionType: predictionType)], into: folder)
+    }
+
+    private static func write(_ files: [String: [String: Any]], into folder: URL) throws {
+        for (name, object) in files {
+            let url = folder.appendingPathComponent(name)
+            try FileManager.default.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
+            try AtomicFile.write(try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), to: url)
+        }
+    }
+
     /// Writes a template folder for `family` (model_index.json, component configs, scheduler) at `folder`, with the
     /// tokenizer files copied from `tokenizer` (a CLIPTokenizer folder: vocab.json, merges.txt, …; SD 2 pads with "!").
     public static func writeTemplate(family: SingleFileFamily, predictionType: String, tokenizer: URL, to folder: URL) throws {
@@ -103,16 +120,8 @@ public enum SingleFileConfigs {
             "scheduler": ["diffusers", family == .sd2 ? "DDIMScheduler" : "PNDMScheduler"], "text_encoder": ["transformers", "CLIPTextModel"],
             "tokenizer": ["transformers", "CLIPTokenizer"], "unet": ["diffusers", "UNet2DConditionModel"], "vae": ["diffusers", "AutoencoderKL"],
         ]
-        let files: [(String, [String: Any])] = [
-            ("model_index.json", index), ("unet/config.json", unet(family, vPrediction: predictionType == "v_prediction")),
-            ("vae/config.json", vae(vPrediction: predictionType == "v_prediction")), ("text_encoder/config.json", textEncoder(family)),
-            ("scheduler/scheduler_config.json", scheduler(family, predictionType: predictionType)),
-        ]
-        for (name, object) in files {
-            let url = folder.appendingPathComponent(name)
-            try fm.createDirectory(at: url.deletingLastPathComponent(), withIntermediateDirectories: true)
-            try AtomicFile.write(try JSONSerialization.data(withJSONObject: object, options: [.prettyPrinted, .sortedKeys]), to: url)
-        }
+        try write(["model_index.json": index], into: folder)
+        try writeConfigs(family: family, predictionType: predictionType, into: folder)
         guard fm.fileExists(atPath: tokenizer.appendingPathComponent("vocab.json").path) else {
             throw WeightError.missingFile(path: tokenizer.appendingPathComponent("vocab.json").path, what: "CLIP tokenizer vocabulary")
         }

@@ -9,7 +9,8 @@ struct Convert: ParsableCommand {
         discussion: """
         .ckpt files are read without running anything in them (only tensor state dicts are accepted). Configs come \
         from --config (a diffusers folder of the same architecture) or, without it, the standard SD 1.x / 2.x \
-        configs with the tokenizers shipped in weights/. `--model FILE` converts on first use by itself (into \
+        configs with the tokenizers shipped in weights/ (an SD 2.x file that does not say whether it predicts v or noise \
+        is tested as AUTOMATIC1111 does). `--model FILE` converts on first use by itself (into \
         $XDG_CACHE_HOME/unclip/converted); this command writes the folder where you want it.
 
         Example:
@@ -29,16 +30,8 @@ struct Convert: ParsableCommand {
     func run() throws {
         let checkpoint = try SingleFileCheckpoint(path: file)
         let out = URL(fileURLWithPath: to)
-        if let config {
-            try checkpoint.convert(to: out, template: URL(fileURLWithPath: config), predictionType: predictionType, ema: ema)
-        } else {
-            let options = ModelOptions.singleFileOptions()
-            guard let tokenizer = options.tokenizers[checkpoint.family] else {
-                try checkpoint.requireConvertible()
-                throw CLIError("no standard configs for \(checkpoint.family.rawValue); pass --config FOLDER")
-            }
-            try checkpoint.convertStandard(to: out, tokenizer: tokenizer, predictionType: predictionType, ema: ema)
-        }
+        let options = ModelOptions.singleFileOptions(predictionType: predictionType, ema: ema, template: config.map { URL(fileURLWithPath: $0) })
+        try ModelResolver.convert(checkpoint, to: out, options: options)
         print("\(checkpoint.family.rawValue) → \(out.path)")
     }
 }
