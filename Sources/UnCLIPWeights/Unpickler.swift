@@ -24,12 +24,19 @@ public indirect enum PickleValue: Sendable {
     public var dict: PickleDict? { if case let .dict(d) = self { return d }; return nil }
 }
 
-/// Lists and dicts are references, as in Python: APPENDS / SETITEMS may fill one after it was memoized.
+/// Lists and dicts are references, as in Python: APPENDS / SETITEMS may fill one after it was memoized. Once one
+/// has been taken off the stack (into a tuple, another container, a call) it is sealed: changing it then is refused,
+/// so no container can come to hold itself or grow deeper than its parent was told (a chain of lists, each filled
+/// after it was placed in the previous one, would otherwise nest without limit and overflow the stack when freed).
 public final class PickleList: @unchecked Sendable {
-    public var items: [PickleValue] = []
+    public internal(set) var items: [PickleValue] = []
+    var depth = 1
+    var sealed = false
 }
 
 public final class PickleDict: @unchecked Sendable {
+    var depth = 1
+    var sealed = false
     /// Entries in pickle order (a state dict's order); a repeated key keeps its last value, as in Python.
     public private(set) var entries: [(key: PickleValue, value: PickleValue)] = []
     private var stringIndex: [String: Int] = [:]
@@ -143,13 +150,45 @@ public struct Unpickler {
             guard let v = stack.popLast(), let d = depths.popLast(), stack.count >= (marks.last ?? 0) else {
                 throw bad(at, "\(op) on an empty stack")
             }
-            return (v, d)
+            return (v, seal(v) ?? d)
         }
         func popToMark(_ op: String) throws -> ([PickleValue], Int) {
             guard let m = marks.popLast(), m <= stack.count else { throw bad(at, "\(op) without a MARK") }
-            let items = Array(stack[m...]), depth = depths[m...].max() ?? 0
+            let items = Array(stack[m...])
+            let depth = zip(items, depths[m...]).map { seal($0) ?? $1 }.max() ?? 0
             stack.removeSubrange(m...); depths.removeSubrange(m...)
             return (items, depth)
+        }
+        func liveDepth(_ v: PickleValue) -> Int? {
+            switch v {
+            case let .list(l): return l.depth
+            case let .dict(d): return d.depth
+            default: return nil
+            }
+        }
+        /// Seals a container leaving the stack; its depth as it now stands (nil: not a container).
+        func seal(_ v: PickleValue) -> Int? {
+            switch v {
+            case let .list(l): l.sealed = true; return l.depth
+            case let .dict(d): d.sealed = true; return d.depth
+            default: return nil
+            }
+        }
+        /// Records that the container on top of the stack now holds something `childDepth` deep.
+        func grow(_ childDepth: Int, at opAt: Int) throws {
+            let depth: Int
+            switch stack.last {
+            case let .list(l)?:
+                guard !l.sealed else { throw refuse("a list changed after it was used (at byte \(opAt)): shared or recursive structures are not state dicts") }
+                l.depth = max(l.depth, childDepth + 1); depth = l.depth
+            case let .dict(d)?:
+                guard !d.sealed else { throw refuse("a dict changed after it was used (at byte \(opAt)): shared or recursive structures are not state dicts") }
+                d.depth = max(d.depth, childDepth + 1); depth = d.depth
+            default:
+                throw bad(opAt, "APPEND or SETITEMS on something that is neither a list nor a dict")
+            }
+            depths[depths.count - 1] = depth
+            if depth > limits.maxNesting { throw refuse("values nest deeper than \(limits.maxNesting) levels") }
         }
         func string(_ count: Int, _ what: String) throws -> String {
             guard count <= limits.maxStringBytes else { throw refuse("a \(what) of \(count) bytes (at most \(limits.maxStringBytes) are read)") }
@@ -167,7 +206,7 @@ public struct Unpickler {
         }
         func recall(_ index: Int) throws {
             guard let (v, d) = memo[index] else { throw bad(at, "memo entry \(index) read before it was stored") }
-            try push(v, depth: d)
+            try push(v, depth: liveDepth(v) ?? d)
         }
 
         func line() throws -> String {
@@ -178,8 +217,7 @@ public struct Unpickler {
         }
         func setItems(_ items: [PickleValue], depth: Int, at opAt: Int) throws {
             guard case let .dict(dict)? = stack.last else { throw bad(opAt, "SETITEMS on something that is not a dict") }
-            depths[depths.count - 1] = max(depths.last!, depth + 1)
-            if depths.last! > limits.maxNesting { throw refuse("values nest deeper than \(limits.maxNesting) levels") }
+            try grow(depth, at: opAt)
             for i in stride(from: 0, to: items.count, by: 2) { dict.set(items[i], items[i + 1]) }
         }
 
@@ -235,7 +273,7 @@ public struct Unpickler {
             case 0x31: _ = try popToMark("POP_MARK")
             case 0x32: // DUP
                 guard let top = stack.last else { throw bad(opAt, "DUP on an empty stack") }
-                try push(top, depth: depths.last!)
+                try push(top, depth: liveDepth(top) ?? depths.last!)
             case 0x74: // TUPLE
                 let (items, d) = try popToMark("TUPLE")
                 try push(.tuple(items), depth: d + 1)
@@ -246,13 +284,13 @@ public struct Unpickler {
             case 0x61: // APPEND
                 let (v, d) = try pop("APPEND")
                 guard case let .list(list)? = stack.last else { throw bad(opAt, "APPEND to something that is not a list") }
-                list.items.append(v); depths[depths.count - 1] = max(depths.last!, d + 1)
-                if depths.last! > limits.maxNesting { throw refuse("values nest deeper than \(limits.maxNesting) levels") }
+                try grow(d, at: opAt)
+                list.items.append(v)
             case 0x65: // APPENDS
                 let (items, d) = try popToMark("APPENDS")
                 guard case let .list(list)? = stack.last else { throw bad(opAt, "APPENDS to something that is not a list") }
-                list.items.append(contentsOf: items); depths[depths.count - 1] = max(depths.last!, d + 1)
-                if depths.last! > limits.maxNesting { throw refuse("values nest deeper than \(limits.maxNesting) levels") }
+                try grow(d, at: opAt)
+                list.items.append(contentsOf: items)
             case 0x73: // SETITEM
                 let (v, vd) = try pop("SETITEM"), (k, kd) = try pop("SETITEM")
                 try setItems([k, v], depth: max(vd, kd), at: opAt)

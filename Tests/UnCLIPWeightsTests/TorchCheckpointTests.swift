@@ -188,3 +188,54 @@ final class TorchCheckpointTests: XCTestCase {
         XCTAssertGreaterThan(refused, 10)
     }
 }
+
+/// Pickles that would build structures deeper than their bookkeeping, or recursive ones, by changing containers
+/// after they were placed (the stack-overflow-on-free attack), and zip damage at every byte of the directory.
+final class UnpicklerStructureTests: XCTestCase {
+    func load(_ bytes: [UInt8]) throws -> PickleValue {
+        var u = Unpickler(path: "mem.pkl")
+        return try bytes.withUnsafeBytes { try u.load($0) }
+    }
+
+    /// 200000 lists memoized empty, then each filled with the next one after it was placed: without sealing this
+    /// nests 200000 deep while each step looks 2 deep.
+    func testChainOfContainersFilledAfterUseIsRefused() {
+        let n = 200_000
+        var p: [UInt8] = [0x80, 2]
+        func put(_ i: Int) -> [UInt8] { [0x72] + withUnsafeBytes(of: UInt32(i).littleEndian, Array.init) }
+        func get(_ i: Int) -> [UInt8] { [0x6A] + withUnsafeBytes(of: UInt32(i).littleEndian, Array.init) }
+        for i in 0..<n { p += [0x5D] + put(i) + [0x30] }  // EMPTY_LIST, LONG_BINPUT i, POP
+        for i in 0..<(n - 1) { p += get(i) + get(i + 1) + [0x61, 0x30] }  // list i .append(list i+1)
+        p += get(0) + [0x2E]
+        assertThrows(try load(p), mentioning: ["changed after it was used"])
+    }
+
+    func testSelfContainingListIsRefused() {
+        // EMPTY_LIST, BINPUT 0, BINGET 0, APPEND, STOP: the pickle of `l = []; l.append(l)`.
+        assertThrows(try load([0x80, 2, 0x5D, 0x71, 0, 0x68, 0, 0x61, 0x2E]), mentioning: ["changed after it was used"])
+        assertThrows(try load([0x80, 2, 0x7D, 0x71, 0, 0x4B, 1, 0x68, 0, 0x73, 0x2E]), mentioning: ["changed after it was used"])
+    }
+
+    /// Every byte of the archive's tail (central directory and end records) replaced by three other values: each
+    /// file loads or throws.
+    func testDamagedDirectoryLoadsOrThrows() throws {
+        let dir = try makeTemporaryDirectory(for: self)
+        let data = try Data(contentsOf: Fixture.url("ckpt/fp32.ckpt"))
+        let url = dir.appendingPathComponent("m.ckpt")
+        var refused = 0, loaded = 0
+        for at in max(0, data.count - 700)..<data.count {
+            for value: UInt8 in [0x00, 0xFF, data[at] ^ 0x10] {
+                var copy = data
+                copy[at] = value
+                try copy.write(to: url)
+                do {
+                    let c = try TorchCheckpoint(path: url.path)
+                    for info in c.tensors.values { _ = try? c.load(info) }
+                    loaded += 1
+                } catch is WeightError { refused += 1 }
+            }
+        }
+        XCTAssertGreaterThan(refused, 100)
+        XCTAssertGreaterThan(loaded, 10)
+    }
+}
