@@ -28,6 +28,8 @@ Writes Tests/Fixtures/ckpt/:
   absurd_size.ckpt    a tensor of size (2**40, 2**40): the element count overflows.
   deep.ckpt           a 2000-level nested tuple in the state dict.
   manifest.json       file -> what the Swift test expects (loads, or the words its error must contain).
+  vae-bin/            a diffusers component folder whose weights are only a torch.save'd
+                      diffusion_pytorch_model.bin: tiny-sd-eps's VAE (fixtures_sd.py; run that first), same values.
 
 Writes fuzz/corpus/unpickler/: raw pickles (data.pkl bodies): the valid fixtures' pickles, pickles of plain
 Python values in protocols 2 and 4 (many refused: they use opcodes torch does not write), and the hostile ones.
@@ -304,11 +306,18 @@ def main():
         for k in want:
             assert torch.equal(got[k].to(want[k].dtype), want[k]), (name, k)
 
+    from safetensors.torch import load_file as load_safetensors
+    vae_bin = os.path.join(OUT, "vae-bin")
+    os.makedirs(vae_bin)
+    src = os.path.join("Tests", "Fixtures", "sd", "tiny-sd-eps", "vae")
+    shutil.copy(os.path.join(src, "config.json"), vae_bin)
+    torch.save(load_safetensors(os.path.join(src, "diffusion_pytorch_model.safetensors")), os.path.join(vae_bin, "diffusion_pytorch_model.bin"))
+
     with open(os.path.join(OUT, "manifest.json"), "w") as f:
         json.dump({"about": "written by notebooks-export/fixtures_ckpt.py; torch " + torch.__version__,
                    "marker": MARKER, "files": manifest}, f, indent=1, sort_keys=True)
     n = write_corpus([os.path.join(OUT, x) for x in ["fp32.ckpt", "fp16.ckpt", "sd_nested.ckpt"]], cases)
-    total = sum(os.path.getsize(os.path.join(OUT, f)) for f in os.listdir(OUT))
+    total = sum(os.path.getsize(os.path.join(d, f)) for d, _, fs in os.walk(OUT) for f in fs)
     print(f"wrote {len(os.listdir(OUT))} files ({total} bytes) to {OUT}, {n} corpus files to {CORPUS}")
 
 

@@ -99,8 +99,13 @@ final class SafeTensorsTests: XCTestCase {
     func testFolderErrors() throws {
         XCTAssertThrowsError(try ModelFolder(dir.appendingPathComponent("nope"))) { XCTAssertTrue("\($0)".contains("nope")) }
         let folder = try ModelFolder(dir)
-        try Data("x".utf8).write(to: dir.appendingPathComponent("pytorch_model.bin"))
+        try Data("x".utf8).write(to: dir.appendingPathComponent("weights.ckpt"))
         XCTAssertThrowsError(try folder.weightFiles()) { e in
+            XCTAssertTrue("\(e)".contains("weights.ckpt"), "\(e)")
+        }
+        // A .bin pickle is read now (through the restricted reader): a damaged one says so, naming the file.
+        try Data("x".utf8).write(to: dir.appendingPathComponent("pytorch_model.bin"))
+        XCTAssertThrowsError(try folder.weights()) { e in
             XCTAssertTrue("\(e)".contains("pytorch_model.bin"), "\(e)")
         }
         try Data("{\"hidden_size\": ".utf8).write(to: dir.appendingPathComponent("config.json"))

@@ -78,6 +78,19 @@ final class TorchCheckpointTests: XCTestCase {
         XCTAssertEqual(try WeightMap(paths: [url.path]).tensor("a", shape: [1]).scalars, [1])
     }
 
+    /// A diffusers folder with only a torch.save'd .bin: the same weights as the safetensors it was made from.
+    func testComponentFolderWithBinWeights() throws {
+        let bin = try ModelFolder(Fixture.url("ckpt/vae-bin"))
+        XCTAssertEqual(try bin.weightFiles().map { ($0 as NSString).lastPathComponent }, ["diffusion_pytorch_model.bin"])
+        let got = try bin.weights(), want = try ModelFolder(Fixture.url("sd/tiny-sd-eps/vae")).weights()
+        XCTAssertEqual(Set(got.keys), Set(want.keys))
+        XCTAssertGreaterThan(want.keys.count, 50)
+        for key in want.keys {
+            let shape = want.files[0].tensors[key]!.shape
+            XCTAssertEqual(try got.tensor(key, shape: shape).scalars, try want.tensor(key, shape: shape).scalars, key)
+        }
+    }
+
     /// Every refused fixture throws with the words the fixture script listed, and names the file.
     func testRefusedFilesNameWhatIsWrong() throws {
         let manifest = try Fixture.decode(Manifest.self, "ckpt/manifest.json")
@@ -223,7 +236,7 @@ final class UnpicklerStructureTests: XCTestCase {
         let data = try Data(contentsOf: Fixture.url("ckpt/fp32.ckpt"))
         let url = dir.appendingPathComponent("m.ckpt")
         var refused = 0, loaded = 0
-        for at in max(0, data.count - 700)..<data.count {
+        for at in max(0, data.count - 500)..<data.count {
             for value: UInt8 in [0x00, 0xFF, data[at] ^ 0x10] {
                 var copy = data
                 copy[at] = value
