@@ -103,11 +103,11 @@ public enum ModelResolver {
     /// build does not convert is refused by name before anything is written.
     public static func convertedFolder(_ file: URL, _ options: SingleFileOptions) throws -> URL {
         let checkpoint: SingleFileCheckpoint
-        do { checkpoint = try SingleFileCheckpoint(path: file.path) } catch let e as WeightError {
+        do {
+            checkpoint = try SingleFileCheckpoint(path: file.path)
+            try checkpoint.requireConvertible()
+        } catch let e as WeightError {
             throw EngineError.singleFileCheckpoint(path: file.path, reason: e.description)
-        }
-        guard SingleFileFamily.converted.contains(checkpoint.family) else {
-            throw EngineError.singleFileCheckpoint(path: file.path, reason: "it holds a \(checkpoint.family.rawValue) model, which this build cannot convert yet (it converts: \(SingleFileFamily.converted.map(\.rawValue).joined(separator: ", ")))")
         }
         let attributes = try FileManager.default.attributesOfItem(atPath: file.path)
         let size = (attributes[.size] as? NSNumber)?.int64Value ?? 0

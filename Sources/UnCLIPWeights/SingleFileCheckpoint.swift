@@ -25,10 +25,20 @@ public final class SingleFileCheckpoint: @unchecked Sendable {
         globalStep = (source as? TorchCheckpoint)?.number("global_step").map { Int($0) }
     }
 
+    /// The family, with the image embedder of a Stable unCLIP file (ViT-H: OpenCLIP, 1280 wide; ViT-L: OpenAI CLIP, 1024).
+    public var familyName: String {
+        guard family == .stableUnCLIP else { return family.rawValue }
+        switch source.tensors["embedder.model.visual.conv1.weight"]?.shape.first {
+        case 1280?: return "\(family.rawValue) H (OpenCLIP ViT-H image embedder)"
+        case 1024?: return "\(family.rawValue) L (CLIP ViT-L image embedder)"
+        default: return family.rawValue
+        }
+    }
+
     /// Throws unless this build maps the family's layout, naming the family.
     public func requireConvertible() throws {
         guard SingleFileFamily.converted.contains(family) else {
-            throw WeightError.badCheckpoint(path: path, reason: "it holds a \(family.rawValue) model, which this build cannot convert yet (it converts: \(SingleFileFamily.converted.map(\.rawValue).joined(separator: ", ")))")
+            throw WeightError.badCheckpoint(path: path, reason: "it holds a \(familyName) model, which this build cannot convert yet (it converts: \(SingleFileFamily.converted.map(\.rawValue).joined(separator: ", ")))")
         }
     }
 

@@ -147,7 +147,7 @@ public struct SingleFileLayout: Sendable {
     static let ignoredKeys: Set<String> = [
         "betas", "alphas_cumprod", "alphas_cumprod_prev", "sqrt_alphas_cumprod", "sqrt_one_minus_alphas_cumprod",
         "log_one_minus_alphas_cumprod", "sqrt_recip_alphas_cumprod", "sqrt_recipm1_alphas_cumprod", "posterior_variance",
-        "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2", "logvar",
+        "posterior_log_variance_clipped", "posterior_mean_coef1", "posterior_mean_coef2", "logvar", "lvlb_weights",
         "cond_stage_model.transformer.text_model.embeddings.position_ids", "cond_stage_model.transformer.embeddings.position_ids",
     ]
 

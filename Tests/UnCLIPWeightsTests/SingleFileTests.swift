@@ -96,7 +96,11 @@ final class SingleFileTests: XCTestCase {
         let unet = "model.diffusion_model.input_blocks.0.0.weight"
         let cases: [([String: [Int]], String)] = [
             ([unet: [8, 4, 3, 3], "conditioner.embedders.0.transformer.text_model.embeddings.position_ids": [1]], "Stable Diffusion XL"),
-            ([unet: [8, 4, 3, 3], "embedder.model.visual.proj": [2, 2], "cond_stage_model.model.transformer.resblocks.0.ln_1.weight": [2]], "Stable unCLIP 2.1"),
+            ([unet: [8, 4, 3, 3], "embedder.model.visual.conv1.weight": [1280, 3, 1, 1], "cond_stage_model.model.transformer.resblocks.0.ln_1.weight": [2]],
+             "Stable unCLIP 2.1 H (OpenCLIP ViT-H"),
+            ([unet: [8, 4, 3, 3], "embedder.model.visual.conv1.weight": [1024, 3, 1, 1], "noise_augmentor.betas": [2]], "Stable unCLIP 2.1 L (CLIP ViT-L"),
+            ([unet: [8, 8, 3, 3], "cond_stage_model.transformer.text_model.final_layer_norm.weight": [2]], "InstructPix2Pix"),
+            ([unet: [8, 4, 3, 3], "control_model.input_hint_block.0.weight": [2]], "ControlNet"),
             ([unet: [8, 9, 3, 3], "cond_stage_model.transformer.text_model.final_layer_norm.weight": [2]], "inpainting"),
             ([unet: [8, 7, 3, 3], "cond_stage_model.transformer.text_model.final_layer_norm.weight": [2]], "x4 upscaler"),
         ]
