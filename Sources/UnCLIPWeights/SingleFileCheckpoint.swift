@@ -79,9 +79,11 @@ public final class SingleFileCheckpoint: @unchecked Sendable {
             }
             for (component, file) in [("unet", "diffusion_pytorch_model.safetensors"), ("vae", "diffusion_pytorch_model.safetensors"),
                                       ("text_encoder", "model.safetensors")] {
-                let entries = try mapped[component]!.map { ($0.target, SafeTensorsWriter.Payload.float32(try tensor($0))) }
-                try SafeTensorsWriter.write(entries, metadata: ["format": "pt", "converted_from": (path as NSString).lastPathComponent],
-                                            to: partial.appendingPathComponent("\(component)/\(file)"))
+                // One tensor in memory at a time: a full-size UNet is gigabytes.
+                let weights = mapped[component]!
+                try SafeTensorsWriter.writeStreaming(names: weights.map(\.target), shapes: try weights.map(shape),
+                                                     metadata: ["format": "pt", "converted_from": (path as NSString).lastPathComponent],
+                                                     to: partial.appendingPathComponent("\(component)/\(file)")) { try tensor(weights[$0]) }
             }
             guard rename(partial.path, folder.path) == 0 else {
                 throw WeightError.cannotOpen(path: folder.path, reason: "rename failed: \(String(cString: strerror(errno)))")
@@ -109,6 +111,16 @@ public final class SingleFileCheckpoint: @unchecked Sendable {
     static func checkPredictionType(_ value: String?, path: String) throws {
         if let value, !["epsilon", "v_prediction", "sample"].contains(value) {
             throw WeightError.badConfig(path: path, reason: "unknown prediction_type '\(value)' (supported: epsilon, v_prediction, sample)")
+        }
+    }
+
+    /// The shape `tensor(w)` will have, from the file's header alone.
+    public func shape(_ w: MappedWeight) throws -> [Int] {
+        guard let from = source.tensors[w.source]?.shape else { throw WeightError.missingTensor(name: w.source, files: [path], expectedShape: []) }
+        switch w.transform {
+        case .identity: return from
+        case .squeezeConv: return from.count > 2 ? Array(from.prefix(2)) : from
+        case let .chunk(_, parts): return from.isEmpty ? from : [from[0] / parts] + from.dropFirst()
         }
     }
 
