@@ -5,8 +5,9 @@ import Foundation
 public enum EngineError: Error, CustomStringConvertible, Equatable, Sendable {
     /// No file or folder at the model path.
     case noSuchModel(path: String)
-    /// A single-file checkpoint (.safetensors, .ckpt) where a diffusers folder is needed.
-    case singleFileCheckpoint(path: String)
+    /// A single-file checkpoint (.safetensors, .ckpt) that cannot be used here: no place to convert it was given,
+    /// or it holds a family this build does not convert (`reason` says which).
+    case singleFileCheckpoint(path: String, reason: String)
     /// A folder that is not a diffusers pipeline folder this build can read.
     case notAModelFolder(path: String, reason: String)
     /// `model_index.json` names a pipeline class no engine serves.
@@ -28,8 +29,8 @@ public enum EngineError: Error, CustomStringConvertible, Equatable, Sendable {
         switch self {
         case let .noSuchModel(path):
             return "no model at \(path): the path does not exist (give a diffusers model folder)"
-        case let .singleFileCheckpoint(path):
-            return "\(path) is a single-file checkpoint; this build reads diffusers model folders (model_index.json with one folder per component), not single .safetensors/.ckpt files. Convert it to a diffusers folder first (diffusers' from_single_file(...).save_pretrained(DIR))"
+        case let .singleFileCheckpoint(path, reason):
+            return "\(path) is a single-file checkpoint that cannot be used here: \(reason)"
         case let .notAModelFolder(path, reason):
             return "\(path) is not a model folder this build can read: \(reason)"
         case let .unknownFamily(className, path, known):

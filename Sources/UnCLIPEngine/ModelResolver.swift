@@ -1,5 +1,27 @@
 import Foundation
 import UnCLIPPipelines
+import UnCLIPWeights
+
+/// Where and how single-file checkpoints (A1111 / ComfyUI `.safetensors`, `.ckpt`) become diffusers folders when
+/// one is given as a model: converted once into `cache` (one folder per file, named by the file's name, size and
+/// modification time, reused after), with the standard configs of the family and these tokenizers.
+public struct SingleFileOptions: Sendable {
+    /// The folder converted models are kept in.
+    public var cache: URL
+    /// The CLIP tokenizer folder for each family (SD 1.x: openai's; SD 2.x: the same vocabulary padding with "!").
+    public var tokenizers: [SingleFileFamily: URL]
+    /// Overrides the prediction type the file implies (SD 2.x 768-v: v_prediction; everything else: epsilon).
+    public var predictionType: String?
+    /// Take the UNet from the file's EMA copy.
+    public var ema: Bool
+    /// A diffusers folder of the same architecture whose configs, tokenizer and scheduler to use instead of the
+    /// family's standard ones (for models of another size, as diffusers' `from_single_file(config=)`).
+    public var template: URL?
+
+    public init(cache: URL, tokenizers: [SingleFileFamily: URL], predictionType: String? = nil, ema: Bool = false, template: URL? = nil) {
+        self.cache = cache; self.tokenizers = tokenizers; self.predictionType = predictionType; self.ema = ema; self.template = template
+    }
+}
 
 /// Settings a model folder recommends in an optional `unclip.json` (e.g. {"guidance_scale": 2}). Requests
 /// that leave a setting out get these; published diffusers folders have none, so diffusers' defaults apply.
@@ -37,7 +59,10 @@ public enum ModelResolver {
     /// Files that are single-file checkpoints rather than diffusers folders.
     static let checkpointExtensions: Set<String> = ["safetensors", "ckpt", "pt", "pth", "bin"]
 
-    public static func resolve(model: URL, prior: URL? = nil, clip: URL? = nil, variant: String? = nil) throws -> ResolvedModel {
+    public static func resolve(model: URL, prior: URL? = nil, clip: URL? = nil, variant: String? = nil,
+                               singleFile: SingleFileOptions? = nil) throws -> ResolvedModel {
+        var model = model
+        if let singleFile, isSingleFile(model) { model = try convertedFolder(model, singleFile) }
         try checkFolder(model)
         if let prior { try checkFolder(prior) }
         if let clip { try checkFolder(clip) }
@@ -54,9 +79,94 @@ public enum ModelResolver {
         var isDir: ObjCBool = false
         guard FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) else { throw EngineError.noSuchModel(path: url.path) }
         guard isDir.boolValue else {
-            if checkpointExtensions.contains(url.pathExtension.lowercased()) { throw EngineError.singleFileCheckpoint(path: url.path) }
+            if checkpointExtensions.contains(url.pathExtension.lowercased()) {
+                throw EngineError.singleFileCheckpoint(path: url.path, reason: "a diffusers model folder is needed here (single files are converted only where a folder to convert them into is given)")
+            }
             throw EngineError.notAModelFolder(path: url.path, reason: "it is a file, not a folder")
         }
+    }
+
+    /// FNV-1a: a stable name for a path (Swift's `Hasher` is seeded per process).
+    struct StableHash {
+        var value: UInt64 = 0xcbf2_9ce4_8422_2325
+        mutating func add(_ s: String) { for b in s.utf8 { value = (value ^ UInt64(b)) &* 0x100_0000_01b3 } }
+        var hex: String { String(value, radix: 16) }
+    }
+
+    static func isSingleFile(_ url: URL) -> Bool {
+        var isDir: ObjCBool = false
+        return FileManager.default.fileExists(atPath: url.path, isDirectory: &isDir) && !isDir.boolValue
+            && checkpointExtensions.contains(url.pathExtension.lowercased())
+    }
+
+    /// The diffusers folder of a single-file checkpoint: converted into `options.cache` on first use. A family this
+    /// build does not convert is refused by name before anything is written.
+    public static func convertedFolder(_ file: URL, _ options: SingleFileOptions) throws -> URL {
+        let checkpoint: SingleFileCheckpoint
+        do {
+            checkpoint = try SingleFileCheckpoint(path: file.path)
+            try checkpoint.requireConvertible()
+        } catch let e as WeightError {
+            throw EngineError.singleFileCheckpoint(path: file.path, reason: e.description)
+        }
+        let attributes = try FileManager.default.attributesOfItem(atPath: file.path)
+        let size = (attributes[.size] as? NSNumber)?.int64Value ?? 0
+        let modified = Int64((attributes[.modificationDate] as? Date)?.timeIntervalSince1970 ?? 0)
+        let prediction = options.predictionType
+            ?? (options.template != nil ? "template" : needsProbe(checkpoint, options) ? "probed" : checkpoint.impliedPredictionType)
+        // Name, size and time identify the file without hashing gigabytes; the settings that change the result too.
+        var name = "\(file.deletingPathExtension().lastPathComponent)-\(String(size, radix: 16))-\(String(modified, radix: 16))-\(prediction)\(options.ema ? "-ema" : "")"
+        if let template = options.template {
+            var hasher = StableHash()
+            hasher.add(template.standardizedFileURL.path)
+            name += "-config-\(hasher.hex)"
+        }
+        let folder = options.cache.appendingPathComponent(name)
+        let done = { FileManager.default.fileExists(atPath: folder.appendingPathComponent("model_index.json").path) }
+        if done() { return folder }
+        do {
+            try FileManager.default.createDirectory(at: options.cache, withIntermediateDirectories: true)
+            try convert(checkpoint, to: folder, options: options)
+        } catch let e as WeightError {
+            // Another process may have finished the same conversion first (its rename won): use its folder.
+            if done() { return folder }
+            throw EngineError.singleFileCheckpoint(path: file.path, reason: e.description)
+        }
+        return folder
+    }
+
+    /// Writes the diffusers folder of `checkpoint` at `folder` (which must not exist): with `options.template`'s
+    /// configs, else the family's standard ones, probing an SD 2.x file that does not say what it predicts (no
+    /// `global_step`, no `options.predictionType`) as A1111 does (`PredictionTypeProbe`). Built under a temporary
+    /// name and renamed when complete, so no reader ever sees an unfinished folder.
+    public static func convert(_ checkpoint: SingleFileCheckpoint, to folder: URL, options: SingleFileOptions) throws {
+        guard !FileManager.default.fileExists(atPath: folder.path) else {
+            throw WeightError.cannotOpen(path: folder.path, reason: "it already exists; give a new folder")
+        }
+        let staging = folder.deletingLastPathComponent().appendingPathComponent(".\(folder.lastPathComponent).staging-\(getpid())")
+        try? FileManager.default.removeItem(at: staging)
+        defer { try? FileManager.default.removeItem(at: staging) }
+        if let template = options.template {
+            try checkpoint.convert(to: staging, template: template, predictionType: options.predictionType, ema: options.ema)
+        } else {
+            guard let tokenizer = options.tokenizers[checkpoint.family] else {
+                try checkpoint.requireConvertible()
+                throw WeightError.missingFile(path: folder.path, what: "CLIP tokenizer folder for \(checkpoint.family.rawValue); converting into")
+            }
+            let probe = needsProbe(checkpoint, options)
+            try checkpoint.convertStandard(to: staging, tokenizer: tokenizer, predictionType: probe ? "v_prediction" : options.predictionType, ema: options.ema)
+            if probe, try PredictionTypeProbe.predictionType(unetFolder: staging.appendingPathComponent("unet")) == "epsilon" {
+                try SingleFileConfigs.writeConfigs(family: checkpoint.family, predictionType: "epsilon", into: staging)
+            }
+        }
+        guard rename(staging.path, folder.path) == 0 else {
+            throw WeightError.cannotOpen(path: folder.path, reason: "rename failed: \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// SD 2.x files without a step count or an explicit prediction type: the 768-v and 512 base models look alike.
+    static func needsProbe(_ checkpoint: SingleFileCheckpoint, _ options: SingleFileOptions) -> Bool {
+        checkpoint.family == .sd2 && options.predictionType == nil && options.template == nil && checkpoint.globalStep == nil
     }
 
     /// `model_index.json`'s `_class_name`, else the class the folder's layout implies.

@@ -20,25 +20,28 @@ public struct ModelFolder: Sendable {
         try loadJSONConfig(type, from: url.appendingPathComponent(file))
     }
 
-    /// The weight files to load, preferring full-precision files, then the `variant` (default fp16).
+    /// The weight files to load, preferring full-precision files, then the `variant` (default fp16); safetensors
+    /// before torch's `.bin` pickles (read by the restricted reader, `TorchCheckpoint`, never executed).
     public func weightFiles(variant: String? = nil) throws -> [String] {
         let fm = FileManager.default
         let names = (try? fm.contentsOfDirectory(atPath: url.path)) ?? []
-        let stems = ["model", "diffusion_pytorch_model"]
+        let stems = ["model", "diffusion_pytorch_model", "pytorch_model"]
         var candidates: [String?] = [nil, "fp16"]
         if let variant { candidates = [variant] + candidates.filter { $0 != variant } }
-        for v in candidates {
-            let suffix = v.map { ".\($0).safetensors" } ?? ".safetensors"
-            for stem in stems {
-                if names.contains(stem + suffix) { return [url.appendingPathComponent(stem + suffix).path] }
-                let indexName = stem + suffix + ".index.json"
-                if names.contains(indexName) { return try shardFiles(index: url.appendingPathComponent(indexName)) }
+        for ext in ["safetensors", "bin"] {
+            for v in candidates {
+                let suffix = v.map { ".\($0).\(ext)" } ?? ".\(ext)"
+                for stem in stems {
+                    if names.contains(stem + suffix) { return [url.appendingPathComponent(stem + suffix).path] }
+                    let indexName = stem + suffix + ".index.json"
+                    if names.contains(indexName) { return try shardFiles(index: url.appendingPathComponent(indexName)) }
+                }
             }
         }
-        let pickles = names.filter { $0.hasSuffix(".bin") || $0.hasSuffix(".ckpt") || $0.hasSuffix(".pt") }
-        let hint = pickles.isEmpty ? "" : " (found \(pickles.joined(separator: ", ")): PyTorch pickles are not read; convert them to safetensors)"
+        let others = names.filter { $0.hasSuffix(".ckpt") || $0.hasSuffix(".pt") || $0.hasSuffix(".bin") }
+        let hint = others.isEmpty ? "" : " (found \(others.joined(separator: ", ")), not a name a diffusers folder uses)"
         throw WeightError.missingFile(path: url.appendingPathComponent("model.safetensors").path,
-                                      what: "weights (model.safetensors, diffusion_pytorch_model.safetensors, a sharded index or an .fp16 variant)\(hint); weight file")
+                                      what: "weights (model.safetensors, diffusion_pytorch_model.safetensors, their .bin pickles, a sharded index or an .fp16 variant)\(hint); weight file")
     }
 
     private func shardFiles(index: URL) throws -> [String] {

@@ -48,8 +48,53 @@ final class MappedFile: @unchecked Sendable {
     deinit { munmap(UnsafeMutableRawPointer(mutating: base), size) }
 }
 
+/// A file of named tensors a `WeightMap` can look weights up in: safetensors, or a torch zip checkpoint.
+public protocol WeightSource: AnyObject, Sendable {
+    var path: String { get }
+    var tensors: [String: TensorInfo] { get }
+    /// The tensor `info` (one of `tensors`) as Float32.
+    func load(_ info: TensorInfo) throws -> Tensor
+}
+
+/// `count` elements of `dtype` at `src` as a Float32 tensor of `shape`: f32 data is borrowed from the mapping
+/// `owner` when aligned, f16/bf16/f64 are converted; integer types are refused, naming `name` in `path`.
+func decodeFloats(_ src: UnsafeRawPointer, dtype: SafeTensorsDType, shape: [Int], owner: AnyObject, name: String, path: String) throws -> Tensor {
+    let n = shape.reduce(1, *)
+    switch dtype {
+    case .F32:
+        if Int(bitPattern: src) % MemoryLayout<Float>.alignment == 0 {
+            return Tensor(shape: shape, storage: TensorStorage(borrowing: src.assumingMemoryBound(to: Float.self), count: n, owner: owner))
+        }
+        let t = Tensor(uninitialized: shape)
+        UnsafeMutableRawPointer(t.pointer).copyMemory(from: src, byteCount: n * 4)
+        return t
+    case .F16, .BF16:
+        let t = Tensor(uninitialized: shape)
+        if Int(bitPattern: src) % 2 == 0 {
+            let p = src.assumingMemoryBound(to: UInt16.self), dst = t.pointer, half = dtype == .F16
+            // Large tensors convert on all cores (the page faults of the mapping dominate otherwise).
+            parallelChunks(n, minimumPerChunk: 1 << 20) { r in
+                half ? uc_f16_to_f32(p + r.lowerBound, dst + r.lowerBound, r.count)
+                     : uc_bf16_to_f32(p + r.lowerBound, dst + r.lowerBound, r.count)
+            }
+        } else {
+            let tmp = [UInt16](unsafeUninitializedCapacity: n) { buf, c in
+                UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: src, byteCount: n * 2); c = n
+            }
+            dtype == .F16 ? uc_f16_to_f32(tmp, t.pointer, n) : uc_bf16_to_f32(tmp, t.pointer, n)
+        }
+        return t
+    case .F64:
+        let t = Tensor(uninitialized: shape)
+        for i in 0..<n { t.pointer[i] = Float(src.loadUnaligned(fromByteOffset: i * 8, as: Double.self)) }
+        return t
+    default:
+        throw WeightError.unsupportedDType(name: name, file: path, dtype: dtype.rawValue)
+    }
+}
+
 /// A memory-mapped `.safetensors` file with a validated header.
-public final class SafeTensorsFile: @unchecked Sendable {
+public final class SafeTensorsFile: WeightSource, @unchecked Sendable {
     public let path: String
     public let tensors: [String: TensorInfo]
     public let metadata: [String: String]
@@ -113,40 +158,9 @@ public final class SafeTensorsFile: @unchecked Sendable {
         return try load(info)
     }
 
-    func load(_ info: TensorInfo) throws -> Tensor {
-        let src = file.base + dataStart + info.dataRange.lowerBound
-        let n = info.shape.reduce(1, *)
-        switch info.dtype {
-        case .F32:
-            if Int(bitPattern: src) % MemoryLayout<Float>.alignment == 0 {
-                return Tensor(shape: info.shape, storage: TensorStorage(borrowing: src.assumingMemoryBound(to: Float.self), count: n, owner: file))
-            }
-            let t = Tensor(uninitialized: info.shape)
-            UnsafeMutableRawPointer(t.pointer).copyMemory(from: src, byteCount: n * 4)
-            return t
-        case .F16, .BF16:
-            let t = Tensor(uninitialized: info.shape)
-            if Int(bitPattern: src) % 2 == 0 {
-                let p = src.assumingMemoryBound(to: UInt16.self), dst = t.pointer, half = info.dtype == .F16
-                // Large tensors convert on all cores (the page faults of the mapping dominate otherwise).
-                parallelChunks(n, minimumPerChunk: 1 << 20) { r in
-                    half ? uc_f16_to_f32(p + r.lowerBound, dst + r.lowerBound, r.count)
-                         : uc_bf16_to_f32(p + r.lowerBound, dst + r.lowerBound, r.count)
-                }
-            } else {
-                let tmp = [UInt16](unsafeUninitializedCapacity: n) { buf, c in
-                    UnsafeMutableRawPointer(buf.baseAddress!).copyMemory(from: src, byteCount: n * 2); c = n
-                }
-                info.dtype == .F16 ? uc_f16_to_f32(tmp, t.pointer, n) : uc_bf16_to_f32(tmp, t.pointer, n)
-            }
-            return t
-        case .F64:
-            let t = Tensor(uninitialized: info.shape)
-            for i in 0..<n { t.pointer[i] = Float(src.loadUnaligned(fromByteOffset: i * 8, as: Double.self)) }
-            return t
-        default:
-            throw WeightError.unsupportedDType(name: info.name, file: path, dtype: info.dtype.rawValue)
-        }
+    public func load(_ info: TensorInfo) throws -> Tensor {
+        try decodeFloats(file.base + dataStart + info.dataRange.lowerBound, dtype: info.dtype, shape: info.shape, owner: file,
+                         name: info.name, path: path)
     }
 
     /// Integer tensors (token ids, masks) as Int.
@@ -171,21 +185,46 @@ public enum SafeTensorsWriter {
     }
 
     public static func write(_ entries: [(String, Payload)], metadata: [String: String] = [:], to url: URL) throws {
-        var header: [String: Any] = [:]
-        if !metadata.isEmpty { header["__metadata__"] = metadata }
         var blobs: [Data] = []
-        var offset = 0
+        var layout: [(String, String, [Int], Int)] = []
         for (name, payload) in entries {
-            let data: Data, dtype: String, shape: [Int]
             switch payload {
             case let .float32(t):
-                data = Data(bytes: t.pointer, count: t.count * 4); dtype = "F32"; shape = t.shape
+                blobs.append(Data(bytes: t.pointer, count: t.count * 4)); layout.append((name, "F32", t.shape, t.count * 4))
             case let .int64(values, s):
-                data = values.map { Int64($0).littleEndian }.withUnsafeBytes { Data($0) }; dtype = "I64"; shape = s
+                blobs.append(values.map { Int64($0).littleEndian }.withUnsafeBytes { Data($0) }); layout.append((name, "I64", s, values.count * 8))
             }
-            header[name] = ["dtype": dtype, "shape": shape, "data_offsets": [offset, offset + data.count]]
-            offset += data.count
-            blobs.append(data)
+        }
+        var out = try header(layout, metadata: metadata)
+        for b in blobs { out.append(b) }
+        try AtomicFile.write(out, to: url)
+    }
+
+    /// Writes float32 tensors one at a time, for files larger than memory should hold twice: the header comes from
+    /// `shapes`, then `tensor(i)` is asked for each in order, written, and let go. Atomic as `write`.
+    public static func writeStreaming(names: [String], shapes: [[Int]], metadata: [String: String] = [:], to url: URL,
+                                      tensor: (Int) throws -> Tensor) throws {
+        let head = try header(zip(names, shapes).map { ($0, "F32", $1, $1.reduce(1, *) * 4) }, metadata: metadata)
+        try AtomicFile.write(to: url) { handle in
+            try handle.write(contentsOf: head)
+            for i in names.indices {
+                let t = try tensor(i)
+                guard t.shape == shapes[i] else {
+                    throw WeightError.shapeMismatch(name: names[i], file: url.path, expected: shapes[i], found: t.shape)
+                }
+                try handle.write(contentsOf: UnsafeRawBufferPointer(start: t.pointer, count: t.count * 4))
+            }
+        }
+    }
+
+    /// The 8-byte length and JSON header of (name, dtype, shape, byte count) entries laid out in order.
+    static func header(_ entries: [(String, String, [Int], Int)], metadata: [String: String]) throws -> Data {
+        var header: [String: Any] = [:]
+        if !metadata.isEmpty { header["__metadata__"] = metadata }
+        var offset = 0
+        for (name, dtype, shape, bytes) in entries {
+            header[name] = ["dtype": dtype, "shape": shape, "data_offsets": [offset, offset + bytes]]
+            offset += bytes
         }
         var json = try JSONSerialization.data(withJSONObject: header, options: [.sortedKeys])
         // Pad with spaces so the data section starts 8-byte aligned, as the reference writer does.
@@ -193,28 +232,47 @@ public enum SafeTensorsWriter {
         var out = Data()
         withUnsafeBytes(of: UInt64(json.count).littleEndian) { out.append(contentsOf: $0) }
         out.append(json)
-        for b in blobs { out.append(b) }
-        try AtomicFile.write(out, to: url)
+        return out
     }
 }
 
 /// Write-to-temp-then-rename, so readers never see a half-written file.
 public enum AtomicFile {
     public static func write(_ data: Data, to url: URL) throws {
-        let dir = url.deletingLastPathComponent()
-        let tmp = dir.appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
-        do {
-            try data.write(to: tmp)
-            guard rename(tmp.path, url.path) == 0 else {
-                let reason = String(cString: strerror(errno))
-                try? FileManager.default.removeItem(at: tmp)
-                throw WeightError.cannotOpen(path: url.path, reason: "rename failed: \(reason)")
-            }
-        } catch let e as WeightError {
-            throw e
-        } catch {
+        let tmp = temporary(for: url)
+        do { try data.write(to: tmp) } catch {
             try? FileManager.default.removeItem(at: tmp)
             throw WeightError.cannotOpen(path: url.path, reason: error.localizedDescription)
+        }
+        try commit(tmp, to: url)
+    }
+
+    /// Writes through `body` into a temporary file beside `url`, then renames it into place (removed on error):
+    /// for files written piece by piece.
+    public static func write(to url: URL, _ body: (FileHandle) throws -> Void) throws {
+        let tmp = temporary(for: url)
+        do {
+            guard FileManager.default.createFile(atPath: tmp.path, contents: nil), let handle = FileHandle(forWritingAtPath: tmp.path) else {
+                throw WeightError.cannotOpen(path: tmp.path, reason: String(cString: strerror(errno)))
+            }
+            defer { try? handle.close() }
+            try body(handle)
+        } catch {
+            try? FileManager.default.removeItem(at: tmp)
+            throw (error as? WeightError) ?? WeightError.cannotOpen(path: url.path, reason: error.localizedDescription)
+        }
+        try commit(tmp, to: url)
+    }
+
+    static func temporary(for url: URL) -> URL {
+        url.deletingLastPathComponent().appendingPathComponent(".\(url.lastPathComponent).tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))")
+    }
+
+    static func commit(_ tmp: URL, to url: URL) throws {
+        guard rename(tmp.path, url.path) == 0 else {
+            let reason = String(cString: strerror(errno))
+            try? FileManager.default.removeItem(at: tmp)
+            throw WeightError.cannotOpen(path: url.path, reason: "rename failed: \(reason)")
         }
     }
 }

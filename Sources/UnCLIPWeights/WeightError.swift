@@ -9,6 +9,11 @@ public enum WeightError: Error, CustomStringConvertible, Equatable {
     case unsupportedDType(name: String, file: String, dtype: String)
     case missingFile(path: String, what: String)
     case badConfig(path: String, reason: String)
+    /// A torch checkpoint (zip + pickle) that is damaged or holds what a tensor state dict cannot.
+    case badCheckpoint(path: String, reason: String)
+    /// A pickle that asks for something the restricted unpickler will not do (an unknown global, an opcode
+    /// outside the allowed set). Nothing in it was run.
+    case refusedPickle(path: String, reason: String)
 
     public var description: String {
         switch self {
@@ -22,6 +27,9 @@ public enum WeightError: Error, CustomStringConvertible, Equatable {
             return "weight '\(name)' in \(file) has dtype \(dtype), which cannot be used as a float tensor"
         case let .missingFile(path, what): return "missing \(what): \(path)"
         case let .badConfig(path, reason): return "invalid config \(path): \(reason)"
+        case let .badCheckpoint(path, reason): return "invalid checkpoint \(path): \(reason)"
+        case let .refusedPickle(path, reason):
+            return "refused to load \(path): \(reason) (only tensor state dicts are read; nothing in the file was run)"
         }
     }
 }

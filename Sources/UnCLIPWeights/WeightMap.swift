@@ -3,8 +3,8 @@ import UnCLIPTensor
 
 /// All tensors of one model component, possibly spread over shards, looked up by checkpoint key.
 public final class WeightMap: @unchecked Sendable {
-    public let files: [SafeTensorsFile]
-    private var index: [String: (SafeTensorsFile, TensorInfo)] = [:]
+    public let files: [any WeightSource]
+    private var index: [String: (any WeightSource, TensorInfo)] = [:]
     /// Prefix rewrites tried when a key is missing, e.g. ("text_model.", "") for checkpoints saved
     /// without the wrapper prefix. A short declarative list, as real checkpoints vary only this way.
     public var prefixAliases: [(String, String)] = []
@@ -15,20 +15,22 @@ public final class WeightMap: @unchecked Sendable {
     /// On a CPU without AVX512_BF16, bf16 falls back to fp32 (`GemmPrecision.runnable`).
     public var gemmPrecision: GemmPrecision = .fp32
 
-    public init(files: [SafeTensorsFile]) {
+    public init(files: [any WeightSource]) {
         self.files = files
         for f in files { for (name, info) in f.tensors { index[name] = (f, info) } }
     }
 
+    /// Opens each file by its kind: torch zip checkpoints (.ckpt, .pt, .pth, .bin) through the restricted
+    /// reader, everything else as safetensors.
     public convenience init(paths: [String]) throws {
-        try self.init(files: paths.map { try SafeTensorsFile(path: $0) })
+        try self.init(files: paths.map { try openWeightFile($0) })
     }
 
     public var keys: [String] { Array(index.keys) }
 
     public func contains(_ name: String) -> Bool { resolve(name) != nil }
 
-    private func resolve(_ name: String) -> (SafeTensorsFile, TensorInfo)? {
+    private func resolve(_ name: String) -> (any WeightSource, TensorInfo)? {
         if let hit = index[name] { return hit }
         for (from, to) in prefixAliases {
             if name.hasPrefix(from), let hit = index[to + name.dropFirst(from.count)] { return hit }

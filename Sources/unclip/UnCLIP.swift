@@ -30,7 +30,8 @@ struct UnCLIPCommand: ParsableCommand {
         """,
         version: version,
         subcommands: [Generate.self, Vary.self, Edit.self, Interpolate.self, Nudge.self, Search.self, List.self, Show.self,
-                      Regenerate.self, Remove.self, Export.self, Check.self, Serve.self, Worker.self, StoreCommand.self, Prior.self, Eval.self, Tokenize.self, EncodeText.self,
+                      Regenerate.self, Remove.self, Export.self, Check.self, Convert.self, Serve.self, Worker.self, StoreCommand.self,
+                      Prior.self, Eval.self, Tokenize.self, EncodeText.self,
                       EmbedImage.self, RunModel.self]
     )
 

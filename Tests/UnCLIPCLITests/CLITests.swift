@@ -224,3 +224,49 @@ final class GenerateCLITests: CLITestCase {
         XCTAssertEqual(r.status, 0, r.stderr)
     }
 }
+
+/// `unclip convert` and single files given as --model (fixtures: notebooks-export/fixtures_single_file.py).
+final class SingleFileCLITests: CLITestCase {
+    func testConvertWritesAFolderThatGeneratesLikeTheOriginal() throws {
+        let out = tmp.appendingPathComponent("sd1").path
+        let r = try run(["convert", "Tests/Fixtures/single_file/tiny-sd1.safetensors", "--to", out, "--config", "Tests/Fixtures/sd/tiny-sd-eps"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("Stable Diffusion 1.x"), r.stdout)
+        let args = ["generate", "a red square", "--steps", "3", "--width", "32", "--height", "32", "--seed", "5"]
+        let a = try run(args + ["--model", out, "--output", tmp.appendingPathComponent("a.png").path])
+        let b = try run(args + ["--model", "Tests/Fixtures/sd/tiny-sd-eps", "--output", tmp.appendingPathComponent("b.png").path])
+        XCTAssertEqual(a.status, 0, a.stderr)
+        XCTAssertEqual(b.status, 0, b.stderr)
+        XCTAssertEqual(try PNG.read(tmp.appendingPathComponent("a.png")).pixels, try PNG.read(tmp.appendingPathComponent("b.png")).pixels)
+        // A second convert to the same folder is refused; nothing is overwritten.
+        try assertFails(["convert", "Tests/Fixtures/single_file/tiny-sd1.safetensors", "--to", out, "--config", "Tests/Fixtures/sd/tiny-sd-eps"],
+                        mentioning: ["already exists"])
+    }
+
+    /// --model FILE converts once into the cache and generates the folder's image; the .ckpt with EMA too.
+    func testModelFileIsConvertedOnFirstUse() throws {
+        let cache = tmp.appendingPathComponent("cache")
+        let args = ["generate", "a red square", "--steps", "3", "--width", "32", "--height", "32", "--seed", "5"]
+        let env = ["XDG_CACHE_HOME": cache.path]
+        let a = try run(args + ["--model", "Tests/Fixtures/single_file/tiny-sd2-v.safetensors", "--model-config", "Tests/Fixtures/sd/tiny-sd-v",
+                                "--output", tmp.appendingPathComponent("a.png").path], environment: env)
+        XCTAssertEqual(a.status, 0, a.stderr)
+        let b = try run(args + ["--model", "Tests/Fixtures/sd/tiny-sd-v", "--output", tmp.appendingPathComponent("b.png").path])
+        XCTAssertEqual(b.status, 0, b.stderr)
+        XCTAssertEqual(try PNG.read(tmp.appendingPathComponent("a.png")).pixels, try PNG.read(tmp.appendingPathComponent("b.png")).pixels)
+        let converted = try FileManager.default.contentsOfDirectory(atPath: cache.appendingPathComponent("unclip/converted").path)
+        XCTAssertEqual(converted.count, 1, "\(converted)")
+        let ckpt = try run(args + ["--model", "Tests/Fixtures/single_file/tiny-sd1-ema.ckpt", "--model-config", "Tests/Fixtures/sd/tiny-sd-eps",
+                                   "--ema", "--output", tmp.appendingPathComponent("c.png").path], environment: env)
+        XCTAssertEqual(ckpt.status, 0, ckpt.stderr)
+    }
+
+    /// Refusals say what the file is: a hostile pickle, a tiny model without --model-config, an unsupported family.
+    func testSingleFileRefusals() throws {
+        try assertFails(["convert", "Tests/Fixtures/ckpt/evil_system.ckpt", "--to", tmp.appendingPathComponent("x").path],
+                        mentioning: ["posix.system", "nothing in the file was run"])
+        try assertFails(["generate", "x", "--model", "Tests/Fixtures/single_file/tiny-sd1.safetensors"],
+                        mentioning: ["not the standard Stable Diffusion 1.x shape", "template folder"])
+        try assertFails(["generate", "x", "--model", "Tests/Fixtures/ckpt/fp32.ckpt"], mentioning: ["no Stable Diffusion model"])
+    }
+}

@@ -250,7 +250,7 @@ final class ConcurrentServiceTests: StoreTestCase {
         XCTAssertThrowsError(try service.vary(v)) { XCTAssertTrue("\($0)".contains("3 values"), "\($0)") }
         XCTAssertEqual(try store.count(), 0)
         // No message of the library names a command-line flag.
-        for e in [EngineError.invalidParameter(name: "guidance_scale", reason: "x"), .noSuchModel(path: "/x"), .singleFileCheckpoint(path: "/x.ckpt")] {
+        for e in [EngineError.invalidParameter(name: "guidance_scale", reason: "x"), .noSuchModel(path: "/x"), .singleFileCheckpoint(path: "/x.ckpt", reason: "r")] {
             XCTAssertFalse(e.description.contains("--"), e.description)
         }
     }

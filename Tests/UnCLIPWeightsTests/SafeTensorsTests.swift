@@ -41,6 +41,19 @@ final class SafeTensorsTests: XCTestCase {
         XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path), ["rt.safetensors"])
     }
 
+    /// The streaming writer gives the same file as the in-memory one; a tensor of the wrong shape leaves nothing.
+    func testStreamingWriter() throws {
+        let a = Tensor(shape: [2, 3], data: [1, -2, 3.5, 0, 1e-8, -7]), b = Tensor(shape: [1], data: [9])
+        let streamed = dir.appendingPathComponent("s.safetensors"), whole = dir.appendingPathComponent("w.safetensors")
+        try SafeTensorsWriter.writeStreaming(names: ["a", "b"], shapes: [[2, 3], [1]], to: streamed) { [a, b][$0] }
+        try SafeTensorsWriter.write([("a", .float32(a)), ("b", .float32(b))], to: whole)
+        XCTAssertEqual(try Data(contentsOf: streamed), try Data(contentsOf: whole))
+        let bad = dir.appendingPathComponent("bad.safetensors")
+        assertThrows(try SafeTensorsWriter.writeStreaming(names: ["a", "b"], shapes: [[2, 3], [2]], to: bad) { [a, b][$0] },
+                     mentioning: ["'b'", "[2]", "[1]"])
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: dir.path).sorted(), ["s.safetensors", "w.safetensors"])
+    }
+
     func testTruncatedFile() {
         let p = raw(#"{"a":{"dtype":"F32","shape":[4],"data_offsets":[0,16]}}"#, data: [0, 0, 0, 0])
         assertHeaderError(p, contains: "runs past the end of the data section")
@@ -99,8 +112,13 @@ final class SafeTensorsTests: XCTestCase {
     func testFolderErrors() throws {
         XCTAssertThrowsError(try ModelFolder(dir.appendingPathComponent("nope"))) { XCTAssertTrue("\($0)".contains("nope")) }
         let folder = try ModelFolder(dir)
-        try Data("x".utf8).write(to: dir.appendingPathComponent("pytorch_model.bin"))
+        try Data("x".utf8).write(to: dir.appendingPathComponent("weights.ckpt"))
         XCTAssertThrowsError(try folder.weightFiles()) { e in
+            XCTAssertTrue("\(e)".contains("weights.ckpt"), "\(e)")
+        }
+        // A .bin pickle is read now (through the restricted reader): a damaged one says so, naming the file.
+        try Data("x".utf8).write(to: dir.appendingPathComponent("pytorch_model.bin"))
+        XCTAssertThrowsError(try folder.weights()) { e in
             XCTAssertTrue("\(e)".contains("pytorch_model.bin"), "\(e)")
         }
         try Data("{\"hidden_size\": ".utf8).write(to: dir.appendingPathComponent("config.json"))

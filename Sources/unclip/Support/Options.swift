@@ -8,12 +8,19 @@ import UnCLIPStore
 import UnCLIPStoreSQLite
 import UnCLIPStorePostgres
 import UnCLIPTensor
+import UnCLIPWeights
 
 extension GemmPrecision: ExpressibleByArgument {}
 
 /// Which model, and how to load it. Commands on stored generations default to the model that made them.
 struct ModelOptions: ParsableArguments {
     @Option(help: "Model folder (diffusers layout): a StableUnCLIPPipeline bundle, a Stable unCLIP decoder folder (with --prior), or a plain Stable Diffusion folder. Default: $UNCLIP_MODEL, else the shipped weights/shapes (for stored generations: the model that made them).") var model: String?
+
+    @Option(help: "For single-file checkpoints (--model FILE.safetensors / .ckpt): the prediction type, overriding the one the file implies (SD 2.x 768-v: v_prediction; others: epsilon).") var predictionType: String?
+
+    @Flag(help: "For single-file checkpoints: use the UNet's EMA copy (model_ema.*) instead of its trained weights.") var ema = false
+
+    @Option(help: "For single-file checkpoints of a non-standard size: a diffusers folder of the same architecture whose configs, tokenizer and scheduler to use (default: the standard SD 1.x / 2.x ones).") var modelConfig: String?
 
     @Option(help: "Karlo-style prior folder (prior, prior_scheduler, text_encoder, tokenizer) for decoder-only models.") var prior: String?
 
@@ -58,7 +65,21 @@ struct ModelOptions: ParsableArguments {
 
     func resolve(for generation: StoredGeneration? = nil, in store: (any GenerationStore)? = nil, clip: String? = nil) throws -> ResolvedModel {
         let (model, prior) = try location(for: generation, in: store)
-        return try ModelResolver.resolve(model: model, prior: prior, clip: clip.map { URL(fileURLWithPath: $0) }, variant: variant)
+        return try ModelResolver.resolve(model: model, prior: prior, clip: clip.map { URL(fileURLWithPath: $0) }, variant: variant,
+                                         singleFile: ModelOptions.singleFileOptions(predictionType: predictionType, ema: ema,
+                                                                                    template: modelConfig.map { URL(fileURLWithPath: $0) }))
+    }
+
+    /// Single files given as --model are converted once into $XDG_CACHE_HOME/unclip/converted (default
+    /// ~/.cache/unclip/converted), with the tokenizers shipped in weights/.
+    static func singleFileOptions(predictionType: String? = nil, ema: Bool = false, template: URL? = nil) -> SingleFileOptions {
+        let env = ProcessInfo.processInfo.environment
+        let cacheRoot = env["XDG_CACHE_HOME"].flatMap { $0.isEmpty ? nil : URL(fileURLWithPath: $0) }
+            ?? FileManager.default.homeDirectoryForCurrentUser.appendingPathComponent(".cache")
+        return SingleFileOptions(cache: cacheRoot.appendingPathComponent("unclip/converted"),
+                                 tokenizers: [.sd1: PackageLocation.weights.appendingPathComponent("clip-tokenizer"),
+                                              .sd2: PackageLocation.weights.appendingPathComponent("clip-tokenizer-sd2")],
+                                 predictionType: predictionType, ema: ema, template: template)
     }
 
     /// Loads the engine of `model`'s family, saying its load warnings once.

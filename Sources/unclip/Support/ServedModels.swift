@@ -16,9 +16,11 @@ func loadServedModels(folders given: [String], prior: String?, variant: String?,
     var served: [ServedModel] = []
     for folder in folders {
         let url = URL(fileURLWithPath: folder)
-        var resolved = try ModelResolver.resolve(model: url, variant: variant)
+        // Single-file checkpoints are converted once (cached) like every other command's --model FILE.
+        let singleFile = ModelOptions.singleFileOptions()
+        var resolved = try ModelResolver.resolve(model: url, variant: variant, singleFile: singleFile)
         if prior != nil, !FileManager.default.fileExists(atPath: url.appendingPathComponent("prior").path) {
-            resolved = try ModelResolver.resolve(model: url, prior: prior.map { URL(fileURLWithPath: $0) }, variant: variant)
+            resolved = try ModelResolver.resolve(model: url, prior: prior.map { URL(fileURLWithPath: $0) }, variant: variant, singleFile: singleFile)
         }
         warn("loading \(resolved.name) …")
         let engine = try EngineRegistry.standard.load(resolved, options: options)
