@@ -84,8 +84,8 @@ public protocol JobQueue: AnyObject, Sendable {
     /// Ends a running job; `error` for failures; `result` names generations it produced without recording
     /// them under its link (a regenerated image).
     func finishJob(_ id: Int64, status: JobStatus, error: String?, result: [Int64]) throws
-    /// Gives a running job back to the queue without counting the claim (a worker stopping gracefully: the job runs
-    /// again from its seed, keeping the images it recorded). Does nothing to a job that is not running.
+    /// Gives a running job back to the queue at once (a worker stopping gracefully: the job runs again from its seed,
+    /// keeping the images it recorded; `attempts` still counts the claim). Does nothing to a job that is not running.
     func releaseJob(_ id: Int64) throws
     /// A queued job is cancelled at once; a running one is marked so its runner stops it; a finished one is
     /// left as it is. Returns the job as it now stands.

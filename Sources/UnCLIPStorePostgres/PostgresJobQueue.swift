@@ -170,7 +170,7 @@ extension PostgresStore {
 
     public func releaseJob(_ id: Int64) throws {
         try session.query("""
-            UPDATE jobs SET status = 'queued', attempts = greatest(attempts - 1, 0), worker = NULL, lease_until = NULL
+            UPDATE jobs SET status = 'queued', worker = NULL, lease_until = NULL
             WHERE id = $1 AND status = 'running' AND worker = $2
             """, [.int(id), .text(workerID)])
         try session.query("SELECT pg_notify('unclip_jobs', $1)", [.text(String(id))])

@@ -136,7 +136,7 @@ extension SQLiteStore {
         try lock.withLock {
             try requireWritable()
             try db.writeTransaction {
-                try db.run("UPDATE jobs SET status = 'queued', attempts = max(attempts - 1, 0) WHERE id = ? AND status = 'running'", [.int(id)])
+                try db.run("UPDATE jobs SET status = 'queued' WHERE id = ? AND status = 'running'", [.int(id)])
             }
         }
     }
