@@ -106,6 +106,9 @@ public final class JobHub: @unchecked Sendable {
         for w in waiting { w.resume() }
     }
 
+    /// Whether anyone here listens to any job's events.
+    var hasListeners: Bool { lock.withLock { !subscribers.isEmpty } }
+
     /// Jobs someone here waits on or listens to that have not ended (what a `JobWatcher` reads from the store).
     func watchedJobs() -> [Int64] {
         lock.withLock { Array(Set(subscribers.keys).union(waiters.keys).subtracting(ended)).sorted() }

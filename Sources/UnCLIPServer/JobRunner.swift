@@ -116,8 +116,9 @@ public final class JobRunner: Service, @unchecked Sendable {
         return false
     }
 
-    /// Tells every queued job's listeners where it now stands.
+    /// Tells every queued job's listeners where it now stands (a worker's hub has none: nothing to read).
     func announcePositions() {
+        guard hub.hasListeners else { return }
         guard let queued = try? store.queuedInClaimOrder() else { return }
         metrics.queued.set(to: Double(queued.count))
         for (i, j) in queued.enumerated() { hub.publish(j.id, .make("queued", ["position": i + 1])) }

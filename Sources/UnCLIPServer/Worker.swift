@@ -25,15 +25,17 @@ public final class UnCLIPWorker: @unchecked Sendable {
 
     /// Announces the worker's job events to front ends elsewhere: progress at most 4 times a second per job, no
     /// previews (too large for a notification; front ends show progress without them).
+    /// Sent from a queue of its own, in order: the job's thread never waits on the database for an event.
     static func relay(_ signals: any QueueSignals) -> @Sendable (Int64, JobEvent) -> Void {
         let last = ProgressClock()
+        let queue = DispatchQueue(label: "unclip.relay")
         return { id, event in
             if event.name == "preview" { return }
             if event.name == "progress" {
                 let now = Date()
                 guard last.update(id, now, minimum: 0.25) else { return }
             }
-            signals.announce(job: id, event: event.name, json: event.json)
+            queue.async { signals.announce(job: id, event: event.name, json: event.json) }
         }
     }
 

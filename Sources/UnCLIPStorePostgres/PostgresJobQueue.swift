@@ -158,9 +158,13 @@ extension PostgresStore {
     public func finishJob(_ id: Int64, status: JobStatus, error: String?, result: [Int64]) throws {
         guard status.isFinal else { throw StoreError.invalid("a job can only finish as done, failed or cancelled, not \(status.rawValue)") }
         try session.transaction {
+            guard let r = try session.query("SELECT status, worker FROM jobs WHERE id = $1 FOR UPDATE", [.int(id)]).first else {
+                throw StoreError.noSuchJob(id: id, path: location)
+            }
+            let current = try r.text(0)
             // A retry of a finish whose commit went through before the connection dropped finds it done: nothing to do.
-            if try session.scalarText("SELECT status FROM jobs WHERE id = $1", [.int(id)]) == status.rawValue { return }
-            try requireLease(id)
+            if current == status.rawValue { return }
+            guard current == JobStatus.running.rawValue, try r.text(1) == workerID else { throw StoreError.leaseLost(job: id, path: location) }
             let ids: PGValue = result.isEmpty ? .null : .text("[\(result.map(String.init).joined(separator: ","))]")
             try session.query("""
                 UPDATE jobs SET status = $1, error = $2, finished_at = $3, result = $4, worker = NULL, lease_until = NULL WHERE id = $5

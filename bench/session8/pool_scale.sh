@@ -3,7 +3,7 @@
 # pinned to core 0, then by two workers pinned to cores 0 and 1; throughput ratio, and the queue's overhead per job
 # (claim → done, minus the image's own compute time as the service measured it), median and p95, from the jobs table.
 # Usage: bench/session8/pool_scale.sh [JOBS] [STEPS]     (needs Debian's postgresql-15; run as root or a normal user)
-set -euo pipefail
+set -uo pipefail  # no -e: a failed poll must not end a phase silently
 cd "$(dirname "$0")/../.."
 JOBS=${1:-100}
 STEPS=${2:-40}
@@ -30,8 +30,9 @@ run_phase() {  # NAME CORES...
   local db="scale_$name"
   psql_ -d postgres -c "CREATE DATABASE $db" >/dev/null
   local url="postgres://unclip@127.0.0.1:$PORT/$db"
-  local port=$((PORT + 1))
-  "$BIN" serve --store "$url" --workers 0 --port "$port" 2>"$TMP/front-$name.log" & PIDS+=($!)
+  PHASE=$((${PHASE:-0} + 1))
+  local port=$((PORT + PHASE))
+  "$BIN" serve --store "$url" --workers 0 --port "$port" 2>"$TMP/front-$name.log" & local front=$!; PIDS+=($front)
   local wpids=()
   for core in "$@"; do
     taskset -c "$core" "$BIN" worker --store "$url" --threads 1 2>"$TMP/worker-$name-$core.log" & wpids+=($!); PIDS+=($!)
@@ -40,9 +41,14 @@ run_phase() {  # NAME CORES...
   for core in "$@"; do for i in $(seq 1 100); do grep -q "running jobs" "$TMP/worker-$name-$core.log" && break; sleep 0.2; done; done
   local start=$(date +%s.%N)
   for i in $(seq 1 "$JOBS"); do
-    curl -sf "localhost:$port/api/jobs" -d "{\"kind\":\"text-to-image\",\"prompt\":\"a red circle $i\",\"seed\":$i,\"steps\":$STEPS}" >/dev/null
+    curl -sf "localhost:$port/api/jobs" -d "{\"kind\":\"text-to-image\",\"prompt\":\"a red circle $i\",\"seed\":$i,\"steps\":$STEPS}" >/dev/null \
+      || { echo "phase $name: submitting job $i to port $port failed; front end log:"; tail -5 "$TMP/front-$name.log"; exit 1; }
   done
-  while [ "$(psql_ -d "$db" -c "SELECT count(*) FROM jobs WHERE status IN ('done','failed','cancelled')")" -lt "$JOBS" ]; do sleep 0.1; done
+  while true; do
+    n=$(psql_ -d "$db" -c "SELECT count(*) FROM jobs WHERE status IN ('done','failed','cancelled')" 2>/dev/null)
+    [ "${n:-0}" -ge "$JOBS" ] && break
+    sleep 0.1
+  done
   local end=$(date +%s.%N)
   local wall=$(echo "$end - $start" | bc -l)
   local stats=$(psql_ -d "$db" -F ' ' -c "
@@ -57,7 +63,7 @@ run_phase() {  # NAME CORES...
   printf "%-8s workers on cores %-5s  %3d jobs done in %6.2f s  = %5.2f jobs/s | queue overhead per job: median %s ms, p95 %s ms (compute median %s ms)\n" \
     "$name" "$*" "$done" "$wall" "$(echo "$done / $wall" | bc -l)" "$med" "$p95" "$compute"
   echo "$(echo "$done / $wall" | bc -l)" > "$TMP/rate-$name"
-  for p in "${wpids[@]}"; do kill "$p"; wait "$p" 2>/dev/null || true; done
+  for p in "${wpids[@]}" "$front"; do kill "$p"; wait "$p" 2>/dev/null || true; done
 }
 
 run_phase one 0
