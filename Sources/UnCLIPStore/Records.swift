@@ -225,6 +225,15 @@ public struct PriorRunKey: Codable, Sendable, Hashable {
 }
 
 /// A stored prior run: every candidate embedding and its CLIP score.
+extension PriorRunKey {
+    /// Refuses a prior run whose candidates, scores and choice do not fit this key and `dim` (before any backend writes).
+    public func check(dim: Int, candidates: [Float], scores: [Float], chosenIndex: Int) throws {
+        guard candidates.count == scores.count * dim, scores.indices.contains(chosenIndex), self.candidates == scores.count else {
+            throw StoreError.invalid("prior run of \(candidates.count) values, \(scores.count) scores, choice \(chosenIndex) does not fit \(self.candidates) × \(dim)")
+        }
+    }
+}
+
 public struct CachedPriorRun: Codable, Sendable {
     public var id: Int64
     public var dim: Int

@@ -139,3 +139,14 @@ public enum StoreDigest {
         return SHA256.hex(Data(lines.joined(separator: "\n").utf8))
     }
 }
+
+extension StoredGeneration {
+    /// What recording this generation again takes (a copy into another store): everything but the id, time and star.
+    public var asNew: NewGeneration {
+        var new = NewGeneration(kind: kind, modelID: modelID, prompt: prompt, settings: settings, seed: seed, priorRunID: priorRunID,
+                                embedding: embedding, pictureEmbedding: pictureEmbedding, parents: parents, width: width, height: height,
+                                seconds: seconds ?? 0)
+        new.job = job
+        return new
+    }
+}

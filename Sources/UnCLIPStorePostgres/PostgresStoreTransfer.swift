@@ -53,10 +53,7 @@ extension PostgresStore: StoreTransfer {
         guard SHA256.hex(png) == g.sha256 else {
             throw StoreError.imageFile(path: g.imageLocation, reason: "the image bytes of generation \(g.id) do not hash to its recorded sha256")
         }
-        var new = NewGeneration(kind: g.kind, modelID: g.modelID, prompt: g.prompt, settings: g.settings, seed: g.seed,
-                                priorRunID: g.priorRunID, embedding: g.embedding, pictureEmbedding: g.pictureEmbedding, parents: g.parents,
-                                width: g.width, height: g.height, seconds: g.seconds ?? 0)
-        new.job = g.job
+        let new = g.asNew
         _ = try record(new, png: png, id: g.id, createdAt: g.createdAt, starred: g.starred, seconds: g.seconds)
     }
 

@@ -359,9 +359,7 @@ public final class SQLiteStore: GenerationStore, @unchecked Sendable {
 
     private func savePriorRunLocked(_ key: PriorRunKey, dim: Int, candidates: [Float], scores: [Float], chosenIndex: Int,
                                     draws: [Int], seconds: Double?) throws -> Int64 {
-        guard candidates.count == scores.count * dim, scores.indices.contains(chosenIndex), key.candidates == scores.count else {
-            throw StoreError.invalid("prior run of \(candidates.count) values, \(scores.count) scores, choice \(chosenIndex) does not fit \(key.candidates) × \(dim)")
-        }
+        try key.check(dim: dim, candidates: candidates, scores: scores, chosenIndex: chosenIndex)
         let drawsJSON = String(decoding: try JSONEncoder().encode(draws), as: UTF8.self)
         return try db.writeTransaction {
             let pid = try promptID(key.prompt)

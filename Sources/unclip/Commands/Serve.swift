@@ -35,12 +35,7 @@ struct Serve: ParsableCommand {
     @Option(help: "TCP port (7860 is AUTOMATIC1111's; 0 picks a free one).") var port = 7860
     @Option(name: .customLong("api-key"), help: "An API key clients must send (repeatable, one per client: the queue takes turns between keys). Default: $UNCLIP_API_KEY (comma-separated).")
     var apiKeys: [String] = []
-    @Option(name: .customLong("model"), help: "A model folder to serve (repeatable; the first is the default). Default: $UNCLIP_MODEL, else the shipped weights/shapes.")
-    var models: [String] = []
-    @Option(help: "Karlo-style prior folder for decoder-only Stable unCLIP models among --model.") var prior: String?
-    @Option(help: "Weight variant to prefer (e.g. fp16).") var variant: String?
-    @Option(help: "fp32 (exact, default) or bf16 (faster on CPUs with AVX512_BF16).") var precision: GemmPrecision = .fp32
-    @Option(parsing: .unconditional, help: "Cores to compute on (default: all).") var threads: Int?
+    @OptionGroup var served: ServedModelOptions
     @Option(parsing: .unconditional, help: "Job runners in this process. 0: a front end only, for a PostgreSQL store whose jobs `unclip worker` processes run.")
     var workers = 1
     @Option(parsing: .unconditional, help: "Jobs that may wait in the queue; more are answered 429 with Retry-After.") var maxQueue = 1000
@@ -52,7 +47,6 @@ struct Serve: ParsableCommand {
     @OptionGroup var cacheOptions: CacheOptions
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1 (got \(threads))") }
         if workers < 0 { throw ValidationError("--workers must be 0 or more (got \(workers))") }
         if workers == 0 && !storeOptions.isPostgres {
             throw ValidationError("--workers 0 leaves nothing to run the jobs: use it with a shared store (--store postgres://…) and `unclip worker` processes")
@@ -81,12 +75,11 @@ struct Serve: ParsableCommand {
 
         config.workers = workers
         let store = try storeOptions.open(role: "unclip-serve")
-        let served = try loadServedModels(folders: models, prior: prior, variant: variant, precision: precision, threads: threads,
-                                          store: store, useCache: !cacheOptions.noCache)
+        let models = try served.load(store: store, useCache: !cacheOptions.noCache)
         var logger = Logger(label: "unclip.serve")
         logger.logLevel = .info
-        let server = try UnCLIPServer(configuration: config, store: store, models: served, logger: logger)
-        let names = served.map(\.name).joined(separator: ", ")
+        let server = try UnCLIPServer(configuration: config, store: store, models: models, logger: logger)
+        let names = models.map(\.name).joined(separator: ", ")
         let keyed = config.apiKeys.isEmpty ? "no API key" : "\(config.apiKeys.count) API key(s)"
         let done = DispatchSemaphore(value: 0)
         let outcome = Outcome()

@@ -21,12 +21,7 @@ struct Worker: ParsableCommand {
           PGPASSWORD=… unclip worker --store postgres://unclip@db/unclip --model sd21-unclip-small --prior karlo --threads 8
         """)
 
-    @Option(name: .customLong("model"), help: "A model folder to run jobs for (repeatable). Default: $UNCLIP_MODEL, else the shipped weights/shapes.")
-    var models: [String] = []
-    @Option(help: "Karlo-style prior folder for decoder-only Stable unCLIP models among --model.") var prior: String?
-    @Option(help: "Weight variant to prefer (e.g. fp16).") var variant: String?
-    @Option(help: "fp32 (exact, default) or bf16 (faster on CPUs with AVX512_BF16).") var precision: GemmPrecision = .fp32
-    @Option(parsing: .unconditional, help: "Cores to compute on (default: all).") var threads: Int?
+    @OptionGroup var served: ServedModelOptions
     @Option(parsing: .unconditional, help: "How long a job stays this worker's without a heartbeat; after that the queue gives it to another worker.")
     var leaseSeconds = 30.0
     @Option(parsing: .unconditional, help: "How often the worker renews its job's lease and checks for a cancel (less than half the lease).")
@@ -35,7 +30,6 @@ struct Worker: ParsableCommand {
     @OptionGroup var cacheOptions: CacheOptions
 
     func validate() throws {
-        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1 (got \(threads))") }
         if leaseSeconds <= 0 || heartbeatSeconds <= 0 || heartbeatSeconds * 2 > leaseSeconds {
             throw ValidationError("--heartbeat-seconds must be positive and at most half of --lease-seconds (got \(heartbeatSeconds) and \(leaseSeconds))")
         }
@@ -47,15 +41,14 @@ struct Worker: ParsableCommand {
             warn("note: a worker on a SQLite store shares it only with processes on this machine; PostgreSQL (--store postgres://…) shares it between machines")
         }
         let store = try storeOptions.open(role: "unclip-worker", leaseSeconds: leaseSeconds)
-        let served = try loadServedModels(folders: models, prior: prior, variant: variant, precision: precision, threads: threads,
-                                          store: store, useCache: !cacheOptions.noCache)
+        let models = try served.load(store: store, useCache: !cacheOptions.noCache)
         var logger = Logger(label: "unclip.worker")
         logger.logLevel = .info
         var config = ServerConfiguration()
         config.jobNice = 0  // nothing to yield to: a worker answers no requests
         config.heartbeatSeconds = heartbeatSeconds
-        let worker = try UnCLIPWorker(configuration: config, store: store, models: served, logger: logger)
-        warn("unclip worker: running jobs for \(served.map(\.name).joined(separator: ", ")) from \(store.location)")
+        let worker = try UnCLIPWorker(configuration: config, store: store, models: models, logger: logger)
+        warn("unclip worker: running jobs for \(models.map(\.name).joined(separator: ", ")) from \(store.location)")
         let done = DispatchSemaphore(value: 0)
         let outcome = Serve.Outcome()
         Task {

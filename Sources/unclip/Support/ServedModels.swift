@@ -1,3 +1,4 @@
+import ArgumentParser
 import Foundation
 import UnCLIPEngine
 import UnCLIPPipelines
@@ -28,4 +29,23 @@ func loadServedModels(folders given: [String], prior: String?, variant: String?,
         served.append(ServedModel(name: resolved.name, service: GenerationService(store: store, engine: engine, useCache: useCache)))
     }
     return served
+}
+
+/// The models `serve` and `worker` keep loaded.
+struct ServedModelOptions: ParsableArguments {
+    @Option(name: .customLong("model"), help: "A model folder or single-file checkpoint to keep loaded (repeatable; the first is the default). Default: $UNCLIP_MODEL, else the shipped weights/shapes.")
+    var models: [String] = []
+    @Option(help: "Karlo-style prior folder for decoder-only Stable unCLIP models among --model.") var prior: String?
+    @Option(help: "Weight variant to prefer (e.g. fp16).") var variant: String?
+    @Option(help: "fp32 (exact, default) or bf16 (faster on CPUs with AVX512_BF16).") var precision: GemmPrecision = .fp32
+    @Option(parsing: .unconditional, help: "Cores to compute on (default: all).") var threads: Int?
+
+    func validate() throws {
+        if let threads, threads < 1 { throw ValidationError("--threads must be at least 1 (got \(threads))") }
+    }
+
+    func load(store: any GenerationStore, useCache: Bool) throws -> [ServedModel] {
+        try loadServedModels(folders: models, prior: prior, variant: variant, precision: precision, threads: threads,
+                             store: store, useCache: useCache)
+    }
 }
