@@ -73,7 +73,7 @@ public enum FuzzTargets {
 
     static func config(_ data: Data) {
         guard let selector = data.first else { return }
-        _ = try? configDecoders[Int(selector) % configDecoders.count](data.dropFirst())
+        _ = try? configDecoders[Int(selector) % configDecoders.count](Data(data.dropFirst()))
     }
 
     /// The shipped model's tokenizer, loaded once (it is the same vocabulary every CLIP checkpoint uses).
@@ -85,7 +85,7 @@ public enum FuzzTargets {
         let tokens = clipTokenizer(text)
         // The padded output is always exactly the context length, however long the prompt.
         precondition(tokens.ids.count == 77 && tokens.attentionMask.count == 77, "tokenizer output is not 77 ids")
-        _ = clipTokenizer.encode(text)
+        precondition(tokens.ids.allSatisfy { (0..<clipTokenizer.vocabularySize).contains($0) }, "token id outside the vocabulary")
     }
 
     static func image(_ data: Data) {
