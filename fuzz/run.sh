@@ -41,6 +41,7 @@ mkdir -p "$scratch/corpus/$target" "$scratch/artifacts/$target" "$scratch/logs"
 export TMPDIR="${TMPDIR:-$scratch/tmp}"; mkdir -p "$TMPDIR"
 # Leak checking is on (libFuzzer checks each input whose mallocs and frees do not balance).
 export ASAN_OPTIONS="${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=0:symbolize=1}"
+export LSAN_OPTIONS="${LSAN_OPTIONS:-suppressions=$root/fuzz/lsan.supp:print_suppressions=0}"
 cd "$scratch/artifacts/$target"
 nice -n 10 "$scratch/debug/unclip-fuzz" "$target" \
   -max_total_time="$seconds" -timeout=20 -rss_limit_mb=4096 -malloc_limit_mb=2048 -print_final_stats=1 \

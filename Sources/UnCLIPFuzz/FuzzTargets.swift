@@ -40,7 +40,7 @@ public enum FuzzTargets {
 
     // MARK: - formats
 
-    static func safetensors(_ data: Data) {
+    @Sendable static func safetensors(_ data: Data) {
         let parsed = data.withUnsafeBytes { try? SafeTensorsHeader(file: $0, path: "input") }
         // Past the header: map it as a file and load every tensor, as a model load would (small inputs only;
         // the header check has already bounded every range by the input's size).
@@ -54,7 +54,7 @@ public enum FuzzTargets {
         }
     }
 
-    static func shardIndex(_ data: Data) {
+    @Sendable static func shardIndex(_ data: Data) {
         _ = try? ShardIndex.shardNames(data, path: "input.index.json")
     }
 
@@ -71,7 +71,7 @@ public enum FuzzTargets {
         { _ = try makeScheduler(configData: $0, path: "scheduler/scheduler_config.json") },
     ]
 
-    static func config(_ data: Data) {
+    @Sendable static func config(_ data: Data) {
         guard let selector = data.first else { return }
         _ = try? configDecoders[Int(selector) % configDecoders.count](Data(data.dropFirst()))
     }
@@ -79,7 +79,7 @@ public enum FuzzTargets {
     /// The shipped model's tokenizer, loaded once (it is the same vocabulary every CLIP checkpoint uses).
     static let clipTokenizer: CLIPTokenizer? = try? CLIPTokenizer(directory: repositoryURL("weights/shapes/tokenizer"))
 
-    static func tokenizer(_ data: Data) {
+    @Sendable static func tokenizer(_ data: Data) {
         guard let clipTokenizer else { fatalError("fuzz target tokenizer: weights/shapes/tokenizer did not load") }
         let text = String(decoding: data, as: UTF8.self)
         let tokens = clipTokenizer(text)
@@ -88,7 +88,7 @@ public enum FuzzTargets {
         precondition(tokens.ids.allSatisfy { (0..<clipTokenizer.vocabularySize).contains($0) }, "token id outside the vocabulary")
     }
 
-    static func image(_ data: Data) {
+    @Sendable static func image(_ data: Data) {
         // The server's upload limits (4096 per side, 16.7 M pixels): what a request can make us decode.
         let limits = ImageLimits(maxSide: 4096, maxPixels: 4096 * 4096, maxFileBytes: 20 << 20)
         if let picture = try? ImageFile.decode(Data(data), source: "input", limits: limits) {
@@ -99,15 +99,15 @@ public enum FuzzTargets {
 
     // MARK: - server
 
-    static func parameters(_ data: Data) {
+    @Sendable static func parameters(_ data: Data) {
         _ = RequestParsing.parameters(String(decoding: data, as: UTF8.self))
     }
 
-    static func pngInfo(_ data: Data) {
+    @Sendable static func pngInfo(_ data: Data) {
         _ = try? RequestParsing.pngInfo(Data(data))
     }
 
-    static func serverRequest(_ data: Data) {
+    @Sendable static func serverRequest(_ data: Data) {
         guard let selector = data.first else { return }
         let body = Data(data.dropFirst())
         switch selector % 4 {
@@ -118,7 +118,7 @@ public enum FuzzTargets {
         }
     }
 
-    static func multipart(_ data: Data) {
+    @Sendable static func multipart(_ data: Data) {
         let newline = data.firstIndex(of: 0x0A) ?? data.endIndex
         let contentType = String(decoding: data[..<newline], as: UTF8.self)
         let body = newline < data.endIndex ? Data(data[(newline + 1)...]) : Data()
@@ -129,7 +129,7 @@ public enum FuzzTargets {
 
     /// Opens the input as a store file (read-write: the startup check, migrations and clean-up run), then reads it
     /// as the server and `unclip check` do. Every error is fine; a crash or a hang is not.
-    static func store(_ data: Data) {
+    @Sendable static func store(_ data: Data) {
         withScratchFile("store.sqlite", data) { url in
             guard let store = try? SQLiteStore(url: url) else { return }
             _ = try? store.storedSchemaVersion()
