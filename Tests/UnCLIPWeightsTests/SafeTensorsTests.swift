@@ -74,7 +74,20 @@ final class SafeTensorsTests: XCTestCase {
 
     func testTooManyTensors() {
         let entries = (0...SafeTensorsHeader.maxTensors).map { #""t\#($0)":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}"# }
-        assertHeaderError(raw("{" + entries.joined(separator: ",") + "}"), contains: "at most \(SafeTensorsHeader.maxTensors) tensors")
+        assertHeaderError(raw("{" + entries.joined(separator: ",") + "}"), contains: "lists \(SafeTensorsHeader.maxTensors + 1) tensors; at most \(SafeTensorsHeader.maxTensors) are accepted")
+    }
+
+    /// Float data read as integers: NaN, infinity and values past Int's range are an error naming the tensor, not a
+    /// trap (found by the safetensors fuzz target; its input is fuzz/corpus/safetensors/nan-as-integers).
+    func testIntegersOfNonFiniteFloatsAreAnError() throws {
+        for (bad, shown) in [(Float.nan, "nan"), (.infinity, "inf"), (1e30, "1e+30")] {
+            let url = dir.appendingPathComponent("ints-\(shown).safetensors")
+            try SafeTensorsWriter.write([("ids", .float32(Tensor(shape: [3], data: [1, bad, 2])))], to: url)
+            assertThrows(try SafeTensorsFile(path: url.path).integers("ids"), mentioning: ["'ids'", "index 1", shown, url.path])
+        }
+        let fine = dir.appendingPathComponent("ints.safetensors")
+        try SafeTensorsWriter.write([("ids", .float32(Tensor(shape: [3], data: [1, -2.7, 49407])))], to: fine)
+        XCTAssertEqual(try SafeTensorsFile(path: fine.path).integers("ids"), [1, -2, 49407])
     }
 
     /// A shard index naming a file outside the model folder is refused (it would map any file on the machine).
