@@ -2,7 +2,7 @@
 # Runs the kernel and tensor tests (Tests/UnCLIPTensorTests: GEMM, bf16 GEMM and Winograd, fused attention fp32/bf16,
 # im2col convolution, buffer caches) with the C kernels and the tensor layer built under a sanitizer.
 #
-#   fuzz/sanitize-kernels.sh [address|undefined] [--portable] [TEST-FILTER]
+#   fuzz/sanitize-kernels.sh [address|undefined] [--portable] [TEST-FILTER, e.g. UnCLIPTensorTests.BF16GemmTests]
 #   BUILD_ONLY=1 fuzz/sanitize-kernels.sh ...   builds, runs nothing (to build while another sanitizer process runs)
 #
 #   address    AddressSanitizer (C and Swift), leak checking on            scratch: .build-asan
@@ -16,7 +16,7 @@ set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
 sanitizer="${1:-address}"; shift || true
 portable=""; [ "${1:-}" = "--portable" ] && { portable="-portable"; shift; }
-filter="${1:-UnCLIPTensorTests}"
+filter="${1:-}"  # default: every test in the bundle, which holds only UnCLIPTensorTests
 case "$sanitizer" in
   address) scratch="$root/.build-asan$portable" ;;
   undefined) scratch="$root/.build-ubsan$portable" ;;
@@ -65,13 +65,14 @@ if [ "$sanitizer" = undefined ]; then
 else
   flags=(--sanitize=address)
   export ASAN_OPTIONS="detect_leaks=1:halt_on_error=1"
+  export LSAN_OPTIONS="suppressions=$root/fuzz/lsan.supp:print_suppressions=0"
 fi
 # Release with -O: numeric tests at -Onone take many times longer; Swift's checks stay on at -O.
 nice -n 10 swift build --package-path "$pkg" --scratch-path "$scratch" -c release --build-tests "${flags[@]}" \
   -Xswiftc -enable-testing 2>&1 | grep -v "Cannot export local symbol" | tail -5
 [ -n "${BUILD_ONLY:-}" ] && exit 0
 start=$(date +%s)
-nice -n 10 "$scratch/release/KernelSanitizerPackageTests.xctest" "$filter" 2>&1 | tee "$scratch/tests.log" | grep -E "error|Executed|runtime error|Sanitizer|SUMMARY" | tail -20
+nice -n 10 "$scratch/release/KernelSanitizerPackageTests.xctest" ${filter:+"$filter"} 2>&1 | tee "$scratch/tests.log" | grep -E "error|Executed|runtime error|Sanitizer|SUMMARY" | tail -20
 status=${PIPESTATUS[0]}
 echo "tests: exit $status in $(( $(date +%s) - start )) s (log: $scratch/tests.log)"
 exit "$status"
