@@ -28,6 +28,7 @@ public enum FuzzTargets {
         FuzzTarget(name: "shard-index", input: "a *.safetensors.index.json", run: shardIndex),
         FuzzTarget(name: "config", input: "first byte picks the config type; the rest is its JSON", run: config),
         FuzzTarget(name: "tokenizer", input: "a prompt (UTF-8, invalid bytes replaced)", run: tokenizer),
+        FuzzTarget(name: "tokenizer-files", input: "a tokenizer folder: its files' bytes, NUL-separated", run: tokenizerFiles),
         FuzzTarget(name: "image", input: "a PNG, JPEG or WebP file", run: image),
         FuzzTarget(name: "parameters", input: "A1111 `parameters` text", run: parameters),
         FuzzTarget(name: "png-info", input: "a picture sent to png-info (size checks, text chunks, parameters)", run: pngInfo),
@@ -86,6 +87,23 @@ public enum FuzzTargets {
         // The padded output is always exactly the context length, however long the prompt.
         precondition(tokens.ids.count == 77 && tokens.attentionMask.count == 77, "tokenizer output is not 77 ids")
         precondition(tokens.ids.allSatisfy { (0..<clipTokenizer.vocabularySize).contains($0) }, "token id outside the vocabulary")
+    }
+
+    /// The files of a tokenizer folder, in this order, separated by NUL bytes (an empty part leaves the file out).
+    static let tokenizerFileNames = ["vocab.json", "merges.txt", "tokenizer_config.json", "special_tokens_map.json", "tokenizer.json"]
+
+    /// A tokenizer folder loaded as a model load does, then a prompt through it.
+    @Sendable static func tokenizerFiles(_ data: Data) {
+        let parts = data.split(separator: 0, omittingEmptySubsequences: false)
+        withScratchFile(".keep", Data()) { keep in
+            let folder = keep.deletingLastPathComponent()
+            for (name, part) in zip(tokenizerFileNames, parts) where !part.isEmpty {
+                guard (try? Data(part).write(to: folder.appendingPathComponent(name))) != nil else { fatalError("fuzz: cannot write \(name)") }
+            }
+            guard let loaded = try? CLIPTokenizer(directory: folder) else { return }
+            let tokens = loaded("a photo of a cat, <|endoftext|> 123 ünï")
+            precondition(tokens.ids.count == 77, "tokenizer output is not 77 ids")
+        }
     }
 
     @Sendable static func image(_ data: Data) {
