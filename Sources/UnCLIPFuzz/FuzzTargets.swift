@@ -21,8 +21,12 @@ public struct FuzzTarget: Sendable {
 }
 
 public enum FuzzTargets {
-    /// Every target, by corpus folder name. The checkpoint unpickler's target ("unpickler", its corpus under
-    /// fuzz/corpus/unpickler) belongs to the checkpoint-reader work: register it here beside the others.
+    /// Every target, by corpus folder name.
+    ///
+    /// Slot for the checkpoint reader's pickle target: its corpus is fuzz/corpus/unpickler, and the replay test refuses
+    /// that folder until its entry is listed here, as
+    /// `FuzzTarget(name: "unpickler", input: "a PyTorch checkpoint (.bin/.ckpt/.pt)", run: { _ = try? <its reader>($0) })`
+    /// (with its module added to UnCLIPFuzz's dependencies in Package.swift). fuzz/run.sh then runs it like the others.
     public static let all: [FuzzTarget] = [
         FuzzTarget(name: "safetensors", input: "a .safetensors file (header, then every tensor loaded)", run: safetensors),
         FuzzTarget(name: "shard-index", input: "a *.safetensors.index.json", run: shardIndex),
