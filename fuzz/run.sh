@@ -32,7 +32,7 @@ main() {
   }
 
   case "${1:-}" in
-    ""|-h|--help) sed -n 2,12p "$0" | sed 's/^# \{0,1\}//'; exit 2 ;;
+    ""|-h|--help) sed -n 2,11p "$0" | sed "s/^# \{0,1\}//"; exit 2 ;;
     --build) build; exit 0 ;;
     --list) build; { "$scratch/debug/unclip-fuzz" --list 2>&1 || true; } | sed -n "s/^targets: //p" | tr , "\n" | sed "s/^ //"; exit 0 ;;
   esac
