@@ -133,3 +133,15 @@ let package = Package(
     // Swift 5 mode: the numeric core shares raw buffers across Dispatch workers by design.
     swiftLanguageModes: [.v5]
 )
+
+// Fuzzing (issue 20; fuzz/README.md). `UnCLIPFuzz` holds every fuzz target's entry function; the libFuzzer driver
+// (fuzz/Package.swift, which depends on this package by path) and the corpus-replay test (UnCLIPFuzzTests) both call
+// it, so CI replays exactly the fuzzed code. Only the driver and the test use it.
+package.products.append(.library(name: "UnCLIPFuzz", targets: ["UnCLIPFuzz"]))
+package.targets += [
+    .target(name: "UnCLIPFuzz",
+            dependencies: ["UnCLIPWeights", "UnCLIPModels", "UnCLIPSchedulers", "UnCLIPTokenizer", "UnCLIPImage", "UnCLIPServer",
+                           "UnCLIPStore", "UnCLIPStoreSQLite"],
+            swiftSettings: fastSwift),
+    .testTarget(name: "UnCLIPFuzzTests", dependencies: ["UnCLIPFuzz"], swiftSettings: fastSwift),
+]

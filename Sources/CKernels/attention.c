@@ -27,8 +27,10 @@
 
 int uc_attention_best_isa(long d) {
     if (d <= 0) return 0;
+#ifndef UC_PORTABLE_ONLY  // see conv_f32.c: the AVX2 kernel only
     if (d % 16 == 0 && __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw") &&
         __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl")) return 2;
+#endif
     return d % 8 == 0 ? 1 : 0;
 }
 

@@ -9,7 +9,9 @@
 #include <stdlib.h>
 #include <string.h>
 
-#if defined(__x86_64__) && defined(__clang__)
+// UC_PORTABLE_ONLY (a compile-time define, used by fuzz/sanitize-kernels.sh --portable) leaves the AVX-512
+// kernels out, so the portable paths can be tested on a CPU that would always dispatch to AVX-512.
+#if defined(__x86_64__) && defined(__clang__) && !defined(UC_PORTABLE_ONLY)
 #include <immintrin.h>
 #define UC_TARGET __attribute__((target("avx512f")))
 #define UC_HAVE_KERNEL 1

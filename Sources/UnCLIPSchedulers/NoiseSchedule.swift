@@ -36,11 +36,19 @@ public struct NoiseSchedule: Sendable {
     /// Cumulative product of `alphas` (torch accumulates it in double, then rounds to float32).
     public let alphasCumprod: [Float]
 
+    /// The most training timesteps a config may declare (see `init`).
+    public static let maxTrainTimesteps = 100_000
+
     /// Builds the schedule like the diffusers scheduler constructors do.
     public init(numTrainTimesteps: Int, betaStart: Double, betaEnd: Double, betaSchedule: BetaSchedule,
                 trainedBetas: [Double]?, rescaleBetasZeroSnr: Bool) throws {
         guard numTrainTimesteps >= 1 else {
             throw SchedulerError.invalidConfig("num_train_timesteps must be >= 1, got \(numTrainTimesteps)")
+        }
+        // Every array of the schedule is this long: a config asking for 10^12 steps would allocate terabytes.
+        // Trained models use 1,000 (a few 2,000 or 4,000).
+        guard numTrainTimesteps <= Self.maxTrainTimesteps else {
+            throw SchedulerError.invalidConfig("num_train_timesteps must be at most \(Self.maxTrainTimesteps), got \(numTrainTimesteps)")
         }
         var betas: [Float]
         if let trained = trainedBetas {

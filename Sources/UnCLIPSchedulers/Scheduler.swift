@@ -149,34 +149,15 @@ private func build<S: ConfigurableScheduler>(_ type: S.Type, data: Data, path: S
     try S(config: decodeSchedulerConfig(S.Config.self, from: data, path: path))
 }
 
-/// The bytes of a scheduler_config.json, or an error naming the missing file.
+/// The bytes of a scheduler_config.json, or an error naming the missing (or oversized) file.
 func readSchedulerConfig(_ url: URL) throws -> Data {
-    guard let data = FileManager.default.contents(atPath: url.path) else {
-        throw WeightError.missingFile(path: url.path, what: "scheduler config")
-    }
-    return data
+    try readConfigBytes(url, what: "scheduler config")
 }
 
-/// Decodes a scheduler config, reporting failures with the file and key like `loadJSONConfig`.
-/// JSON5 is allowed because diffusers writes Python's `-Infinity` (e.g. `lambda_min_clipped`).
+/// Decodes a scheduler config as `loadJSONConfig` does (JSON5: diffusers writes Python's `-Infinity`, e.g.
+/// `lambda_min_clipped`); a `SchedulerError` thrown while decoding becomes a config error naming the file.
 func decodeSchedulerConfig<C: Decodable>(_ type: C.Type, from data: Data, path: String) throws -> C {
-    try requireUTF8Text(data, path: path)
-    let decoder = JSONDecoder()
-    decoder.allowsJSON5 = true
-    do {
-        return try decoder.decode(type, from: data)
-    } catch let DecodingError.keyNotFound(key, ctx) {
-        throw WeightError.badConfig(path: path, reason: "missing key '\((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."))'")
-    } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx) {
-        throw WeightError.badConfig(path: path, reason: "key '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))': \(ctx.debugDescription)")
-    } catch let DecodingError.dataCorrupted(ctx) {
-        let key = ctx.codingPath.map(\.stringValue).joined(separator: ".")
-        throw WeightError.badConfig(path: path, reason: key.isEmpty ? "not valid JSON" : "key '\(key)': \(ctx.debugDescription)")
-    } catch let e as ConfigValueError {
-        throw WeightError.badConfig(path: path, reason: e.description)
-    } catch let e as SchedulerError {
-        throw WeightError.badConfig(path: path, reason: e.description)
-    }
+    try decodeJSONConfig(type, from: data, path: path)
 }
 
 // MARK: config reading

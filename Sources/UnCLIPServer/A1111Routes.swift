@@ -111,32 +111,7 @@ struct A1111Routes {
 
     private func generate(_ data: Data, img2img: Bool, owner: String) async throws -> Response {
         let (body, _) = try JSONBody.decode(GenerationBody.self, from: data, allowed: nil)
-        var spec = JobSpec(kind: img2img ? .edit : .textToImage)
-        spec.prompt = body.prompt ?? ""
-        spec.negativePrompt = body.negative_prompt.flatMap { $0.isEmpty ? nil : $0 }
-        spec.seed = body.seed
-        spec.steps = body.steps
-        spec.guidance = body.cfg_scale
-        spec.width = body.width
-        spec.height = body.height
-        let batch = body.batch_size ?? 1, iterations = body.n_iter ?? 1
-        guard batch >= 1, iterations >= 1 else {
-            throw APIError.badRequest("\(batch < 1 ? "batch_size" : "n_iter"): must be at least 1", field: batch < 1 ? "batch_size" : "n_iter")
-        }
-        spec.count = batch * iterations
-        if spec.count! > server.limits.maxImages {
-            throw APIError.badRequest("batch_size: batch_size × n_iter is \(spec.count!); this server makes at most \(server.limits.maxImages) images per request", field: "batch_size")
-        }
-        if let sampler = body.sampler_name ?? body.sampler_index, !sampler.isEmpty {
-            do {
-                let selection = try SchedulerRegistry.lookup(sampler, scheduleType: body.scheduler)
-                spec.scheduler = selection.preset?.alias ?? selection.className
-            } catch {
-                let field = body.scheduler != nil && "\(error)".contains("schedule type") ? "scheduler" : "sampler_name"
-                throw APIError.badRequest("\(field): \(error)", field: field)
-            }
-        }
-        if case let .string(name)? = body.override_settings?["sd_model_checkpoint"] { spec.model = name }
+        var spec = try Self.jobSpec(body, img2img: img2img, limits: server.limits)
         if img2img {
             guard let first = body.init_images?.first else {
                 throw APIError.badRequest("init_images: img2img needs one picture (base64)", field: "init_images")
@@ -171,6 +146,39 @@ struct A1111Routes {
             throw APIError(.internalServerError, ended.error ?? "the job \(ended.status.rawValue)", type: "server_error")
         }
         return try reply(ended, body: body, data: data)
+    }
+
+    /// The job a txt2img / img2img body asks for, before its init picture is looked at (`generate` adds that).
+    static func jobSpec(_ body: GenerationBody, img2img: Bool, limits: ServerLimits) throws -> JobSpec {
+        var spec = JobSpec(kind: img2img ? .edit : .textToImage)
+        spec.prompt = body.prompt ?? ""
+        spec.negativePrompt = body.negative_prompt.flatMap { $0.isEmpty ? nil : $0 }
+        spec.seed = body.seed
+        spec.steps = body.steps
+        spec.guidance = body.cfg_scale
+        spec.width = body.width
+        spec.height = body.height
+        let batch = body.batch_size ?? 1, iterations = body.n_iter ?? 1
+        guard batch >= 1, iterations >= 1 else {
+            throw APIError.badRequest("\(batch < 1 ? "batch_size" : "n_iter"): must be at least 1", field: batch < 1 ? "batch_size" : "n_iter")
+        }
+        // batch_size × n_iter can overflow Int (2^62 × 4 would trap): such a product is over any limit.
+        let (count, overflow) = batch.multipliedReportingOverflow(by: iterations)
+        if overflow || count > limits.maxImages {
+            throw APIError.badRequest("batch_size: batch_size × n_iter is \(overflow ? "over \(Int.max)" : "\(count)"); this server makes at most \(limits.maxImages) images per request", field: "batch_size")
+        }
+        spec.count = count
+        if let sampler = body.sampler_name ?? body.sampler_index, !sampler.isEmpty {
+            do {
+                let selection = try SchedulerRegistry.lookup(sampler, scheduleType: body.scheduler)
+                spec.scheduler = selection.preset?.alias ?? selection.className
+            } catch {
+                let field = body.scheduler != nil && "\(error)".contains("schedule type") ? "scheduler" : "sampler_name"
+                throw APIError.badRequest("\(field): \(error)", field: field)
+            }
+        }
+        if case let .string(name)? = body.override_settings?["sd_model_checkpoint"] { spec.model = name }
+        return spec
     }
 
     /// Our field names back to A1111's, in messages.
@@ -243,12 +251,18 @@ struct A1111Routes {
     private func pngInfo(_ data: Data) throws -> Response {
         let (body, _) = try JSONBody.decode(PNGInfoBody.self, from: data, allowed: nil)
         let bytes = try Base64Image.decode(body.image, field: "image")
-        _ = try server.decodeUpload(bytes, field: "image")
+        return try Reply.json(Self.pngInfo(bytes, limits: server.limits))
+    }
+
+    /// What png-info answers for a picture's bytes: its size checked (and the picture decoded) within the upload
+    /// limits first, then its text chunks, `parameters` parsed.
+    static func pngInfo(_ bytes: Data, limits: ServerLimits) throws -> PNGInfo {
+        _ = try UnCLIPServer.decodeUpload(bytes, field: "image", limits: limits)
         let chunks = (try? PNGText.chunks(bytes)) ?? []
         let info = chunks.first { $0.key == "parameters" }?.value ?? ""
         var items: [String: String] = [:]
         for c in chunks where c.key != "parameters" { items[c.key] = c.value }
-        return try Reply.json(PNGInfo(info: info, items: items, parameters: ParametersText.parse(info)))
+        return PNGInfo(info: info, items: items, parameters: ParametersText.parse(info))
     }
 
     struct PNGInfo: Encodable { let info: String; let items: [String: String]; let parameters: [String: String] }

@@ -121,8 +121,10 @@ public struct JobSpec: Codable, Sendable, Equatable {
         if let priorSteps { try Self.limit("prior_steps", priorSteps, 1...limits.maxSteps) }
         if let count { try Self.limit("count", count, 1...limits.maxImages) }
         if let frames { try Self.limit("frames", frames, 2...limits.maxFrames) }
-        if let width, let height, width * height > limits.maxPixels {
-            throw APIError.badRequest("width: \(width)×\(height) is \(width * height) pixels; this server makes at most \(limits.maxPixels) per image", field: "width")
+        // width × height can overflow Int for hostile values: such a product is over any limit.
+        if let width, let height, case let (pixels, overflow) = width.multipliedReportingOverflow(by: height),
+           overflow || pixels > limits.maxPixels {
+            throw APIError.badRequest("width: \(width)×\(height) is \(overflow ? "over \(Int.max)" : "\(pixels)") pixels; this server makes at most \(limits.maxPixels) per image", field: "width")
         }
         for (name, v) in [("width", width), ("height", height)] {
             if let v, v > limits.maxUploadSide || v < 8 {

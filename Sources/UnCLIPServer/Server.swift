@@ -152,6 +152,10 @@ public final class UnCLIPServer: @unchecked Sendable {
 
     /// Decodes an uploaded picture, its size checked from the header before any pixel is decoded.
     func decodeUpload(_ data: Data, field: String) throws -> RGBImage {
+        try Self.decodeUpload(data, field: field, limits: limits)
+    }
+
+    static func decodeUpload(_ data: Data, field: String, limits: ServerLimits) throws -> RGBImage {
         let l = ImageLimits(maxSide: limits.maxUploadSide, maxPixels: limits.maxUploadPixels, maxFileBytes: limits.maxBodyBytes)
         do { return try ImageFile.decode(data, source: "'\(field)'", limits: l) } catch let e as ImageFileError {
             var api = APIError.from(e)

@@ -738,18 +738,24 @@ public final class SQLiteStore: GenerationStore, @unchecked Sendable {
         if let b = filter.beforeID { conditions.append("id < ?"); values.append(.int(b)) }
         if let a = filter.afterID { conditions.append("id > ?"); values.append(.int(a)) }
         let clause = conditions.joined(separator: " AND ")
-        // Reading through a memory map skips a copy of every page into SQLite's cache.
-        try db.execute("PRAGMA mmap_size = 68719476736")
-        defer { try? db.execute("PRAGMA mmap_size = 0") }
-        try db.readTransaction {
-            let n = Int(try db.scalarInt("SELECT count(*) FROM generations WHERE \(clause)", values) ?? 0)
-            reserve(n)
-            let s = try db.prepare("SELECT id, \(Self.searchColumns) FROM generations WHERE \(clause) ORDER BY id")
-            try s.bind(values)
-            var seen = 0
-            while seen < n, try s.step() {
-                try row(s.int(0), try Self.searchVector(s, id: s.int(0), ranking: ranking))
-                seen += 1
+        // Under the connection's lock like every other method: without it, a search (run on Dispatch by the server)
+        // held a read transaction on the connection while the job runner's BEGIN IMMEDIATE ran on it, which failed
+        // with "cannot start a transaction within a transaction" and left jobs unrecorded (found by the soak,
+        // bench/soak/soak.sh; testSearchScanAndWritesFromOtherThreadsDoNotShareATransaction).
+        try lock.withLock {
+            // Reading through a memory map skips a copy of every page into SQLite's cache.
+            try db.execute("PRAGMA mmap_size = 68719476736")
+            defer { try? db.execute("PRAGMA mmap_size = 0") }
+            try db.readTransaction {
+                let n = Int(try db.scalarInt("SELECT count(*) FROM generations WHERE \(clause)", values) ?? 0)
+                reserve(n)
+                let s = try db.prepare("SELECT id, \(Self.searchColumns) FROM generations WHERE \(clause) ORDER BY id")
+                try s.bind(values)
+                var seen = 0
+                while seen < n, try s.step() {
+                    try row(s.int(0), try Self.searchVector(s, id: s.int(0), ranking: ranking))
+                    seen += 1
+                }
             }
         }
     }

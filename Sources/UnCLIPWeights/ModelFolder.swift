@@ -45,15 +45,8 @@ public struct ModelFolder: Sendable {
     }
 
     private func shardFiles(index: URL) throws -> [String] {
-        guard let data = FileManager.default.contents(atPath: index.path) else {
-            throw WeightError.missingFile(path: index.path, what: "shard index")
-        }
-        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
-              let map = json["weight_map"] as? [String: String] else {
-            throw WeightError.badConfig(path: index.path, reason: "no weight_map object")
-        }
-        let files = Array(Set(map.values)).sorted()
-        return try files.map { name in
+        let data = try readConfigBytes(index, what: "shard index")
+        return try ShardIndex.shardNames(data, path: index.path).map { name in
             let path = url.appendingPathComponent(name).path
             guard FileManager.default.fileExists(atPath: path) else { throw WeightError.missingFile(path: path, what: "weight shard listed in \(index.lastPathComponent)") }
             return path
@@ -82,12 +75,48 @@ public func requireUTF8Text(_ data: Data, path: String) throws {
     }
 }
 
+/// A sharded checkpoint's `*.safetensors.index.json`.
+public enum ShardIndex {
+    /// The shard file names its `weight_map` lists, sorted, each once. A name must be a plain file name in the
+    /// folder: an index naming `../x` or `/etc/x` would otherwise map files from anywhere on the machine.
+    public static func shardNames(_ data: Data, path: String) throws -> [String] {
+        guard let json = try? JSONSerialization.jsonObject(with: data) as? [String: Any],
+              let map = json["weight_map"] as? [String: String] else {
+            throw WeightError.badConfig(path: path, reason: "no weight_map object")
+        }
+        let names = Array(Set(map.values)).sorted()
+        for name in names where name.isEmpty || name == "." || name == ".." || name.contains("/") || name.contains("\0") {
+            throw WeightError.badConfig(path: path, reason: "weight_map names the shard '\(name)', which is not a file name in the model folder")
+        }
+        return names
+    }
+}
+
+/// Config files (config.json, scheduler and preprocessor configs, shard indexes) are a few kilobytes; a larger one
+/// is refused by its size before it is read. The largest real one, a sharded index of a big checkpoint, is ~200 KB.
+public let maxConfigFileBytes = 16 << 20
+
+/// The bytes of a config file, or an error naming it: missing, or over `maxConfigFileBytes`.
+public func readConfigBytes(_ url: URL, what: String) throws -> Data {
+    guard let attributes = try? FileManager.default.attributesOfItem(atPath: url.path),
+          let data = FileManager.default.contents(atPath: url.path) else {
+        throw WeightError.missingFile(path: url.path, what: what)
+    }
+    if let size = attributes[.size] as? Int, size > maxConfigFileBytes || data.count > maxConfigFileBytes {
+        throw WeightError.badConfig(path: url.path, reason: "\(max(size, data.count)) bytes; a \(what) is at most \(maxConfigFileBytes) bytes")
+    }
+    return data
+}
+
 /// Reads a JSON config, turning decoding failures into a message that names the file and the key.
 public func loadJSONConfig<C: Decodable>(_ type: C.Type, from url: URL) throws -> C {
-    guard let data = FileManager.default.contents(atPath: url.path) else {
-        throw WeightError.missingFile(path: url.path, what: "config file")
-    }
-    try requireUTF8Text(data, path: url.path)
+    try decodeJSONConfig(type, from: readConfigBytes(url, what: "config file"), path: url.path)
+}
+
+/// Decodes config JSON already in memory (JSON5, as diffusers writes `-Infinity` and `NaN`); `path` names it in
+/// errors, which name the key too.
+public func decodeJSONConfig<C: Decodable>(_ type: C.Type, from data: Data, path: String) throws -> C {
+    try requireUTF8Text(data, path: path)
     do {
         let decoder = JSONDecoder()
         decoder.allowsJSON5 = true  // diffusers writes -Infinity and NaN into some configs
@@ -95,15 +124,15 @@ public func loadJSONConfig<C: Decodable>(_ type: C.Type, from url: URL) throws -
     } catch let e as WeightError {
         throw e
     } catch let DecodingError.keyNotFound(key, ctx) {
-        throw WeightError.badConfig(path: url.path, reason: "missing key '\((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."))'")
+        throw WeightError.badConfig(path: path, reason: "missing key '\((ctx.codingPath + [key]).map(\.stringValue).joined(separator: "."))'")
     } catch let DecodingError.typeMismatch(_, ctx), let DecodingError.valueNotFound(_, ctx) {
-        throw WeightError.badConfig(path: url.path, reason: "key '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))': \(ctx.debugDescription)")
+        throw WeightError.badConfig(path: path, reason: "key '\(ctx.codingPath.map(\.stringValue).joined(separator: "."))': \(ctx.debugDescription)")
     } catch let DecodingError.dataCorrupted(ctx) {
         let key = ctx.codingPath.map(\.stringValue).joined(separator: ".")
-        throw WeightError.badConfig(path: url.path, reason: key.isEmpty ? "not valid JSON" : "key '\(key)': \(ctx.debugDescription)")
+        throw WeightError.badConfig(path: path, reason: key.isEmpty ? "not valid JSON" : "key '\(key)': \(ctx.debugDescription)")
     } catch let e as ConfigValueError {
-        throw WeightError.badConfig(path: url.path, reason: e.description)
+        throw WeightError.badConfig(path: path, reason: e.description)
     } catch {
-        throw WeightError.badConfig(path: url.path, reason: "\(error)")
+        throw WeightError.badConfig(path: path, reason: "\(error)")
     }
 }

@@ -93,6 +93,99 @@ func decodeFloats(_ src: UnsafeRawPointer, dtype: SafeTensorsDType, shape: [Int]
     }
 }
 
+/// A validated safetensors header: the tensor table and metadata read from the first 8 + N bytes of a file.
+///
+/// Everything a header declares sizes something, so each is checked before it is used: the header length
+/// (at most `maxHeaderBytes`, the reference implementation's cap), the number of entries (`maxTensors`),
+/// each tensor's byte size (computed without overflow) and its range inside the data section.
+public struct SafeTensorsHeader: Sendable {
+    /// The reference implementation (safetensors' `MAX_HEADER_SIZE`) refuses headers over 100 MB.
+    public static let maxHeaderBytes = 100_000_000
+    /// Far above any real checkpoint file (an SDXL UNet has about 1,700 tensors); a header with more is refused
+    /// before the tensor table is built.
+    public static let maxTensors = 65_536
+
+    public let tensors: [String: TensorInfo]
+    public let metadata: [String: String]
+    /// Where the data section starts, from the start of the file.
+    public let dataStart: Int
+
+    /// Parses the header of `file` (the whole file's bytes); `path` names the file in errors.
+    public init(file: UnsafeRawBufferPointer, path: String) throws {
+        func bad(_ reason: String) -> WeightError { .badHeader(path: path, reason: reason) }
+        guard file.count >= 8, let base = file.baseAddress else {
+            throw bad("file is \(file.count) bytes, shorter than the 8-byte header length")
+        }
+        let headerLength = base.loadUnaligned(as: UInt64.self).littleEndian
+        guard headerLength <= UInt64(file.count - 8) else {
+            throw bad("header length \(headerLength) runs past the end of the file (\(file.count) bytes)")
+        }
+        guard headerLength <= UInt64(Self.maxHeaderBytes) else {
+            throw bad("header length \(headerLength) is over the \(Self.maxHeaderBytes)-byte limit")
+        }
+        dataStart = 8 + Int(headerLength)
+        let headerBytes = Data(bytes: base + 8, count: Int(headerLength))
+        guard let json = try? JSONSerialization.jsonObject(with: headerBytes), let dict = json as? [String: Any] else {
+            throw bad("header is not a JSON object")
+        }
+        let tensorCount = dict.count - (dict["__metadata__"] == nil ? 0 : 1)
+        guard tensorCount <= Self.maxTensors else {
+            throw bad("header lists \(tensorCount) tensors; at most \(Self.maxTensors) are accepted")
+        }
+        let dataSize = file.count - dataStart
+        var infos: [String: TensorInfo] = [:]
+        var meta: [String: String] = [:]
+        for (name, value) in dict {
+            if name == "__metadata__" {
+                meta = (value as? [String: String]) ?? [:]
+                continue
+            }
+            guard let entry = value as? [String: Any] else { throw bad("entry '\(name)' is not an object") }
+            guard let dtypeName = entry["dtype"] as? String else { throw bad("tensor '\(name)' has no dtype") }
+            guard let dtype = SafeTensorsDType(rawValue: dtypeName) else {
+                throw bad("tensor '\(name)' has unknown dtype '\(dtypeName)'")
+            }
+            guard let shape = (entry["shape"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }),
+                  shape.count == (entry["shape"] as? [Any])?.count, shape.allSatisfy({ $0 >= 0 }) else {
+                throw bad("tensor '\(name)' has an invalid shape")
+            }
+            guard let offsets = (entry["data_offsets"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }), offsets.count == 2,
+                  offsets[0] >= 0, offsets[0] <= offsets[1] else {
+                throw bad("tensor '\(name)' has invalid data_offsets")
+            }
+            guard offsets[1] <= dataSize else {
+                throw bad("tensor '\(name)' data [\(offsets[0]), \(offsets[1])) runs past the end of the data section (\(dataSize) bytes); the file may be truncated")
+            }
+            // The product of the dimensions can overflow Int for a hostile shape: such a tensor cannot fit in the
+            // data section, so say so rather than trap.
+            guard let expected = Self.byteCount(shape: shape, elementSize: dtype.byteSize) else {
+                throw bad("tensor '\(name)' has shape \(shape), too large for any file")
+            }
+            guard offsets[1] - offsets[0] == expected else {
+                throw bad("tensor '\(name)' holds \(offsets[1] - offsets[0]) bytes but shape \(shape) of \(dtypeName) needs \(expected)")
+            }
+            infos[name] = TensorInfo(name: name, dtype: dtype, shape: shape, dataRange: offsets[0]..<offsets[1])
+        }
+        let sorted = infos.values.filter { !$0.dataRange.isEmpty }.sorted { $0.dataRange.lowerBound < $1.dataRange.lowerBound }
+        for (a, b) in zip(sorted, sorted.dropFirst()) where b.dataRange.lowerBound < a.dataRange.upperBound {
+            throw bad("tensors '\(a.name)' and '\(b.name)' overlap")
+        }
+        tensors = infos
+        metadata = meta
+    }
+
+    /// The product of `shape` times `elementSize`, or nil when it overflows Int.
+    static func byteCount(shape: [Int], elementSize: Int) -> Int? {
+        var total = elementSize
+        for d in shape {
+            let (product, overflow) = total.multipliedReportingOverflow(by: d)
+            if overflow { return nil }
+            total = product
+        }
+        return total
+    }
+}
+
 /// A memory-mapped `.safetensors` file with a validated header.
 public final class SafeTensorsFile: WeightSource, @unchecked Sendable {
     public let path: String
@@ -104,52 +197,10 @@ public final class SafeTensorsFile: WeightSource, @unchecked Sendable {
     public init(path: String) throws {
         file = try MappedFile(path: path)
         self.path = path
-        guard file.size >= 8 else { throw WeightError.badHeader(path: path, reason: "file is \(file.size) bytes, shorter than the 8-byte header length") }
-        let headerLength = file.base.loadUnaligned(as: UInt64.self).littleEndian
-        guard headerLength <= UInt64(file.size - 8) else {
-            throw WeightError.badHeader(path: path, reason: "header length \(headerLength) runs past the end of the file (\(file.size) bytes)")
-        }
-        dataStart = 8 + Int(headerLength)
-        let headerBytes = Data(bytes: file.base + 8, count: Int(headerLength))
-        guard let json = try? JSONSerialization.jsonObject(with: headerBytes), let dict = json as? [String: Any] else {
-            throw WeightError.badHeader(path: path, reason: "header is not a JSON object")
-        }
-        let dataSize = file.size - dataStart
-        var infos: [String: TensorInfo] = [:]
-        var meta: [String: String] = [:]
-        for (name, value) in dict {
-            if name == "__metadata__" {
-                meta = (value as? [String: String]) ?? [:]
-                continue
-            }
-            guard let entry = value as? [String: Any] else { throw WeightError.badHeader(path: path, reason: "entry '\(name)' is not an object") }
-            guard let dtypeName = entry["dtype"] as? String else { throw WeightError.badHeader(path: path, reason: "tensor '\(name)' has no dtype") }
-            guard let dtype = SafeTensorsDType(rawValue: dtypeName) else {
-                throw WeightError.badHeader(path: path, reason: "tensor '\(name)' has unknown dtype '\(dtypeName)'")
-            }
-            guard let shape = (entry["shape"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }),
-                  shape.count == (entry["shape"] as? [Any])?.count, shape.allSatisfy({ $0 >= 0 }) else {
-                throw WeightError.badHeader(path: path, reason: "tensor '\(name)' has an invalid shape")
-            }
-            guard let offsets = (entry["data_offsets"] as? [Any])?.compactMap({ ($0 as? NSNumber)?.intValue }), offsets.count == 2,
-                  offsets[0] >= 0, offsets[0] <= offsets[1] else {
-                throw WeightError.badHeader(path: path, reason: "tensor '\(name)' has invalid data_offsets")
-            }
-            guard offsets[1] <= dataSize else {
-                throw WeightError.badHeader(path: path, reason: "tensor '\(name)' data [\(offsets[0]), \(offsets[1])) runs past the end of the data section (\(dataSize) bytes); the file may be truncated")
-            }
-            let expected = shape.reduce(1, *) * dtype.byteSize
-            guard offsets[1] - offsets[0] == expected else {
-                throw WeightError.badHeader(path: path, reason: "tensor '\(name)' holds \(offsets[1] - offsets[0]) bytes but shape \(shape) of \(dtypeName) needs \(expected)")
-            }
-            infos[name] = TensorInfo(name: name, dtype: dtype, shape: shape, dataRange: offsets[0]..<offsets[1])
-        }
-        let sorted = infos.values.filter { !$0.dataRange.isEmpty }.sorted { $0.dataRange.lowerBound < $1.dataRange.lowerBound }
-        for (a, b) in zip(sorted, sorted.dropFirst()) where b.dataRange.lowerBound < a.dataRange.upperBound {
-            throw WeightError.badHeader(path: path, reason: "tensors '\(a.name)' and '\(b.name)' overlap")
-        }
-        tensors = infos
-        metadata = meta
+        let header = try SafeTensorsHeader(file: UnsafeRawBufferPointer(start: file.base, count: file.size), path: path)
+        tensors = header.tensors
+        metadata = header.metadata
+        dataStart = header.dataStart
     }
 
     /// The tensor as Float32: f32 data is borrowed from the mapping when aligned, others are converted.
@@ -172,7 +223,15 @@ public final class SafeTensorsFile: WeightSource, @unchecked Sendable {
         case .I64: return (0..<n).map { Int(src.loadUnaligned(fromByteOffset: $0 * 8, as: Int64.self)) }
         case .I32: return (0..<n).map { Int(src.loadUnaligned(fromByteOffset: $0 * 4, as: Int32.self)) }
         case .U8, .BOOL: return (0..<n).map { Int(src.load(fromByteOffset: $0, as: UInt8.self)) }
-        default: return try tensor(name).scalars.map { Int($0) }
+        default:
+            // Float data where integers are expected, truncated as Int(x) does; but Int(x) stops the process on NaN,
+            // infinity or a value past Int's range (found by fuzz/run.sh safetensors: fuzz/corpus/safetensors/nan-as-integers).
+            return try tensor(name).scalars.enumerated().map { i, x in
+                guard x.isFinite, let value = Int(exactly: x.rounded(.towardZero)) else {
+                    throw WeightError.badHeader(path: path, reason: "tensor '\(name)' holds \(x) at index \(i) where an integer is expected")
+                }
+                return value
+            }
         }
     }
 }

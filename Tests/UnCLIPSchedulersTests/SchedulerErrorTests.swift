@@ -71,6 +71,8 @@ final class SchedulerErrorTests: XCTestCase {
             (#"{"_class_name": "DDPMScheduler", "variance_type": "huge"}"#, ["variance_type", "'huge'", "fixed_small_log"]),
             (#"{"_class_name": "UnCLIPScheduler", "beta_schedule": "linear"}"#, ["beta_schedule", "squaredcos_cap_v2"]),
             (#"{"_class_name": "DDPMScheduler", "num_train_timesteps": "many"}"#, ["num_train_timesteps"]),
+            // Sizes every array of the schedule: refused before allocating (fuzz/corpus/config/num-train-timesteps-1e12).
+            (#"{"_class_name": "DDPMScheduler", "num_train_timesteps": 1000000000000}"#, ["num_train_timesteps must be at most 100000"]),
             (#"{"_class_name": "DDPMScheduler", "num_train_timesteps": 10, "trained_betas": [0.1, 0.2]}"#,
              ["trained_betas has 2 values", "num_train_timesteps is 10"]),
             (#"{"_class_name": "DPMSolverMultistepScheduler", "algorithm_type": "dpmsolver"}"#,

@@ -1,6 +1,7 @@
 import CSQLite
 import Foundation
 import XCTest
+import UnCLIPTensor
 @testable import UnCLIPStore
 @testable import UnCLIPStoreSQLite
 
@@ -235,4 +236,38 @@ final class StoreOpenTests: StoreTestCase {
 
 extension Statement {
     func stepText() throws -> String? { try step() ? text(0) : nil }
+}
+
+/// The soak (bench/soak/soak.sh) found searches and job writes sharing a transaction on the store's connection.
+final class StoreConcurrencyTests: StoreTestCase {
+    /// A search scan on one thread while another writes: every write must succeed. Before the fix the scan ran
+    /// without the connection's lock, and writes failed with "cannot start a transaction within a transaction".
+    func testSearchScanAndWritesFromOtherThreadsDoNotShareATransaction() throws {
+        let store = try SQLiteStore(url: storeURL)
+        var ids: [Int64] = []
+        for i in 0..<40 {
+            let temp = try store.temporaryImageURL()
+            try Data("image \(i)".utf8).write(to: temp)
+            ids.append(try store.record(NewGeneration(kind: .textToImage, modelID: nil, prompt: "p\(i)", settings: RecordedSettings(), seed: 1,
+                                                      embedding: [Float(i), 1], width: 8, height: 8, seconds: 0), temporaryImage: temp).id)
+        }
+        let failures = NSLock()
+        nonisolated(unsafe) var errors: [String] = []
+        let done = DispatchSemaphore(value: 0)
+        DispatchQueue.global().async {
+            defer { done.signal() }
+            for round in 0..<30 {
+                do {
+                    // A slow scan widens the window in which another thread's statements could land inside it.
+                    try store.forEachSearchVector(filter: GenerationFilter(dim: 2), ranking: SearchRanking.pictureAndDecoder, reserve: { _ in },
+                                                  row: { _, _ in usleep(200) })
+                } catch { failures.withLock { errors.append("search \(round): \(error)") } }
+            }
+        }
+        for round in 0..<300 {
+            do { try store.setStarred(ids[round % ids.count], round % 2 == 0) } catch { failures.withLock { errors.append("star \(round): \(error)") } }
+        }
+        done.wait()
+        XCTAssertEqual(failures.withLock { errors }, [])
+    }
 }

@@ -161,10 +161,12 @@ final class OpsTests: XCTestCase {
             assertClose(conv2d(x, weight: w, bias: b, stride: (stride, stride), padding: (pad, pad), bandFloats: 1 << 20).scalars,
                         expected, tol: 2e-5)
         }
-        // Many outputs and few pixels: the work is split by output channels instead of pixels.
+        // Many outputs and few pixels: the work is split by output channels instead of pixels. Sums of 576 products:
+        // on CPUs without AVX-512 (im2col + OpenBLAS sgemm, another summation order) the fp32 result is 3.1e-5 from
+        // the Double reference (measured with fuzz/sanitize-kernels.sh --portable), 1.5× the tolerance above.
         let xs = Tensor.pseudoRandom([1, 64, 5, 5], seed: 27), ws = Tensor.pseudoRandom([200, 64, 3, 3], seed: 28), bs = Tensor.pseudoRandom([200], seed: 29)
         assertClose(conv2d(xs, weight: ws, bias: bs, stride: (1, 1), padding: (1, 1)).scalars,
-                    naiveConv(xs, ws, bs, stride: 1, pad: 1), tol: 2e-5)
+                    naiveConv(xs, ws, bs, stride: 1, pad: 1), tol: 4e-5)
     }
 
     func testConv2dInBandsOfOutputRows() {

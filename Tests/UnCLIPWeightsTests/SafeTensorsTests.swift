@@ -67,6 +67,62 @@ final class SafeTensorsTests: XCTestCase {
         assertHeaderError(raw(#"{}"#, lengthOverride: 1 << 40), contains: "header length")
     }
 
+    /// Resource limits (issue 20): a shape whose byte size overflows Int, a header over the reference implementation's
+    /// 100 MB cap and one listing more tensors than any checkpoint are refused with a message, before any allocation.
+    func testShapeWhoseSizeOverflowsIsRefusedNotTrapped() {
+        let huge = #"{"a":{"dtype":"F32","shape":[4611686018427387904,4],"data_offsets":[0,0]}}"#
+        assertHeaderError(raw(huge), contains: "too large for any file")
+    }
+
+    func testHeaderOverTheSizeLimit() throws {
+        // A sparse file: the length says one byte over the cap, and the file is long enough to hold it.
+        let url = dir.appendingPathComponent("big-header.safetensors")
+        let length = withUnsafeBytes(of: UInt64(SafeTensorsHeader.maxHeaderBytes + 1).littleEndian) { Data($0) }
+        FileManager.default.createFile(atPath: url.path, contents: length)
+        let handle = try FileHandle(forWritingTo: url)
+        try handle.truncate(atOffset: UInt64(SafeTensorsHeader.maxHeaderBytes) + 16)
+        try handle.close()
+        assertHeaderError(url.path, contains: "over the \(SafeTensorsHeader.maxHeaderBytes)-byte limit")
+    }
+
+    func testTooManyTensors() {
+        let entries = (0...SafeTensorsHeader.maxTensors).map { #""t\#($0)":{"dtype":"F32","shape":[0],"data_offsets":[0,0]}"# }
+        assertHeaderError(raw("{" + entries.joined(separator: ",") + "}"), contains: "lists \(SafeTensorsHeader.maxTensors + 1) tensors; at most \(SafeTensorsHeader.maxTensors) are accepted")
+    }
+
+    /// Float data read as integers: NaN, infinity and values past Int's range are an error naming the tensor, not a
+    /// trap (found by the safetensors fuzz target; its input is fuzz/corpus/safetensors/nan-as-integers).
+    func testIntegersOfNonFiniteFloatsAreAnError() throws {
+        for (bad, shown) in [(Float.nan, "nan"), (.infinity, "inf"), (1e30, "1e+30")] {
+            let url = dir.appendingPathComponent("ints-\(shown).safetensors")
+            try SafeTensorsWriter.write([("ids", .float32(Tensor(shape: [3], data: [1, bad, 2])))], to: url)
+            assertThrows(try SafeTensorsFile(path: url.path).integers("ids"), mentioning: ["'ids'", "index 1", shown, url.path])
+        }
+        let fine = dir.appendingPathComponent("ints.safetensors")
+        try SafeTensorsWriter.write([("ids", .float32(Tensor(shape: [3], data: [1, -2.7, 49407])))], to: fine)
+        XCTAssertEqual(try SafeTensorsFile(path: fine.path).integers("ids"), [1, -2, 49407])
+    }
+
+    /// A shard index naming a file outside the model folder is refused (it would map any file on the machine).
+    func testShardIndexNamesStayInsideTheFolder() throws {
+        for name in ["../secret.safetensors", "/etc/passwd", "..", "a/b.safetensors", ""] {
+            let index = Data(#"{"weight_map":{"w":"\#(name)"}}"#.utf8)
+            assertThrows(try ShardIndex.shardNames(index, path: "unet/x.index.json"), mentioning: ["unet/x.index.json", "not a file name"])
+        }
+        XCTAssertEqual(try ShardIndex.shardNames(Data(#"{"weight_map":{"a":"m-2.safetensors","b":"m-1.safetensors","c":"m-2.safetensors"}}"#.utf8),
+                                                 path: "i.json"), ["m-1.safetensors", "m-2.safetensors"])
+    }
+
+    /// Config files are read only up to `maxConfigFileBytes`: a larger one is refused by its size, naming it.
+    func testOversizedConfigIsRefusedBeforeDecoding() throws {
+        let url = dir.appendingPathComponent("config.json")
+        let handle = try { FileManager.default.createFile(atPath: url.path, contents: Data("{}".utf8)); return try FileHandle(forWritingTo: url) }()
+        try handle.truncate(atOffset: UInt64(maxConfigFileBytes) + 1)
+        try handle.close()
+        struct Empty: Decodable {}
+        assertThrows(try loadJSONConfig(Empty.self, from: url), mentioning: [url.path, "at most \(maxConfigFileBytes) bytes"])
+    }
+
     func testUnknownDType() {
         assertHeaderError(raw(#"{"a":{"dtype":"F12","shape":[1],"data_offsets":[0,2]}}"#, data: [0, 0]), contains: "unknown dtype 'F12'")
     }
