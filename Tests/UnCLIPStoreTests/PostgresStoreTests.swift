@@ -6,7 +6,7 @@ import UnCLIPTestSupport
 
 /// What only the PostgreSQL backend can get wrong: reaching the server, who may write, schemas it does not know,
 /// and connections that drop. Each failure is a `StoreError` that says what and where, and nothing is half-written.
-final class PostgresStoreTests: XCTestCase {
+final class PostgresStoreTests: StoreTestCase {
     nonisolated(unsafe) static var server: PostgresTestServer?
 
     override class func setUp() {
@@ -16,17 +16,6 @@ final class PostgresStoreTests: XCTestCase {
     override class func tearDown() { server?.stop(); server = nil; super.tearDown() }
 
     private var pg: PostgresTestServer { get throws { try XCTUnwrap(Self.server, "PostgreSQL did not start") } }
-
-    private func assertStoreError(_ body: @autoclosure () throws -> Any, mentioning needles: [String], file: StaticString = #filePath, line: UInt = #line) {
-        do {
-            _ = try body()
-            XCTFail("expected an error mentioning \(needles)", file: file, line: line)
-        } catch {
-            let text = "\(error)"
-            XCTAssertTrue(error is StoreError, "not a StoreError: \(text)", file: file, line: line)
-            for n in needles { XCTAssertTrue(text.contains(n), "'\(text)' lacks '\(n)'", file: file, line: line) }
-        }
-    }
 
     private func record(_ store: PostgresStore) throws -> StoredGeneration {
         try store.record(NewGeneration(kind: .textToImage, modelID: nil, prompt: "p", settings: RecordedSettings(), seed: 1,
