@@ -3,8 +3,11 @@ import PackageDescription
 
 // Hot numeric code must be compiled for a CPU with FMA/AVX2, or Swift's SIMD types
 // lower to one scalar fmaf call per lane (BENCHMARKS.md, "Figures behind choices in the code").
+// UNCLIP_CHECKED_RELEASE (set by fuzz/run.sh) keeps -O's overflow and bounds checks, which -Ounchecked removes: the
+// fuzzers want optimized speed and still every trap.
+let releaseOptimization = Context.environment["UNCLIP_CHECKED_RELEASE"] == nil ? "-Ounchecked" : "-O"
 let fastSwift: [SwiftSetting] = [
-    .unsafeFlags(["-target-cpu", "haswell", "-Ounchecked", "-wmo"], .when(configuration: .release)),
+    .unsafeFlags(["-target-cpu", "haswell", releaseOptimization, "-wmo"], .when(configuration: .release)),
     .unsafeFlags(["-target-cpu", "haswell"], .when(configuration: .debug)),
 ]
 let fastC: [CSetting] = [.unsafeFlags(["-O3", "-march=x86-64-v3"])]

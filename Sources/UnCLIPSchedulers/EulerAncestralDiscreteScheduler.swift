@@ -62,7 +62,11 @@ public struct EulerAncestralDiscreteScheduler: ConfigurableScheduler {
         let i = try steps.stepIndex(for: timestep)
         let sigma = sigmas[i], sigmaTo = sigmas[i + 1]
         let predOriginal = sigmaPredictedOriginal(config.predictionType, sigma: sigma, modelOutput: modelOutput, sample: sample)
-        let sigmaUp = (sigmaTo * sigmaTo * (sigma * sigma - sigmaTo * sigmaTo) / (sigma * sigma)).squareRoot()
+        // k-diffusion's get_ancestral_step (AUTOMATIC1111's "Euler a") caps sigma_up at sigma_to; diffusers does not,
+        // and when sigma_from dwarfs sigma_to (squaredcos_cap_v2 puts 20,291 at t = 999; 3 trailing steps then go to
+        // 1.75) float32 rounds sigma_up one ulp above sigma_to, so sigma_down = sqrt(-2.4e-7) is NaN and so is the
+        // image. The cap changes nothing where diffusers' value is finite.
+        let sigmaUp = min(sigmaTo, (sigmaTo * sigmaTo * (sigma * sigma - sigmaTo * sigmaTo) / (sigma * sigma)).squareRoot())
         let sigmaDown = (sigmaTo * sigmaTo - sigmaUp * sigmaUp).squareRoot()
         var prev = eulerUpdate(sample: sample, denoised: predOriginal, sigma: sigma, dt: sigmaDown - sigma)
         let noise = try drawNoise(generator, shape: modelOutput.shape, scheduler: name)

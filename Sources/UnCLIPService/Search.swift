@@ -52,6 +52,10 @@ public enum GenerationSearch {
         for q in queries {
             var f = filter
             f.dim = q.count
+            if let hits = try store.indexedSearch(q, filter: f, ranking: ranking, limit: limit) {
+                for hit in hits { best[hit.id] = max(best[hit.id] ?? -.infinity, hit.score) }
+                continue
+            }
             let indexes = try cache?.indexes(for: f, ranking: ranking, in: store) ?? [try SearchIndex.load(from: store, filter: f, ranking: ranking)]
             for index in indexes {
                 for hit in try index.search(q, limit: limit) { best[hit.id] = max(best[hit.id] ?? -.infinity, hit.score) }

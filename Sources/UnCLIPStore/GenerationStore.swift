@@ -116,4 +116,11 @@ public protocol EmbeddingSource: AnyObject {
     /// One generation's `ranking` vector from its float32 embeddings: nil if it is no longer stored, `dim`
     /// zeros if it is stored without an embedding `ranking` uses.
     func searchVector(id: Int64, ranking: SearchRanking, dim: Int) throws -> [Float]?
+    /// The `limit` best matches of `query` by an index the backend keeps itself (PostgreSQL with pgvector), scored
+    /// exactly like `SearchIndex`'s hits; nil where the backend keeps none, and the caller scans a `SearchIndex`.
+    func indexedSearch(_ query: [Float], filter: GenerationFilter, ranking: SearchRanking, limit: Int) throws -> [SearchIndex.Hit]?
+}
+
+extension EmbeddingSource {
+    public func indexedSearch(_ query: [Float], filter: GenerationFilter, ranking: SearchRanking, limit: Int) throws -> [SearchIndex.Hit]? { nil }
 }

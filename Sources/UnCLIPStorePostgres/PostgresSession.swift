@@ -16,6 +16,8 @@ enum PGValue {
     case texts([String])
     case ints([Int64])
     case byteArrays([ByteBuffer])
+    /// A float4[] (binary, 4 bytes a value): pgvector casts it to `halfvec` server-side.
+    case reals([Float])
     case null
 
     static func floats(_ v: [Float]) -> PGValue { .bytes(FloatBytes.encode(v)) }
@@ -162,6 +164,7 @@ final class PostgresSession: @unchecked Sendable {
             case .texts(let a): binds.append(a)
             case .ints(let a): binds.append(a)
             case .byteArrays(let a): binds.append(a)
+            case .reals(let a): binds.append(a)
             case .null: binds.appendNull()
             }
         }

@@ -37,7 +37,13 @@ public final class PostgresStore: GenerationStore, @unchecked Sendable {
         self.maxAttempts = maxAttempts
         workerID = id
         try migrate()
+        vectorIndex = try PostgresVectorIndex.open(session, location: session.path, logger: logger)
     }
+
+    /// pgvector's HNSW search where the database has the extension (`PostgresVectorIndex`); nil: the in-memory index.
+    private(set) var vectorIndex: PostgresVectorIndex?
+    /// "pgvector 0.8.6 (HNSW)" or "in-memory": what a search runs on (logs and the benchmark).
+    public var searchMethod: String { vectorIndex.map { "pgvector \($0.version) (HNSW)" } ?? "in-memory" }
 
     /// The schema version this build writes.
     public static var schemaVersion: Int { PostgresSchema.currentVersion }
@@ -484,6 +490,19 @@ public final class PostgresStore: GenerationStore, @unchecked Sendable {
         guard let r = try session.query("SELECT id, picture_dim, picture_embedding, dim, embedding FROM generations WHERE id = $1",
                                         [.int(id)]).first else { return nil }
         return try searchVector(r, id: id, ranking: ranking) ?? [Float](repeating: 0, count: dim)
+    }
+
+    public func indexedSearch(_ query: [Float], filter: GenerationFilter, ranking: SearchRanking, limit: Int) throws -> [SearchIndex.Hit]? {
+        guard let vectorIndex else { return nil }
+        return try vectorIndex.search(query, filter: filter, ranking: ranking, limit: limit,
+                                      conditions: { self.conditions($0) }, exact: { ids in
+            var out: [Int64: [Float]] = [:]
+            for r in try session.query("SELECT id, picture_dim, picture_embedding, dim, embedding FROM generations WHERE id = ANY($1)", [.ints(ids)]) {
+                let id = try r.int(0)
+                out[id] = try searchVector(r, id: id, ranking: ranking)
+            }
+            return out
+        })
     }
 
     private func searchVector(_ r: PostgresRandomAccessRow, id: Int64, ranking: SearchRanking) throws -> [Float]? {

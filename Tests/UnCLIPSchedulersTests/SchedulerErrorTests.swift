@@ -184,4 +184,30 @@ final class SchedulerErrorTests: XCTestCase {
         XCTAssertEqual(out.scalars[0], ac.squareRoot() + (1 - ac).squareRoot(), accuracy: 1e-7)
         XCTAssertEqual(out.scalars[31], out.scalars[0])
     }
+
+    /// Found by the server soak: "Euler a" with 3 steps on the shipped model's schedule (squaredcos_cap_v2, trailing)
+    /// made NaN images. The first step goes from sigma 20,291.3 to 1.7507 (diffusers' values); float32 puts sigma_up one
+    /// ulp above sigma_to, and diffusers' sigma_down = sqrt(sigma_to² - sigma_up²) is sqrt(-2.4e-7). Capped as
+    /// k-diffusion caps it, sigma_down is 0, so from a zero sample and a zero v-prediction (x0 = 0) the step is exactly
+    /// sigma_to times the generator's noise.
+    func testEulerAncestralStaysFiniteWhenSigmaFromDwarfsSigmaTo() throws {
+        let url = try writeConfig(#"""
+            {"_class_name": "DDIMScheduler", "beta_schedule": "squaredcos_cap_v2", "beta_start": 0.0001, "beta_end": 0.02,
+             "num_train_timesteps": 1000, "prediction_type": "v_prediction", "timestep_spacing": "trailing", "steps_offset": 0}
+            """#)
+        guard var s = try makeScheduler(configURL: url, override: "EulerAncestralDiscreteScheduler") as? EulerAncestralDiscreteScheduler else {
+            return XCTFail("not an EulerAncestralDiscreteScheduler")
+        }
+        try s.setTimesteps(3)
+        XCTAssertEqual(s.timesteps, [999, 666, 332])
+        XCTAssertEqual(s.sigmas[0], 20291.302734375, accuracy: 0.01)
+        XCTAssertEqual(s.sigmas[1], 1.750723123550415, accuracy: 1e-6)
+        let zero = Tensor(repeating: 0, shape: [1, 4, 2, 2])
+        let out = try s.step(modelOutput: zero, timestep: 999, sample: zero, generator: TorchGenerator(seed: 7))
+        let noise = try TorchGenerator(seed: 7).randn(count: 16)
+        for (got, n) in zip(out.prevSample.scalars, noise) {
+            XCTAssertTrue(got.isFinite)
+            XCTAssertEqual(got, s.sigmas[1] * n, accuracy: 1e-6 * max(1, abs(got)))
+        }
+    }
 }
