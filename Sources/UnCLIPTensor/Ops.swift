@@ -149,7 +149,7 @@ public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: (In
 public enum ConvPath: String, CaseIterable, Sendable {
     /// im2col into bands of output rows, then OpenBLAS sgemm: any CPU.
     case im2colSgemm = "im2col + sgemm"
-    /// The implicit-im2col kernel in AVX2 + FMA (conv_f32.c, 6×16 YMM tile).
+    /// The implicit-im2col kernel in AVX2 + FMA (conv_f32.c, 4×24 YMM tile).
     case implicitAVX2 = "implicit im2col AVX2+FMA"
     /// The implicit-im2col kernel in AVX-512 F (conv_f32.c, 6×64 ZMM tile).
     case implicitAVX512 = "implicit im2col AVX-512"
@@ -165,6 +165,9 @@ public enum ConvPath: String, CaseIterable, Sendable {
 
     /// Whether this CPU runs the path (and its kernel is built in: UC_PORTABLE_ONLY leaves both kernels out).
     public var isSupported: Bool { isa.map { uc_conv_f32_supported($0) != 0 } ?? true }
+
+    /// The kernel's micro-tile (output rows, pixels), so work splits keep whole tiles.
+    var tile: (rows: Int, pixels: Int) { self == .implicitAVX2 ? (4, 24) : (6, 64) }
 
     /// The fastest supported path: AVX-512, then AVX2 + FMA, then im2col + sgemm (CPUID, read once).
     public static let best: ConvPath = [.implicitAVX512, .implicitAVX2].first { $0.isSupported } ?? .im2colSgemm
@@ -234,7 +237,7 @@ private func conv2d(_ x: Tensor, weight: UnsafeMutablePointer<Float>?, packed: B
                                       dst + rows.lowerBound * n, n, pb.map { $0 + rows.lowerBound })
                 }
             } else if let weight, let isa = fp32ISA {
-                splitConvProduct(m: o, n: n, k: k) { rows, px in
+                splitConvProduct(m: o, n: n, k: k, tile: path.tile) { rows, px in
                     uc_conv_f32_isa(isa, rows.count, weight + rows.lowerBound * k, k, source, px.lowerBound, px.upperBound,
                                     dst + rows.lowerBound * n, n, pb.map { $0 + rows.lowerBound })
                 }
@@ -309,17 +312,19 @@ private func winogradConv3x3(_ x: Tensor, packed: BF16Weight, bias: Tensor?) -> 
 }
 
 /// Splits an implicit-im2col product C[m, n] (k deep) over all cores: pixel ranges when the image is wide,
-/// output channels when it is small (deep UNet levels); two chunks per core, handed out dynamically.
-private func splitConvProduct(m: Int, n: Int, k: Int, _ body: @escaping (_ rows: Range<Int>, _ pixels: Range<Int>) -> Void) {
+/// output channels when it is small (deep UNet levels); two chunks per core, handed out dynamically. Parts hold
+/// whole micro-tiles of `tile` (rows × pixels; 6 × 64 for the AVX-512 fp32 and the bf16 kernels).
+private func splitConvProduct(m: Int, n: Int, k: Int, tile: (rows: Int, pixels: Int) = (6, 64),
+                              _ body: @escaping (_ rows: Range<Int>, _ pixels: Range<Int>) -> Void) {
     let workers = m * n * k < (1 << 21) ? 1 : ComputeThreads.workers
     let chunks = 2 * workers
     if workers == 1 {
         body(0..<m, 0..<n)
-    } else if n >= chunks * 128 || m < chunks * 12 {
-        let per = ((n + chunks - 1) / chunks + 63) / 64 * 64
+    } else if n >= chunks * 2 * tile.pixels || m < chunks * 2 * tile.rows {
+        let per = ((n + chunks - 1) / chunks + tile.pixels - 1) / tile.pixels * tile.pixels
         DispatchQueue.concurrentPerform(iterations: (n + per - 1) / per) { i in body(0..<m, (i * per)..<min(n, (i + 1) * per)) }
     } else {
-        let per = ((m + chunks - 1) / chunks + 5) / 6 * 6  // whole 6-row micro-tiles
+        let per = ((m + chunks - 1) / chunks + tile.rows - 1) / tile.rows * tile.rows
         DispatchQueue.concurrentPerform(iterations: (m + per - 1) / per) { i in body((i * per)..<min(m, (i + 1) * per), 0..<n) }
     }
 }

@@ -16,8 +16,8 @@ final class ConvPathTests: XCTestCase {
     /// One case: input [n, c, h, w], `o` outputs, k×k kernel, stride, padding; `why` names what it covers.
     struct Case { let n, c, h, w, o, k, stride, pad: Int; let why: String }
 
-    /// Shapes chosen against the kernels' blocking: AVX2 tiles are 6 rows × 16 pixels, K blocks 256 deep,
-    /// 256-pixel packed blocks; AVX-512 tiles are 6 × 64, K blocks 128, 512-pixel blocks.
+    /// Shapes chosen against the kernels' blocking: AVX2 tiles are 4 rows × 24 pixels, K blocks 256 deep,
+    /// 240-pixel packed blocks; AVX-512 tiles are 6 × 64, K blocks 128, 512-pixel blocks.
     static let cases: [Case] = [
         Case(n: 2, c: 3, h: 9, w: 7, o: 5, k: 3, stride: 1, pad: 1, why: "odd sizes, fewer outputs than one tile, batch 2"),
         Case(n: 2, c: 3, h: 9, w: 7, o: 5, k: 3, stride: 2, pad: 1, why: "stride 2, padding 1"),
@@ -28,7 +28,7 @@ final class ConvPathTests: XCTestCase {
         Case(n: 1, c: 7, h: 11, w: 13, o: 9, k: 1, stride: 2, pad: 0, why: "1×1 stride 2"),
         Case(n: 1, c: 576, h: 6, w: 5, o: 11, k: 1, stride: 1, pad: 0, why: "1×1, 576 deep: K blocks with a remainder"),
         Case(n: 1, c: 1280, h: 5, w: 7, o: 7, k: 3, stride: 1, pad: 1, why: "3×3, 1280 channels: 11 520 deep"),
-        Case(n: 2, c: 64, h: 5, w: 5, o: 200, k: 3, stride: 1, pad: 1, why: "many outputs, few pixels: split by output rows"),
+        Case(n: 2, c: 64, h: 5, w: 5, o: 203, k: 3, stride: 1, pad: 1, why: "many outputs, few pixels: split by output rows, partial tiles"),
         Case(n: 1, c: 33, h: 17, w: 19, o: 70, k: 3, stride: 1, pad: 1, why: "channel and pixel counts off every block size"),
     ]
 

@@ -24,7 +24,8 @@ int uc_has_avx512f(void);
 /// 1 when the kernel for `isa` is built in (not under UC_PORTABLE_ONLY) and this CPU executes its instructions.
 int uc_conv_f32_supported(uc_conv_isa isa);
 
-/// uc_conv_f32 in the given instruction set; aborts when uc_conv_f32_supported(isa) is 0.
+/// uc_conv_f32 in the given instruction set; aborts when uc_conv_f32_supported(isa) is 0. Micro-tiles: AVX-512
+/// 6 rows × 64 pixels, AVX2 4 rows × 24 pixels (callers splitting the work keep whole tiles per part).
 void uc_conv_f32_isa(uc_conv_isa isa, long m, const float *w, long ldw, const uc_conv_source *src, long n0, long n1,
                      float *c, long ldc, const float *bias);
 
