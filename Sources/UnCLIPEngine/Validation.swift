@@ -1,7 +1,7 @@
-import CKernels
 import Foundation
 import UnCLIPModels
 import UnCLIPPipelines
+import UnCLIPTensor
 import UnCLIPWeights
 
 /// Checks every numeric parameter of a request before anything is loaded or computed: range and finiteness,
@@ -100,9 +100,9 @@ public struct MemoryEstimate: Sendable, Equatable {
         let top = Double(v.blockOutChannels.first ?? 128)
         let next = v.blockOutChannels.count > 1 ? Double(v.blockOutChannels[1]) : top
         var vaeBytes = pixels * 4 * (2 * next + 3 * top)
-        // CPUs without AVX-512 take the im2col + sgemm convolution (conv_f32.c dispatches by CPUID): add the
-        // im2col buffer of the widest full-resolution convolution.
-        if uc_has_avx512f() == 0 { vaeBytes += pixels * 4 * 9 * next }
+        // CPUs with neither AVX-512 nor AVX2 + FMA take the im2col + sgemm convolution (ConvPath.best, by CPUID):
+        // add the im2col buffer of the widest full-resolution convolution.
+        if ConvPath.best == .im2colSgemm { vaeBytes += pixels * 4 * 9 * next }
         return MemoryEstimate(unetBytes: Int64(min(unetBytes, 9e18)), vaeBytes: Int64(min(vaeBytes, 9e18)), weightBytes: perStageWeights)
     }
 

@@ -132,15 +132,54 @@ public func softmax(_ x: Tensor) -> Tensor {
 
 // MARK: - Convolution and resampling
 
-/// 2-D convolution: x [B, C, H, W], weight [O, C, kh, kw] → [B, O, oh, ow], as im2col + sgemm.
-/// The im2col buffer covers a band of output rows at a time (≈32 MB at most), so large images neither
-/// allocate gigabytes nor fall out of cache.
+/// 2-D convolution: x [B, C, H, W], weight [O, C, kh, kw] → [B, O, oh, ow]. fp32 takes `ConvPath.best`: the
+/// implicit-im2col kernel for AVX-512 or AVX2 + FMA, else im2col + sgemm, whose im2col buffer covers a band of
+/// output rows at a time (≈32 MB at most), so large images neither allocate gigabytes nor fall out of cache.
 /// With `packed` (the same weight as a `.rows` BF16Weight) the products run in bf16 with fp32 accumulation.
 public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
                    packed: BF16Weight? = nil) -> Tensor {
     precondition(weight.shape[1] == x.shape[1], "conv2d: weight \(weight.shape) for input \(x.shape)")
     return conv2d(x, weight: weight.pointer, packed: packed, outputs: weight.shape[0], kernel: (weight.shape[2], weight.shape[3]),
-                  bias: bias, stride: stride, padding: padding, bandFloats: 8 << 20, implicitIm2col: implicitConvAvailable)
+                  bias: bias, stride: stride, padding: padding, bandFloats: 8 << 20, implicitIm2col: implicitConvAvailable,
+                  path: .best)
+}
+
+/// The routes an fp32 convolution can take. `conv2d` uses `best`; tests and benchmarks name one per call
+/// (a per-call choice, so no process-wide setting decides which kernel runs).
+public enum ConvPath: String, CaseIterable, Sendable {
+    /// im2col into bands of output rows, then OpenBLAS sgemm: any CPU.
+    case im2colSgemm = "im2col + sgemm"
+    /// The implicit-im2col kernel in AVX2 + FMA (conv_f32.c, 4×24 YMM tile).
+    case implicitAVX2 = "implicit im2col AVX2+FMA"
+    /// The implicit-im2col kernel in AVX-512 F (conv_f32.c, 6×64 ZMM tile).
+    case implicitAVX512 = "implicit im2col AVX-512"
+
+    /// The C kernel's instruction set, nil for im2col + sgemm.
+    var isa: uc_conv_isa? {
+        switch self {
+        case .im2colSgemm: nil
+        case .implicitAVX2: UC_CONV_ISA_AVX2
+        case .implicitAVX512: UC_CONV_ISA_AVX512
+        }
+    }
+
+    /// Whether this CPU runs the path (and its kernel is built in: UC_PORTABLE_ONLY leaves both kernels out).
+    public var isSupported: Bool { isa.map { uc_conv_f32_supported($0) != 0 } ?? true }
+
+    /// The kernel's micro-tile (output rows, pixels), so work splits keep whole tiles.
+    var tile: (rows: Int, pixels: Int) { self == .implicitAVX2 ? (4, 24) : (6, 64) }
+
+    /// The fastest supported path: AVX-512, then AVX2 + FMA, then im2col + sgemm (CPUID, read once).
+    public static let best: ConvPath = [.implicitAVX512, .implicitAVX2].first { $0.isSupported } ?? .im2colSgemm
+}
+
+/// fp32 `conv2d` through the given path (which must be supported on this CPU).
+public func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor? = nil, stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0),
+                   path: ConvPath) -> Tensor {
+    precondition(path.isSupported, "conv2d: the \(path.rawValue) path does not run on this CPU")
+    precondition(weight.shape[1] == x.shape[1], "conv2d: weight \(weight.shape) for input \(x.shape)")
+    return conv2d(x, weight: weight.pointer, packed: nil, outputs: weight.shape[0], kernel: (weight.shape[2], weight.shape[3]),
+                  bias: bias, stride: stride, padding: padding, bandFloats: 8 << 20, implicitIm2col: false, path: path)
 }
 
 /// `conv2d` through explicit im2col bands of the given size and sgemm (or the bf16 kernel): the path CPUs
@@ -149,22 +188,24 @@ func conv2d(_ x: Tensor, weight: Tensor, bias: Tensor?, stride: (Int, Int), padd
             packed: BF16Weight? = nil) -> Tensor {
     precondition(weight.shape[1] == x.shape[1], "conv2d: weight \(weight.shape) for input \(x.shape)")
     return conv2d(x, weight: weight.pointer, packed: packed, outputs: weight.shape[0], kernel: (weight.shape[2], weight.shape[3]),
-                  bias: bias, stride: stride, padding: padding, bandFloats: bandFloats, implicitIm2col: false)
+                  bias: bias, stride: stride, padding: padding, bandFloats: bandFloats, implicitIm2col: false, path: .im2colSgemm)
 }
 
-/// Whether fp32 convolutions can use the implicit-im2col kernel (conv_f32.c, AVX-512 F).
+/// Whether bf16 convolutions gather their im2col pairs in place (uc_bf16_conv_rows, an AVX-512 kernel).
 let implicitConvAvailable: Bool = uc_has_avx512f() != 0
 
 /// conv2d with only the bf16-packed weight (no fp32 copy kept): [O, C, kh, kw] given by `outputs` and `kernel`.
 public func conv2d(_ x: Tensor, packed: BF16Weight, outputs: Int, kernel: (Int, Int), bias: Tensor? = nil,
                    stride: (Int, Int) = (1, 1), padding: (Int, Int) = (0, 0)) -> Tensor {
     conv2d(x, weight: nil, packed: packed, outputs: outputs, kernel: kernel, bias: bias, stride: stride, padding: padding,
-           bandFloats: 8 << 20, implicitIm2col: true)
+           bandFloats: 8 << 20, implicitIm2col: true, path: .im2colSgemm)
 }
 
-/// The convolution itself: fp32 `weight` through sgemm, or `packed` through the bf16 kernel (one of them is given).
+/// The convolution itself: fp32 `weight` through `path`, or `packed` through the bf16 kernel (one of them is given;
+/// `implicitIm2col` says whether bf16 gathers in place, `path` is for fp32 only).
 private func conv2d(_ x: Tensor, weight: UnsafeMutablePointer<Float>?, packed: BF16Weight?, outputs o: Int, kernel: (Int, Int),
-                    bias: Tensor?, stride: (Int, Int), padding: (Int, Int), bandFloats: Int, implicitIm2col: Bool) -> Tensor {
+                    bias: Tensor?, stride: (Int, Int), padding: (Int, Int), bandFloats: Int, implicitIm2col: Bool,
+                    path: ConvPath) -> Tensor {
     let (b, c, h, w) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
     let (kh, kw) = kernel
     if let packed {
@@ -180,7 +221,8 @@ private func conv2d(_ x: Tensor, weight: UnsafeMutablePointer<Float>?, packed: B
     }
     let y = Tensor(uninitialized: [b, o, oh, ow])
     let k = c * kh * kw, n = oh * ow
-    if implicitIm2col {
+    let fp32ISA = packed == nil ? path.isa : nil
+    if packed != nil ? implicitIm2col : fp32ISA != nil {
         let pb = bias?.pointer
         let source = UnsafeMutablePointer<uc_conv_source>.allocate(capacity: 1)
         defer { source.deallocate() }
@@ -194,10 +236,10 @@ private func conv2d(_ x: Tensor, weight: UnsafeMutablePointer<Float>?, packed: B
                     uc_bf16_conv_rows(rows.count, pw + rows.lowerBound * rowStride, source, px.lowerBound, px.upperBound,
                                       dst + rows.lowerBound * n, n, pb.map { $0 + rows.lowerBound })
                 }
-            } else if let weight {
-                splitConvProduct(m: o, n: n, k: k) { rows, px in
-                    uc_conv_f32(rows.count, weight + rows.lowerBound * k, k, source, px.lowerBound, px.upperBound,
-                                dst + rows.lowerBound * n, n, pb.map { $0 + rows.lowerBound })
+            } else if let weight, let isa = fp32ISA {
+                splitConvProduct(m: o, n: n, k: k, tile: path.tile) { rows, px in
+                    uc_conv_f32_isa(isa, rows.count, weight + rows.lowerBound * k, k, source, px.lowerBound, px.upperBound,
+                                    dst + rows.lowerBound * n, n, pb.map { $0 + rows.lowerBound })
                 }
             }
         }
@@ -270,17 +312,19 @@ private func winogradConv3x3(_ x: Tensor, packed: BF16Weight, bias: Tensor?) -> 
 }
 
 /// Splits an implicit-im2col product C[m, n] (k deep) over all cores: pixel ranges when the image is wide,
-/// output channels when it is small (deep UNet levels); two chunks per core, handed out dynamically.
-private func splitConvProduct(m: Int, n: Int, k: Int, _ body: @escaping (_ rows: Range<Int>, _ pixels: Range<Int>) -> Void) {
+/// output channels when it is small (deep UNet levels); two chunks per core, handed out dynamically. Parts hold
+/// whole micro-tiles of `tile` (rows × pixels; 6 × 64 for the AVX-512 fp32 and the bf16 kernels).
+private func splitConvProduct(m: Int, n: Int, k: Int, tile: (rows: Int, pixels: Int) = (6, 64),
+                              _ body: @escaping (_ rows: Range<Int>, _ pixels: Range<Int>) -> Void) {
     let workers = m * n * k < (1 << 21) ? 1 : ComputeThreads.workers
     let chunks = 2 * workers
     if workers == 1 {
         body(0..<m, 0..<n)
-    } else if n >= chunks * 128 || m < chunks * 12 {
-        let per = ((n + chunks - 1) / chunks + 63) / 64 * 64
+    } else if n >= chunks * 2 * tile.pixels || m < chunks * 2 * tile.rows {
+        let per = ((n + chunks - 1) / chunks + tile.pixels - 1) / tile.pixels * tile.pixels
         DispatchQueue.concurrentPerform(iterations: (n + per - 1) / per) { i in body(0..<m, (i * per)..<min(n, (i + 1) * per)) }
     } else {
-        let per = ((m + chunks - 1) / chunks + 5) / 6 * 6  // whole 6-row micro-tiles
+        let per = ((m + chunks - 1) / chunks + tile.rows - 1) / tile.rows * tile.rows
         DispatchQueue.concurrentPerform(iterations: (m + per - 1) / per) { i in body((i * per)..<min(m, (i + 1) * per), 0..<n) }
     }
 }

@@ -5,6 +5,7 @@
 //   swift build -c release --product unclip-bench
 //   .build/release/unclip-bench [--work DIR] [--quick] [--threads 1|2] [--items a,b] [--runs N] [--warmup N] [--json OUT]
 //   .build/release/unclip-bench --kernels [--threads N] [--quick]               # kernel micro-benchmarks
+//   .build/release/unclip-bench --conv-paths [--threads N] [--runs N]           # every fp32 conv path (ConvPaths.swift)
 //
 // Each item runs in its own child process (this executable with --child ITEM), so the peak RSS reported
 // is that item's alone (the child's VmHWM). With --threads N below the core count the child is pinned to
@@ -24,6 +25,8 @@ struct Options {
     var json: String?
     var child: String?
     var kernels = false
+    /// Times every fp32 convolution path this CPU runs (ConvPaths.swift).
+    var convPaths = false
     /// fp32 or bf16 (the UNet, prior and VAE GEMMs; CLIP and attention stay fp32, as with `unclip --precision`).
     var precision = "fp32"
     /// Pipeline items: load each model per stage and free it after (`unclip --low-memory`).
@@ -34,6 +37,7 @@ struct Options {
     static let usage = """
     usage: unclip-bench [--work DIR] [--quick] [--threads N] [--precision fp32|bf16] [--low-memory] [--variant fp16] [--items LIST] [--runs N] [--warmup N] [--json OUT]
            unclip-bench --kernels [--threads N] [--quick]
+           unclip-bench --conv-paths [--threads N] [--runs N]
     items: \(allItems.joined(separator: ","))
     """
 
@@ -64,6 +68,7 @@ struct Options {
             case "--json": json = try value("--json")
             case "--child": child = try value("--child")
             case "--kernels": kernels = true
+            case "--conv-paths": convPaths = true
             case "--low-memory": lowMemory = true
             case "--variant": variant = try value("--variant")
             case "--precision":
@@ -159,6 +164,8 @@ do {
     if o.kernels {
         openblas_set_num_threads(Int32(o.threads))
         runKernelBenchmarks(quick: o.quick)
+    } else if o.convPaths {
+        runConvPathBenchmarks(threads: o.threads, runs: o.runs)
     } else if let item = o.child {
         try runChild(item, base: o.base, quick: o.quick, threads: o.threads, runs: o.runs, warmup: o.warmup, precision: o.precision,
                      lowMemory: o.lowMemory, variant: o.variant)
