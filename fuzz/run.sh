@@ -25,7 +25,7 @@ main() {
 
   build() {
     # Release with UNCLIP_CHECKED_RELEASE: -O instead of the package's usual -Ounchecked, so Swift's overflow and
-    # bounds checks stay on at optimized speed (5-20x the executions of a debug build). ASan everywhere; coverage for
+    # bounds checks stay on at optimized speed (2-3x the executions of the debug build). ASan everywhere; coverage for
     # libFuzzer in Swift (-sanitize-coverage) and C (-fsanitize=fuzzer-no-link).
     UNCLIP_CHECKED_RELEASE=1 nice -n 10 swift build --package-path "$root/fuzz" -c release --scratch-path "$scratch" ${FUZZ_BUILD_JOBS:+-j "$FUZZ_BUILD_JOBS"} \
       -Xswiftc -sanitize=address -Xswiftc -sanitize-coverage=edge,trace-cmp,inline-8bit-counters,pc-table \
