@@ -1,6 +1,7 @@
 import Foundation
 import UnCLIPEngine
 import UnCLIPImage
+import UnCLIPPipelines
 import UnCLIPStore
 
 /// The bytes of a picture source.
@@ -19,6 +20,16 @@ func pictureBytes(_ source: PictureSource) throws -> Data {
 func readPicture(_ source: PictureSource) throws -> (image: RGBImage, sha256: String) {
     let data = try pictureBytes(source)
     return (try decodePicture(data, name: source.name), SHA256.hex(data))
+}
+
+/// An inpainting mask read from a picture that must have `picture`'s size (diffusers would resize it; a mask
+/// of another size is more likely a mistake than a wish), with the sha256 of its bytes for the record.
+func readMask(_ source: PictureSource, for picture: RGBImage) throws -> (mask: InpaintMask, sha256: String) {
+    let (image, digest) = try readPicture(source)
+    guard image.width == picture.width, image.height == picture.height else {
+        throw EngineError.invalidParameter(name: "mask", reason: "is \(image.width)×\(image.height) but the picture is \(picture.width)×\(picture.height); they must be the same size")
+    }
+    return (try InpaintMask(picture: image), digest)
 }
 
 /// Decodes PNG, JPEG or WebP bytes as diffusers' `load_image` does (EXIF orientation applied, alpha dropped),
