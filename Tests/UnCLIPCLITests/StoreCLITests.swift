@@ -208,6 +208,25 @@ final class StoreCLITests: CLITestCase {
         XCTAssertTrue(help.contains("WHITE part is repainted"), help)
     }
 
+    /// A folder whose UNet takes mask channels (9 inputs) only inpaints: text-to-image and plain edits are
+    /// refused before any work, naming what it can do.
+    func testInpaintingModelsOnlyInpaint() throws {
+        let folder = tmp.appendingPathComponent("tiny-sd-inpaint")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let base = URL(fileURLWithPath: "Tests/Fixtures/sd/tiny-sd-eps").standardizedFileURL
+        for part in ["tokenizer", "text_encoder", "vae", "scheduler", "model_index.json"] {
+            try FileManager.default.createSymbolicLink(at: folder.appendingPathComponent(part), withDestinationURL: base.appendingPathComponent(part))
+        }
+        try FileManager.default.createSymbolicLink(at: folder.appendingPathComponent("unet"),
+                                                   withDestinationURL: URL(fileURLWithPath: "Tests/Fixtures/inpaint/unet9").standardizedFileURL)
+        let initPNG = "Tests/Fixtures/sd/sd-init.png"
+        let made = objects(try run(["edit", "--image", initPNG, "--mask", "Tests/Fixtures/inpaint/mask-colour.png", "a house",
+                                    "--model", folder.path, "--seed", "1", "--steps", "2", "--json"]))
+        XCTAssertEqual(made.count, 1)
+        try assertFails(["generate", "a house", "--model", folder.path, "--steps", "2"], mentioning: ["inpaint"])
+        try assertFails(["edit", "--image", initPNG, "a house", "--model", folder.path, "--steps", "2"], mentioning: ["inpaint"])
+    }
+
     func testVaryingAnOutsideImageRecordsItAsASource() throws {
         let made = try generate("a red lighthouse", seed: 1)
         let png = tmp.appendingPathComponent("photo.png")
