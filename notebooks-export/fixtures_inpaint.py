@@ -13,10 +13,12 @@ Writes Tests/Fixtures/inpaint/:
   mask-rect.png           32x32 greyscale (PNG mode L) mask: a white rectangle (repaint) with a soft left edge of
                           greys on both sides of 127.5, so binarisation at 0.5 is exercised.
   openai-mask-32.png      32x32 RGBA mask in OpenAI's convention (transparent = edit) for the server's tests.
+  mask-24.png             24x24 RGB mask (a disc and a band): resized by diffusers to the picture's 32x32 (Lanczos).
   mask-colour.png         32x32 RGB mask of colours whose PIL luma (L = (19595 R + 38470 G + 7471 B + 2^15) >> 16)
                           lies just above or below 128: checks the grey conversion diffusers' mask processor does.
   inpaint.expected.safetensors  per case '<case>.image_uint8' [1,32,32,3] and '<case>.latents_final' [1,4,16,16],
-                          plus '<mask>.mask_latent' [1,1,16,16] (the binarised mask at latent size).
+                          plus '<mask>.mask_pixels' [1,1,32,32] (the mask processor's binarised mask) and
+                          '<mask>.mask_latent' [1,1,16,16] (that mask at latent size).
   inpaint.expected.json   per case: folder, unet, mask, settings, scheduler, seed; and the notes below.
 
 The init picture is Tests/Fixtures/sd/sd-init.png (32x32 RGB).
@@ -99,6 +101,13 @@ def make_masks():
     PIL.Image.fromarray(c, mode="RGB").save(os.path.join(OUT, "mask-colour.png"))
     luma = np.asarray(PIL.Image.fromarray(np.array([[near_low, near_high]], np.uint8)).convert("L"))[0]
     assert list(luma) == [127, 128], luma
+    # 24x24: not the picture's size, so diffusers' mask processor resizes it (PIL Lanczos, on RGB, before the
+    # grey conversion) to 32x32; a disc and a diagonal band give edges where the resampling decides.
+    s = np.zeros((24, 24, 3), np.uint8)
+    y24, x24 = np.mgrid[0:24, 0:24]
+    s[(x24 - 15) ** 2 + (y24 - 9) ** 2 < 30] = (255, 255, 255)
+    s[(np.abs(x24 - y24 - 2) < 2)] = (180, 180, 60)
+    PIL.Image.fromarray(s, mode="RGB").save(os.path.join(OUT, "mask-24.png"))
     make_openai_mask()
 
 
@@ -134,11 +143,13 @@ CASES = [
     dict(name="u9_pndm_s0", unet="unet9", mask="mask-rect.png", scheduler="pndm", seed=0),
     dict(name="u9_ddim_s1_st06", unet="unet9", mask="mask-colour.png", scheduler="ddim", seed=1, strength=0.6),
     dict(name="u9_euler_s0_g1", unet="unet9", mask="mask-rect.png", scheduler="euler", seed=0, guidance_scale=1.0),
+    dict(name="u9_pndm_s3_mask24", unet="unet9", mask="mask-24.png", scheduler="pndm", seed=3),
     # 4-channel UNet: latent blending with the noised image latents after every step.
     dict(name="u4_pndm_s0", unet="own", mask="mask-rect.png", scheduler="pndm", seed=0),
     dict(name="u4_ddim_s1_st06", unet="own", mask="mask-colour.png", scheduler="ddim", seed=1, strength=0.6),
     dict(name="u4_euler_s2", unet="own", mask="mask-rect.png", scheduler="euler", seed=2,
          negative_prompt="blurry, low quality"),
+    dict(name="u4_ddim_s3_mask24", unet="own", mask="mask-24.png", scheduler="ddim", seed=3, strength=0.8),
 ]
 CASE_KEYS = ("name", "unet", "mask", "scheduler", "seed")
 
@@ -165,6 +176,7 @@ def run_all():
         if mkey not in tensors:
             m = pipe.mask_processor.preprocess(mask, height=32, width=32)
             tensors[mkey] = torch.nn.functional.interpolate(m, size=(16, 16)).contiguous()
+            tensors[mkey.replace("mask_latent", "mask_pixels")] = m.contiguous()
         sched = pipe.scheduler
         meta.append(dict(name=n, folder="sd/tiny-sd-eps", unet=c["unet"], mask=c["mask"], seed=c["seed"], settings=s,
                          scheduler=dict(cls=type(sched).__name__, init_noise_sigma=float(sched.init_noise_sigma),
@@ -183,7 +195,7 @@ def run_all():
 
 ABOUT = (
     "diffusers StableDiffusionInpaintPipeline(image=sd-init.png as RGB, mask_image=<mask> converted to RGB as "
-    "load_image does), float32 CPU, one thread, generator = torch.Generator().manual_seed(seed), 32x32, 5 steps, "
+    "load_image does; mask-24.png is resized to 32x32 by the mask processor: PIL Lanczos on RGB, then grey), float32 CPU, one thread, generator = torch.Generator().manual_seed(seed), 32x32, 5 steps, "
     "no padding_mask_crop. The model is Tests/Fixtures/sd/tiny-sd-eps, with unet9/ as its UNet when unet = "
     "'unet9'; scheduler 'ddim'/'euler' = <cls>.from_config(the folder's PNDM config). Mask processing: convert('L') "
     "(PIL luma), /255, binarise (< 0.5 -> 0, else 1; white = repaint); masked image = image * (mask < 0.5); the "

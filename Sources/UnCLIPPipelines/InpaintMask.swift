@@ -37,6 +37,13 @@ public struct InpaintMask: Sendable, Equatable {
         try self.init(width: picture.width, height: picture.height, repaint: r)
     }
 
+    /// From a picture of any size, made `width` × `height` first as diffusers' mask processor does when the
+    /// sizes differ: PIL's Lanczos resize of the RGB picture, then the grey conversion and the 0.5 threshold.
+    public init(picture: RGBImage, width: Int, height: Int) throws {
+        guard picture.width != width || picture.height != height else { try self.init(picture: picture); return }
+        try self.init(picture: picture.resized(width: width, height: height, filter: .lanczos))
+    }
+
     /// The fraction of pixels repainted (0 = the mask keeps everything).
     public var coverage: Double { Double(repaint.lazy.filter { $0 }.count) / Double(repaint.count) }
 

@@ -138,7 +138,7 @@ struct A1111Routes {
                     throw APIError.badRequest("inpainting_mask_invert: must be 0 or 1 (got \(invert))", field: "inpainting_mask_invert")
                 }
                 var m = mask
-                if (mask.width, mask.height) != (w, h) { m = try mask.resized(width: w, height: h, filter: .lanczos) }
+                if (mask.width, mask.height) != (w, h) { m = mask.resized(width: w, height: h, filter: .lanczos) }
                 if invert == 1 { m = try RGBImage(width: m.width, height: m.height, pixels: m.pixels.map { 255 - $0 }) }
                 spec.mask = m == mask ? maskText : try pngData(m, parameters: nil).base64EncodedString()
             }

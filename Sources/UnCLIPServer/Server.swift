@@ -151,8 +151,8 @@ public final class UnCLIPServer: @unchecked Sendable {
         let picture = try spec.image.map { try decodeUpload(Base64Image.decode($0, field: "image"), field: "image") }
         if let mask = spec.mask {
             let m = try decodeUpload(Base64Image.decode(mask, field: "mask"), field: "mask")
-            if let picture, m.width != picture.width || m.height != picture.height {
-                throw APIError.badRequest("mask: is \(m.width)×\(m.height) but the image is \(picture.width)×\(picture.height); they must be the same size", field: "mask")
+            if let picture, let problem = maskShapeProblem(mask: (m.width, m.height), picture: (picture.width, picture.height)) {
+                throw APIError.badRequest("mask: \(problem)", field: "mask")
             }
         }
     }

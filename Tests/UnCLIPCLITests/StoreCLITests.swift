@@ -202,8 +202,11 @@ final class StoreCLITests: CLITestCase {
         // The same edit without the mask is a different picture.
         let whole = objects(try run(["edit", "--image", initPNG, "--strength", "1", "a house", "--model", sd, "--seed", "5", "--steps", "3", "--json"]))
         XCTAssertNotEqual(try openStore().generation(id(whole.first ?? [:])).sha256, e.sha256)
+        // A mask of the picture's shape but another size is resized, as diffusers does; another shape is refused.
+        let resized = try run(["edit", "--image", initPNG, "--mask", "Tests/Fixtures/inpaint/mask-24.png", "x", "--model", sd, "--steps", "2", "--json"])
+        XCTAssertEqual(resized.status, 0, resized.stderr)
         try assertFails(["edit", "--image", initPNG, "--mask", "Tests/Fixtures/image/png/gray1.png", "x", "--model", sd],
-                        mentioning: ["--mask"])
+                        mentioning: ["--mask", "37×29", "shape"])
         let help = try run(["help", "edit"]).stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
         XCTAssertTrue(help.contains("WHITE part is repainted"), help)
     }

@@ -8,11 +8,15 @@ import UnCLIPTestSupport
 /// Inpainting against diffusers' StableDiffusionInpaintPipeline (fixtures: notebooks-export/fixtures_inpaint.py):
 /// a 9-channel inpainting UNet (mask and masked-picture latents as extra input channels) and the latent blending
 /// diffusers applies to 4-channel UNets. Images: mean abs pixel difference ≤ 1/255, max ≤ 4/255; final latents
-/// within `latentTolerance` (see there); the masks at latent size exactly.
+/// within `latentTolerance` (see there); the binarised masks (also one resized from 24×24) exactly.
 final class InpaintTests: XCTestCase {
-    /// Final latents after a 5-step trajectory of these tiny random models: measured at most 9.2e-5 over the six
-    /// cases (u4_pndm_s0; the others 1e-5 to 9e-5), so 1.5e-4 leaves room for BLAS rounding on other CPUs only.
-    let latentTolerance: Float = 1.5e-4
+    /// Final latents after a 4–5-step trajectory of these tiny random models. Seven cases measured 1e-5…9.2e-5;
+    /// u4_ddim_s3_mask24 measured 1.3e-3, all of it in repainted cells: in diffusers itself a relative 1e-6
+    /// perturbation of each UNet output moves that case's final latents by 5.6e-3 (and its kept cells by 0), so
+    /// float rounding is amplified there, as StableDiffusionTests found for plain 5-step runs (3e-3). The
+    /// kept cells of 4-channel blending are the picture's own latents and are held to `keptTolerance`.
+    let latentTolerance: Float = 2e-3
+    let keptTolerance: Float = 1e-5  // measured ≤ 1.6e-6 (the VAE encoding alone)
 
     /// tiny-sd-eps with the fixture's 9-channel UNet in place of its own, assembled from links.
     func inpaintingFolder() throws -> URL {
@@ -41,9 +45,11 @@ final class InpaintTests: XCTestCase {
         for c in try Fixture.cases("inpaint/inpaint.expected.json") {
             let name = c["name"] as! String, s = c["settings"] as! [String: Any], unet = c["unet"] as! String
             let maskFile = c["mask"] as! String
-            let mask = try InpaintMask(picture: try PNG.read(Fixture.url("inpaint/\(maskFile)")))
-            let wantMask = try ref.tensor("\(maskFile.replacingOccurrences(of: ".png", with: "")).mask_latent")
-            assertClose(mask.latentTensor(height: 16, width: 16), wantMask, tol: 0, "\(name) mask at latent size")
+            // mask-24.png is not the picture's size: resized as diffusers' mask processor resizes it.
+            let mask = try InpaintMask(picture: try PNG.read(Fixture.url("inpaint/\(maskFile)")), width: 32, height: 32)
+            let maskName = maskFile.replacingOccurrences(of: ".png", with: "")
+            assertClose(mask.pixelTensor, try ref.tensor("\(maskName).mask_pixels"), tol: 0, "\(name) binarised mask")
+            assertClose(mask.latentTensor(height: 16, width: 16), try ref.tensor("\(maskName).mask_latent"), tol: 0, "\(name) mask at latent size")
             var d = DecoderSettings(fixture: s)
             d.strength = Float(s["strength"] as! Double)
             d.scheduler = schedulerName((c["scheduler"] as! [String: Any])["cls"] as! String)
@@ -51,11 +57,19 @@ final class InpaintTests: XCTestCase {
                                               initImage: picture, mask: mask)
             let want = try ref.tensor("\(name).latents_final")
             XCTAssertLessThanOrEqual(maxAbsDiff(g.latents, want), latentTolerance, "\(name) final latents")
+            if unet == "own" {
+                let m = mask.latentTensor(height: 16, width: 16)
+                var kept: Float = 0
+                for ch in 0..<4 { for i in 0..<m.count where m.pointer[i] == 0 {
+                    kept = max(kept, abs(g.latents.pointer[ch * m.count + i] - want.pointer[ch * m.count + i]))
+                } }
+                XCTAssertLessThanOrEqual(kept, keptTolerance, "\(name) final latents in the kept cells")
+            }
             assertPixelsClose(g.image.pixels, try ref.integers("\(name).image_uint8"), name)
             if unet == "unet9" { checked.nine += 1 } else { checked.four += 1 }
         }
-        XCTAssertEqual(checked.nine, 3)
-        XCTAssertEqual(checked.four, 3)
+        XCTAssertEqual(checked.nine, 4)
+        XCTAssertEqual(checked.four, 4)
     }
 
     /// The blending is what keeps the unmasked part: without the mask the same run is plain img2img, which

@@ -15,8 +15,8 @@ struct Edit: ParsableCommand {
         Each edit is recorded in the store with its init picture (path and sha256) and strength, linked to the \
         stored generation whose picture it started from, if any; `unclip regenerate ID` repeats it while the \
         init picture is unchanged.
-        Inpainting (--mask): the mask is a picture of the same size whose WHITE part is repainted and whose BLACK \
-        part is kept, as in diffusers and AUTOMATIC1111 (colours count by their grey, PIL's luma: 128 or more is \
+        Inpainting (--mask): the mask is a picture of the same shape (resized to the picture's size if need be, \
+        as diffusers does) whose WHITE part is repainted and whose BLACK part is kept, as in diffusers and AUTOMATIC1111 (colours count by their grey, PIL's luma: 128 or more is \
         white; transparency is ignored). It runs as diffusers' StableDiffusionInpaintPipeline: an inpainting \
         model (a UNet with 9 input channels, e.g. stable-diffusion-inpainting) sees the mask and the masked \
         picture; any other model (Stable unCLIP, the shipped one) repaints everywhere but has the kept part put \
@@ -30,7 +30,7 @@ struct Edit: ParsableCommand {
 
     @Option(help: "The init picture (PNG, JPEG or WebP).") var image: String
 
-    @Option(help: "Inpainting mask (PNG, JPEG or WebP, the picture's size): white = repaint, black = keep.")
+    @Option(help: "Inpainting mask (PNG, JPEG or WebP, the picture's shape): white = repaint, black = keep.")
     var mask: String?
 
     @Argument(help: "The prompt.") var prompt: String
