@@ -57,6 +57,10 @@ def a1111(port):
     check("webuiapi txt2img: infotext", "Sampler: Euler a" in r.info["infotexts"][0], r.info["infotexts"][0].splitlines()[-1])
     e = api.img2img(images=[r.image], prompt="a blue circle", denoising_strength=0.6, seed=3, width=32, height=32)
     check("webuiapi img2img", len(e.images) == 1 and e.image.size == (32, 32), e.info.get("denoising_strength"))
+    mask = Image.new("L", (32, 32), 0)
+    mask.paste(255, (16, 0, 32, 32))  # white = repaint, A1111's convention
+    m = api.img2img(images=[r.image], mask_image=mask, prompt="a blue square", denoising_strength=1.0, seed=3, width=32, height=32)
+    check("webuiapi img2img with mask_image (inpainting)", len(m.images) == 1 and m.image.size == (32, 32), m.info.get("denoising_strength"))
     info = api.png_info(r.image)
     text = info.json.get("info", "")
     check("webuiapi png_info reads our parameters", text.startswith("a red circle on the left\nSteps: 20, Sampler: Euler a"), text[:80])
@@ -85,6 +89,15 @@ def openai_sdk(port):
     imgs[0].save(buf, format="PNG")
     v = client.images.create_variation(image=("in.png", buf.getvalue(), "image/png"), n=2, size="256x256", response_format="b64_json")
     check("openai images.create_variation n=2", len(v.data) == 2 and v.data[0].b64_json, len(v.data))
+    # OpenAI's edits repaint where the mask is fully transparent.
+    mask = Image.new("RGBA", imgs[0].size, (0, 0, 0, 255))
+    mask.paste((0, 0, 0, 0), (0, 0, imgs[0].size[0] // 2, imgs[0].size[1]))
+    mbuf = io.BytesIO()
+    mask.save(mbuf, format="PNG")
+    ed = client.images.edit(image=("in.png", buf.getvalue(), "image/png"), mask=("mask.png", mbuf.getvalue(), "image/png"),
+                            prompt="a blue square", n=1, size="256x256", response_format="b64_json")
+    out = Image.open(io.BytesIO(base64.b64decode(ed.data[0].b64_json)))
+    check("openai images.edit with an alpha mask", len(ed.data) == 1 and out.size == (256, 256), out.size)
     try:
         client.images.generate(prompt="x", n=50)
         check("openai error shape", False, "no error")

@@ -18,11 +18,13 @@ public struct EngineCapabilities: OptionSet, Sendable, Hashable {
     public static let imageToImage = EngineCapabilities(rawValue: 1 << 3)
     /// Picture → CLIP image embedding (image search, variations of outside pictures, search over its images).
     public static let embedImage = EngineCapabilities(rawValue: 1 << 4)
+    /// Init picture + mask + prompt → the picture with the mask's white part repainted.
+    public static let inpaint = EngineCapabilities(rawValue: 1 << 5)
 
     /// Names, for messages and the server's model list.
     public var names: [String] {
         [(Self.textToImage, "text-to-image"), (.prior, "prior"), (.decodeEmbedding, "decode-embedding"),
-         (.imageToImage, "image-to-image"), (.embedImage, "embed-image")].filter { contains($0.0) }.map(\.1)
+         (.imageToImage, "image-to-image"), (.embedImage, "embed-image"), (.inpaint, "inpaint")].filter { contains($0.0) }.map(\.1)
     }
 }
 
@@ -30,8 +32,10 @@ public struct EngineCapabilities: OptionSet, Sendable, Hashable {
 public enum RenderJob {
     /// Prompt → (prior →) decoder.
     case textToImage(prompt: String, prior: PriorSettings, settings: DecoderSettings, seed: UInt64)
-    /// An init picture noised to `settings.strength` and denoised toward the prompt.
-    case imageToImage(prompt: String, picture: RGBImage, prior: PriorSettings, settings: DecoderSettings, seed: UInt64)
+    /// An init picture noised to `settings.strength` and denoised toward the prompt; with a mask, only the
+    /// mask's white part is repainted (inpainting).
+    case imageToImage(prompt: String, picture: RGBImage, mask: InpaintMask?, prior: PriorSettings, settings: DecoderSettings,
+                      seed: UInt64)
     /// A CLIP image embedding decoded (variations, interpolation frames, text diffs).
     case decode(embedding: [Float], prompt: String, settings: DecoderSettings, seed: UInt64)
 }

@@ -86,8 +86,11 @@ public struct TextToImageRequest: Sendable, Equatable {
 public struct EditRequest: Sendable, Equatable {
     public var text: TextToImageRequest
     public var picture: PictureSource
-    /// 0 keeps the picture, 1 replaces it; diffusers' img2img default is 0.8.
+    /// 0 keeps the picture, 1 replaces it; diffusers' img2img default is 0.8 (its inpainting default is 1).
     public var strength: Float = 0.8
+    /// Inpainting: a picture of the picture's size whose white part (grey ≥ 128, after PIL's luma) is repainted
+    /// and whose black part is kept, as diffusers' and AUTOMATIC1111's masks; nil edits the whole picture.
+    public var mask: PictureSource?
 
     public init(prompt: String, picture: PictureSource) { text = TextToImageRequest(prompt: prompt); self.picture = picture }
 

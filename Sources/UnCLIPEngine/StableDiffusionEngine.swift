@@ -3,11 +3,12 @@ import UnCLIPImage
 import UnCLIPPipelines
 import UnCLIPTensor
 
-/// Plain Stable Diffusion (StableDiffusionPipeline folders): prompt → UNet → VAE, and image-to-image. It has no
+/// Plain Stable Diffusion (StableDiffusionPipeline folders): prompt → UNet → VAE, image-to-image and inpainting
+/// (any UNet by latent blending; an inpainting UNet, 9 input channels, does inpainting only). It has no
 /// image-embedding path; a CLIP vision encoder (its own image_encoder/, or `model.clip`) embeds the finished
 /// pictures so that search covers them.
 public final class StableDiffusionEngine: ImageEngine, @unchecked Sendable {
-    public static let classNames = ["StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline"]
+    public static let classNames = ["StableDiffusionPipeline", "StableDiffusionImg2ImgPipeline", "StableDiffusionInpaintPipeline"]
     public static let familyName = "plain Stable Diffusion"
 
     public let model: ResolvedModel, options: LoadOptions
@@ -28,7 +29,10 @@ public final class StableDiffusionEngine: ImageEngine, @unchecked Sendable {
     }
 
     public var capabilities: EngineCapabilities {
-        clip == nil ? [.textToImage, .imageToImage] : [.textToImage, .imageToImage, .embedImage]
+        // An inpainting UNet needs a mask on every call, so it offers nothing else.
+        var c: EngineCapabilities = pipeline.base.takesMaskChannels ? [.inpaint] : [.textToImage, .imageToImage, .inpaint]
+        if clip != nil { c.insert(.embedImage) }
+        return c
     }
 
     public var denoiser: LatentDenoiser { pipeline.base }
@@ -43,8 +47,8 @@ public final class StableDiffusionEngine: ImageEngine, @unchecked Sendable {
         case let .textToImage(prompt, _, settings, seed):
             return try pipeline.generate(prompt: prompt, settings: settings, seed: seed, initImage: nil, progress: progress,
                                          preview: preview, onWarning: { context.warning($0) })
-        case let .imageToImage(prompt, picture, _, settings, seed):
-            return try pipeline.generate(prompt: prompt, settings: settings, seed: seed, initImage: picture, progress: progress,
+        case let .imageToImage(prompt, picture, mask, _, settings, seed):
+            return try pipeline.generate(prompt: prompt, settings: settings, seed: seed, initImage: picture, mask: mask, progress: progress,
                                          preview: preview, onWarning: { context.warning($0) })
         case .decode:
             try require(.decodeEmbedding, for: "decode an image embedding (variations, interpolation, text diffs)")

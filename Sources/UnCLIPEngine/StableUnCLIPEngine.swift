@@ -20,7 +20,7 @@ public final class StableUnCLIPEngine: ImageEngine, @unchecked Sendable {
     }
 
     public var capabilities: EngineCapabilities {
-        var c: EngineCapabilities = [.decodeEmbedding, .imageToImage]
+        var c: EngineCapabilities = [.decodeEmbedding, .imageToImage, .inpaint]
         if pipeline.prior != nil { c.formUnion([.textToImage, .prior]) }
         if pipeline.decoder.imageEmbedder != nil { c.insert(.embedImage) }
         return c
@@ -40,9 +40,9 @@ public final class StableUnCLIPEngine: ImageEngine, @unchecked Sendable {
             _ = try requirePrior(for: "text-to-image")
             return try pipeline.textToImage(prompt: prompt, priorSettings: priorSettings, settings: settings, seed: seed,
                                             stages: &stages, progress: progress, preview: preview, onWarning: warn)
-        case let .imageToImage(prompt, picture, priorSettings, settings, seed):
-            _ = try requirePrior(for: "image-to-image")
-            return try pipeline.imageToImage(prompt: prompt, initImage: picture, priorSettings: priorSettings, settings: settings,
+        case let .imageToImage(prompt, picture, mask, priorSettings, settings, seed):
+            _ = try requirePrior(for: mask == nil ? "image-to-image" : "inpainting")
+            return try pipeline.imageToImage(prompt: prompt, initImage: picture, mask: mask, priorSettings: priorSettings, settings: settings,
                                              seed: seed, stages: &stages, progress: progress, preview: preview, onWarning: warn)
         case let .decode(embedding, prompt, settings, seed):
             return try pipeline.variation(imageEmbeds: Tensor(shape: [1, embedding.count], data: embedding), prompt: prompt,

@@ -98,20 +98,47 @@ public final class LatentDenoiser {
         return t
     }
 
+    /// A VAE encoding sampled as diffusers' `retrieve_latents(sample_mode="sample")` does (one draw), scaled.
+    func encodeSample(_ x: Tensor, generator: RandomSource) throws -> Tensor {
+        let (mean, logvar) = try vae.get().encodeDistribution(x)
+        let eps = try generator.randn(count: mean.count)
+        let sample = Tensor(uninitialized: mean.shape)
+        for i in 0..<mean.count { sample.pointer[i] = mean.pointer[i] + Float(exp(0.5 * Double(logvar.pointer[i]))) * eps[i] }
+        return scale(sample, vaeConfig.scalingFactor)
+    }
+
+    /// Whether the UNet is an inpainting one: it takes the latents, the mask and the masked picture's latents
+    /// stacked on channels (stable-diffusion-inpainting's 4 + 1 + 4 = 9).
+    public var takesMaskChannels: Bool { unetConfig.inChannels == vaeConfig.latentChannels * 2 + 1 }
+
     /// The guided denoising loop, from noise (text-to-image) or, with `initImage` and `strength`, from the
     /// noised VAE encoding of that image (image-to-image, as diffusers' img2img pipelines).
-    /// Random draws: [img2img: the VAE sample, then the added noise | txt2img: the initial latents], then
-    /// the scheduler's own draws.
+    /// With a `mask` as well it inpaints as diffusers' StableDiffusionInpaintPipeline: an inpainting UNet sees
+    /// the mask and the masked picture's latents beside the latents; any other UNet has the kept part of the
+    /// latents replaced after every step by the picture's latents noised to the next timestep.
+    /// Random draws: [inpainting: (the picture's VAE sample unless an inpainting UNet at strength 1), the
+    /// noise, the masked picture's VAE sample | img2img: the VAE sample, then the added noise | txt2img: the
+    /// initial latents], then the scheduler's own draws.
     /// - context / classLabels: conditional batch; with guidance, `negativeContext` (and zero labels) go first.
     public func denoise(context: Tensor, negativeContext: Tensor, classLabels: Tensor?, settings s: DecoderSettings,
-                        initImage: RGBImage? = nil, generator: RandomSource, progress: ProgressHandler? = nil,
-                        preview: PreviewHandler? = nil) throws -> (image: Tensor, latents: Tensor) {
+                        initImage: RGBImage? = nil, mask: InpaintMask? = nil, generator: RandomSource,
+                        progress: ProgressHandler? = nil, preview: PreviewHandler? = nil) throws -> (image: Tensor, latents: Tensor) {
         let guided = s.guidanceScale > 1
         var scheduler = try SchedulerChoice.make(configURL: schedulerConfig, name: s.scheduler)
         try scheduler.setTimesteps(s.steps)
         var timesteps = scheduler.timesteps
-        let c = unetConfig.inChannels
+        let c = vaeConfig.latentChannels
         var latents: Tensor
+        // Inpainting state: the mask at latent size, the masked picture's latents (inpainting UNet), and the
+        // picture's latents with the starting noise (blending, for every other UNet).
+        var maskLatent: Tensor?, maskedLatents: Tensor?, blend: (image: Tensor, noise: Tensor)?
+        if mask != nil, initImage == nil { throw ModelError.invalidInput("a mask needs the picture it applies to (the init image)") }
+        if takesMaskChannels, mask == nil {
+            throw ModelError.invalidInput("\(folder.path) has an inpainting UNet (\(unetConfig.inChannels) input channels): it needs an init image and a mask")
+        }
+        if !takesMaskChannels, unetConfig.inChannels != c {
+            throw ModelError.invalidInput("the UNet takes \(unetConfig.inChannels) input channels; expected \(c) (latents) or \(2 * c + 1) (inpainting)")
+        }
         // Low memory: the text encoder's work is done by now (the caller encoded the prompts).
         textEncoder.release()
 
@@ -126,20 +153,49 @@ public final class LatentDenoiser {
             // whatever index the first kept timestep looks up to.
             try scheduler.setBeginIndex(start)
             let x = try initTensor(initImage)
-            let (mean, logvar) = try vae.get().encodeDistribution(x)
-            let eps = try generator.randn(count: mean.count)
-            let sample = Tensor(uninitialized: mean.shape)
-            for i in 0..<mean.count { sample.pointer[i] = mean.pointer[i] + Float(exp(0.5 * Double(logvar.pointer[i]))) * eps[i] }
-            let initLatents = scale(sample, vaeConfig.scalingFactor)
-            guard let first = timesteps.first else {
-                // Strength 0: nothing to denoise; decode the encoding as it is.
-                defer { vae.release() }
-                return (try vae.get().decode(scale(initLatents, 1 / vaeConfig.scalingFactor)), initLatents)
+            if let mask {
+                guard mask.width == initImage.width, mask.height == initImage.height else {
+                    throw ModelError.invalidInput("the mask is \(mask.width)×\(mask.height) but the picture is \(initImage.width)×\(initImage.height); they must be the same size")
+                }
+                // diffusers' inpainting refuses fewer than one step after strength (counted in steps, so PNDM's
+                // extra timestep does not rescue it as it does in img2img).
+                guard keep >= 1, let first = timesteps.first else {
+                    throw ModelError.invalidInput("strength \(strength) leaves no denoising step of \(s.steps); inpainting needs at least one")
+                }
+                // diffusers' prepare_latents: at strength 1 the latents start from pure noise, and an
+                // inpainting UNet then never needs the picture's own latents (no draw for them).
+                let fromNoise = strength == 1
+                let imageLatents: Tensor? = try (fromNoise && takesMaskChannels ? nil : encodeSample(x, generator: generator))
+                let shape = [1, c, x.shape[2] / vaeScaleFactor, x.shape[3] / vaeScaleFactor]
+                let noise = Tensor(shape: shape, data: try generator.randn(count: shape.reduce(1, *)))
+                if fromNoise {
+                    latents = scheduler.initNoiseSigma != 1 ? scale(noise, scheduler.initNoiseSigma) : noise
+                } else {
+                    latents = try scheduler.addNoise(original: imageLatents!, noise: noise, timesteps: [first])
+                }
+                // prepare_mask_latents: the picture with the repainted part set to 0 (mid grey), encoded (a draw
+                // even when the UNet does not take it, so the scheduler's draws stay where diffusers has them).
+                let repaint = mask.repaint
+                let masked = Tensor(uninitialized: x.shape)
+                let n = x.shape[2] * x.shape[3]
+                for ch in 0..<3 { for i in 0..<n { masked.pointer[ch * n + i] = repaint[i] ? 0 : x.pointer[ch * n + i] } }
+                let encodedMasked = try encodeSample(masked, generator: generator)
+                let m = mask.latentTensor(height: shape[2], width: shape[3])
+                maskLatent = m
+                if takesMaskChannels { maskedLatents = encodedMasked } else { blend = (imageLatents!, noise) }
+                if s.previewEvery == nil { vae.release() }
+            } else {
+                let initLatents = try encodeSample(x, generator: generator)
+                guard let first = timesteps.first else {
+                    // Strength 0: nothing to denoise; decode the encoding as it is.
+                    defer { vae.release() }
+                    return (try vae.get().decode(scale(initLatents, 1 / vaeConfig.scalingFactor)), initLatents)
+                }
+                // Previews need the VAE during the loop; otherwise it can go until the final decode.
+                if s.previewEvery == nil { vae.release() }
+                let noise = Tensor(shape: initLatents.shape, data: try generator.randn(count: initLatents.count))
+                latents = try scheduler.addNoise(original: initLatents, noise: noise, timesteps: [first])
             }
-            // Previews need the VAE during the loop; otherwise it can go until the final decode.
-            if s.previewEvery == nil { vae.release() }
-            let noise = Tensor(shape: initLatents.shape, data: try generator.randn(count: initLatents.count))
-            latents = try scheduler.addNoise(original: initLatents, noise: noise, timesteps: [first])
         } else {
             let f = vaeScaleFactor
             let h = (s.height ?? defaultSize) / f, w = (s.width ?? defaultSize) / f
@@ -154,16 +210,31 @@ public final class LatentDenoiser {
         let ctx = guided ? concat([negativeContext, context], axis: 0) : context
         // The unconditional branch sees zero class labels (Stable unCLIP's image embedding), as diffusers does.
         let labels = classLabels.map { guided ? concat([Tensor(zeros: $0.shape), $0], axis: 0) : $0 }
+        // An inpainting UNet's extra channels, the same for both halves of a guided batch.
+        let extra = try maskedLatents.map { masked -> Tensor in
+            guard let maskLatent else { throw ModelError.invalidInput("internal: masked latents without a mask") }
+            let one = concat([maskLatent, masked], axis: 1)
+            return guided ? concat([one, one], axis: 0) : one
+        }
         do {  // the UNet stays referenced only inside this block, so release() below frees it
             let unet = try self.unet.get()
             for (i, t) in timesteps.enumerated() {
-                let input = try scheduler.scaleModelInput(guided ? concat([latents, latents], axis: 0) : latents, timestep: t)
+                var input = try scheduler.scaleModelInput(guided ? concat([latents, latents], axis: 0) : latents, timestep: t)
+                if let extra { input = concat([input, extra], axis: 1) }
                 var noise = try unet(sample: input, timestep: t, encoderHiddenStates: ctx, classLabels: labels)
                 if guided {
                     noise = guide(uncond: slice(noise, axis: 0, 0..<1), cond: slice(noise, axis: 0, 1..<2), scale: s.guidanceScale)
                 }
                 let out = try scheduler.step(modelOutput: noise, timestep: t, sample: latents, generator: generator)
                 latents = out.prevSample
+                if let blend, let maskLatent {
+                    // Keep the picture outside the mask: its latents noised to where the next step starts
+                    // (un-noised after the last step), as diffusers does for UNets without mask channels.
+                    let proper = try (i < timesteps.count - 1
+                        ? scheduler.addNoise(original: blend.image, noise: blend.noise, timesteps: [timesteps[i + 1]])
+                        : blend.image)
+                    latents = blendLatents(kept: proper, repainted: latents, mask: maskLatent)
+                }
                 if let every = s.previewEvery, every > 0, let preview, (i + 1) % every == 0,
                    let x0 = out.predOriginalSample {
                     try preview(i, try tensorToImage(try vae.get().decode(scale(x0, 1 / vaeConfig.scalingFactor))))
@@ -175,6 +246,19 @@ public final class LatentDenoiser {
         defer { vae.release() }
         return (try vae.get().decode(scale(latents, 1 / vaeConfig.scalingFactor)), latents)
     }
+}
+
+/// (1 − mask) · kept + mask · repainted, the mask [1, 1, h, w] broadcast over the latents' channels.
+func blendLatents(kept: Tensor, repainted: Tensor, mask: Tensor) -> Tensor {
+    let out = Tensor(uninitialized: repainted.shape)
+    let hw = mask.count, channels = repainted.count / hw
+    for ch in 0..<channels {
+        for i in 0..<hw {
+            let m = mask.pointer[i], j = ch * hw + i
+            out.pointer[j] = (1 - m) * kept.pointer[j] + m * repainted.pointer[j]
+        }
+    }
+    return out
 }
 
 /// diffusers' image postprocessing: (x / 2 + 0.5) clamped to [0, 1], × 255, rounded half to even → RGB bytes.

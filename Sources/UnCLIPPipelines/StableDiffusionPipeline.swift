@@ -20,17 +20,19 @@ public final class StableDiffusionPipeline {
         }
     }
 
-    /// Random draws as diffusers' StableDiffusionPipeline (latents, then scheduler draws) or, with an init
-    /// image, StableDiffusionImg2ImgPipeline (the VAE sample, the added noise, then scheduler draws).
+    /// Random draws as diffusers' StableDiffusionPipeline (latents, then scheduler draws), with an init
+    /// image StableDiffusionImg2ImgPipeline (the VAE sample, the added noise, then scheduler draws), and with
+    /// a mask too StableDiffusionInpaintPipeline (see `LatentDenoiser.denoise`). diffusers' inpainting
+    /// strength defaults to 1 (`settings.strength` nil here means img2img's 0.8, so callers set it).
     public func generate(prompt: String, settings: DecoderSettings, seed: UInt64, initImage: RGBImage? = nil,
-                         progress: ProgressHandler? = nil, preview: PreviewHandler? = nil,
+                         mask: InpaintMask? = nil, progress: ProgressHandler? = nil, preview: PreviewHandler? = nil,
                          onWarning: (String) -> Void = { _ in }) throws -> Generation {
         try base.validate(settings)
         let generator = TorchGenerator(seed: seed)
         let context = try base.encodePrompt(prompt, onWarning: onWarning)
         let negative = try base.encodePrompt(settings.negativePrompt ?? "")
         let (image, latents) = try base.denoise(context: context, negativeContext: negative, classLabels: nil, settings: settings,
-                                                initImage: initImage, generator: generator, progress: progress, preview: preview)
+                                                initImage: initImage, mask: mask, generator: generator, progress: progress, preview: preview)
         return Generation(image: try tensorToImage(image), imageEmbeds: Tensor(zeros: [1, 0]), prior: nil, latents: latents, seed: seed)
     }
 }

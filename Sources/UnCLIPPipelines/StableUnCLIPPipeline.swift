@@ -80,8 +80,10 @@ public final class StableUnCLIPPipeline {
     /// slerp from the picture's own CLIP embedding to the prior's embedding for the prompt, at t = strength.
     /// 0 keeps the picture, 1 is text-to-image. Without an image encoder in the folder, the prompt's
     /// embedding is used alone.
-    public func imageToImage(prompt: String, initImage: RGBImage, priorSettings: PriorSettings, settings: DecoderSettings,
-                             seed: UInt64, stages: inout PipelineStages, progress: ProgressHandler? = nil,
+    /// With a `mask`, only its white part is repainted: the latents outside it are replaced after every step
+    /// by the picture's, noised to the next timestep (diffusers' inpainting for UNets without mask channels).
+    public func imageToImage(prompt: String, initImage: RGBImage, mask: InpaintMask? = nil, priorSettings: PriorSettings,
+                             settings: DecoderSettings, seed: UInt64, stages: inout PipelineStages, progress: ProgressHandler? = nil,
                              preview: PreviewHandler? = nil, onWarning: (String) -> Void = { _ in }) throws -> Generation {
         guard let prior else {
             throw WeightError.missingFile(path: decoder.folder.appendingPathComponent("prior").path,
@@ -104,8 +106,8 @@ public final class StableUnCLIPPipeline {
             onWarning("\(decoder.folder.path) has no image_encoder/: the decoder is conditioned on the prompt's embedding alone, so even a low strength changes the picture")
         }
         return try decode(embeds: embeds, prompt: prompt, settings: settings, generator: generator, seed: seed,
-                          prior: result, stages: &stages, initImage: initImage, progress: progress, preview: preview,
-                          onWarning: onWarning)
+                          prior: result, stages: &stages, initImage: initImage, mask: mask, progress: progress,
+                          preview: preview, onWarning: onWarning)
     }
 
     /// The prior's best-of-N embedding, from `stages` when cached (replaying its random draws so the decoder
@@ -166,14 +168,15 @@ public final class StableUnCLIPPipeline {
     }
 
     private func decode(embeds: Tensor, prompt: String, settings: DecoderSettings, generator: TorchGenerator, seed: UInt64,
-                        prior: PriorResult?, stages: inout PipelineStages, initImage: RGBImage?, progress: ProgressHandler?,
+                        prior: PriorResult?, stages: inout PipelineStages, initImage: RGBImage?, mask: InpaintMask? = nil,
+                        progress: ProgressHandler?,
                         preview: PreviewHandler?, onWarning: (String) -> Void) throws -> Generation {
         let promptEmbeds = try stages.decoderPrompt ?? decoder.base.encodePrompt(prompt, onWarning: onWarning)
         let negative = try stages.decoderNegative ?? decoder.base.encodePrompt(settings.negativePrompt ?? "")
         stages.decoderPrompt = promptEmbeds
         stages.decoderNegative = negative
         let (image, latents) = try decoder.decode(imageEmbeds: embeds, promptEmbeds: promptEmbeds, negativeEmbeds: negative,
-                                                  settings: settings, initImage: initImage, generator: generator,
+                                                  settings: settings, initImage: initImage, mask: mask, generator: generator,
                                                   progress: progress, preview: preview)
         return Generation(image: try tensorToImage(image), imageEmbeds: embeds, prior: prior, latents: latents, seed: seed)
     }

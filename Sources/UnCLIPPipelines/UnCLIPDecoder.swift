@@ -101,11 +101,11 @@ public final class UnCLIPDecoder {
 
     /// The same with the prompts already encoded (e.g. cached hidden states [1, 77, D]).
     public func decode(imageEmbeds: Tensor, promptEmbeds: Tensor, negativeEmbeds: Tensor, settings s: DecoderSettings,
-                       initImage: RGBImage? = nil, generator: RandomSource, progress: ProgressHandler?,
+                       initImage: RGBImage? = nil, mask: InpaintMask? = nil, generator: RandomSource, progress: ProgressHandler?,
                        preview: PreviewHandler?) throws -> (image: Tensor, latents: Tensor) {
         let noise = Tensor(shape: imageEmbeds.shape, data: try generator.randn(count: imageEmbeds.count))
         let noised = try noiseImageEmbeddings(imageEmbeds, noiseLevel: s.noiseLevel, noise: noise)
         return try base.denoise(context: promptEmbeds, negativeContext: negativeEmbeds, classLabels: noised, settings: s,
-                                initImage: initImage, generator: generator, progress: progress, preview: preview)
+                                initImage: initImage, mask: mask, generator: generator, progress: progress, preview: preview)
     }
 }

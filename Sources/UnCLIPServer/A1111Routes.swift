@@ -28,7 +28,9 @@ struct A1111Routes {
         var n_iter: Int?
         var denoising_strength: Float?
         var init_images: [String]?
+        /// img2img inpainting: base64 picture, white = repaint (inverted with inpainting_mask_invert = 1).
         var mask: String?
+        var inpainting_mask_invert: Int?
         var override_settings: [String: JSONAny]?
     }
 
@@ -116,7 +118,6 @@ struct A1111Routes {
             guard let first = body.init_images?.first else {
                 throw APIError.badRequest("init_images: img2img needs one picture (base64)", field: "init_images")
             }
-            if body.mask != nil { throw APIError.badRequest("mask: inpainting is not supported yet", field: "mask") }
             // A1111 resizes the init picture to width × height ("just resize", Lanczos); an edit keeps its picture's size.
             let picture = try server.decodeUpload(try Base64Image.decode(first, field: "init_images[0]"), field: "init_images[0]")
             let (w, h) = (body.width ?? picture.width, body.height ?? picture.height)
@@ -127,6 +128,19 @@ struct A1111Routes {
                 spec.image = try pngData(picture.resized(width: w, height: h, filter: .lanczos), parameters: nil).base64EncodedString()
             } else {
                 spec.image = first
+            }
+            if let maskText = body.mask {
+                // The mask follows the picture: resized the same way, and inverted when asked (A1111's
+                // mask_blur, inpainting_fill and full-resolution inpainting are not applied: diffusers' masking is).
+                let mask = try server.decodeUpload(try Base64Image.decode(maskText, field: "mask"), field: "mask")
+                let invert = body.inpainting_mask_invert ?? 0
+                guard invert == 0 || invert == 1 else {
+                    throw APIError.badRequest("inpainting_mask_invert: must be 0 or 1 (got \(invert))", field: "inpainting_mask_invert")
+                }
+                var m = mask
+                if (mask.width, mask.height) != (w, h) { m = mask.resized(width: w, height: h, filter: .lanczos) }
+                if invert == 1 { m = try RGBImage(width: m.width, height: m.height, pixels: m.pixels.map { 255 - $0 }) }
+                spec.mask = m == mask ? maskText : try pngData(m, parameters: nil).base64EncodedString()
             }
             spec.width = nil
             spec.height = nil

@@ -51,6 +51,9 @@ public struct JobSpec: Codable, Sendable, Equatable {
     /// variation of an upload / edit: the picture, base64 (PNG, JPEG or WebP).
     public var image: String?
     public var strength: Float?
+    /// edit: an inpainting mask of the picture's size, base64; white = repaint, black = keep (each API's own
+    /// convention is converted to this one before the job is queued).
+    public var mask: String?
     /// interpolate: generation ids; nudge: `from` is the baseline text.
     public var from: IDOrText?
     public var to: Int64?
@@ -61,7 +64,7 @@ public struct JobSpec: Codable, Sendable, Equatable {
     enum CodingKeys: String, CodingKey, CaseIterable {
         case kind, model, prompt, negativePrompt = "negative_prompt", steps, guidance, noiseLevel = "noise_level", width, height,
              scheduler, seed, count, priorSteps = "prior_steps", priorGuidance = "prior_guidance",
-             priorCandidates = "prior_candidates", previewEvery = "preview_every", id, image, strength, from, to, frames, toward, amount
+             priorCandidates = "prior_candidates", previewEvery = "preview_every", id, image, strength, mask, from, to, frames, toward, amount
     }
 
     public init(kind: Kind) { self.kind = kind }
@@ -83,7 +86,7 @@ public struct JobSpec: Codable, Sendable, Equatable {
         switch kind {
         case .textToImage: return decoder.union([.count, .priorSteps, .priorGuidance, .priorCandidates])
         // An edit keeps its picture's size.
-        case .edit: return decoder.union([.count, .priorSteps, .priorGuidance, .priorCandidates, .image, .strength]).subtracting([.width, .height])
+        case .edit: return decoder.union([.count, .priorSteps, .priorGuidance, .priorCandidates, .image, .strength, .mask]).subtracting([.width, .height])
         case .variation: return decoder.union([.count, .id, .image])
         case .interpolate: return decoder.union([.from, .to, .frames])
         case .nudge: return decoder.union([.count, .id, .toward, .from, .amount])
@@ -192,6 +195,7 @@ public struct JobSpec: Codable, Sendable, Equatable {
             var r = EditRequest(prompt: prompt ?? "", picture: picture)
             r.prior = prior; r.decoder = decoder; r.seeds = seeds
             if let strength { r.strength = strength }
+            if let mask { r.mask = .data(try Base64Image.decode(mask, field: "mask"), name: "mask") }
             made = try service.edit(r, observer: observer, delivered: delivered, job: job)
         case .variation:
             var r = VariationRequest(source: try picture().map { .picture($0) } ?? .generation(id ?? 0))

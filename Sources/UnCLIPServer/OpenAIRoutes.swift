@@ -1,9 +1,12 @@
 import Foundation
 import Hummingbird
+import UnCLIPImage
+import UnCLIPService
 import UnCLIPStore
 
-/// OpenAI's images API as DALL·E 2 serves it: generations and variations (an unCLIP variation of the uploaded
-/// picture's CLIP embedding, which is what DALL·E 2's variations are). Errors in OpenAI's shape; unknown
+/// OpenAI's images API as DALL·E 2 serves it: generations, edits (inpainting: the mask's fully transparent
+/// part is repainted) and variations (an unCLIP variation of the uploaded picture's CLIP embedding, which is
+/// what DALL·E 2's variations are). Errors in OpenAI's shape; unknown
 /// fields refused, as OpenAI does. `url` responses point at our own image route.
 struct OpenAIRoutes {
     let server: UnCLIPServer
@@ -52,8 +55,50 @@ struct OpenAIRoutes {
             try configure(&spec, n: n, size: form.text("size"), model: form.text("model"))
             return try await run(spec, owner: context.owner, format: try responseFormat(form.text("response_format")), request: request)
         }
-        group.post("images/edits") { _, _ -> Response in
-            throw APIError.badRequest("image edits need masks (inpainting), which this server does not support yet; use /v1/images/variations, or /sdapi/v1/img2img for image-to-image", field: "mask")
+        group.post("images/edits") { request, context in
+            var request = request
+            let data = try await request.data(limit: server.limits.maxBodyBytes)
+            let form = try MultipartForm(data, contentType: request.headers[.contentType] ?? "")
+            let known: Set<String> = ["image", "mask", "prompt", "n", "size", "response_format", "user", "model"]
+            for p in form.parts where !known.contains(p.name) {
+                throw APIError.badRequest("Unrecognized request argument supplied: \(p.name)", field: p.name)
+            }
+            guard let image = form["image"], !image.data.isEmpty else {
+                throw APIError.badRequest("image: required (a PNG; its transparent part is edited when no mask is given)", field: "image")
+            }
+            guard let prompt = form.text("prompt"), !prompt.isEmpty else {
+                throw APIError.badRequest("prompt: required", field: "prompt")
+            }
+            let picture = try server.decodeUpload(image.data, field: "image")
+            // OpenAI edits where the mask (else the image itself) is fully transparent; our masks are white
+            // where repainted, so the alpha channel is converted here, before the job is queued.
+            let maskField = form["mask"] == nil ? "image" : "mask"
+            let maskBytes = form["mask"]?.data ?? image.data
+            let mask = try Self.repaintMask(fromAlphaOf: maskBytes, field: maskField, limits: server.limits)
+            guard mask.width == picture.width, mask.height == picture.height else {
+                throw APIError.badRequest("mask: is \(mask.width)×\(mask.height) but the image is \(picture.width)×\(picture.height); they must be the same size", field: "mask")
+            }
+            guard mask.pixels.contains(255) else {
+                throw APIError.badRequest("\(maskField): has no fully transparent pixels, so there is nothing to edit (the transparent part of the mask is what is repainted)", field: maskField)
+            }
+            var spec = JobSpec(kind: .edit)
+            spec.prompt = prompt
+            spec.image = image.data.base64EncodedString()
+            spec.mask = try pngData(mask, parameters: nil).base64EncodedString()
+            spec.strength = 1  // diffusers' inpainting default: the masked part starts from noise
+            let n = try form.text("n").map { text -> Int in
+                guard let v = Int(text) else { throw APIError.badRequest("n: must be an integer (got '\(text.prefix(20))')", field: "n") }
+                return v
+            }
+            // An edit keeps the picture's size; OpenAI's size must then be that size.
+            try configure(&spec, n: n, size: form.text("size"), model: form.text("model"))
+            if let w = spec.width, let h = spec.height {
+                guard w == picture.width, h == picture.height else {
+                    throw APIError.badRequest("size: edits keep the image's size, \(picture.width)x\(picture.height) (got \(w)x\(h))", field: "size")
+                }
+                (spec.width, spec.height) = (nil, nil)
+            }
+            return try await run(spec, owner: context.owner, format: try responseFormat(form.text("response_format")), request: request)
         }
         group.get("models") { _, _ in
             try Reply.json(["object": .string("list"), "data": .list(server.models.models.map { ["id": $0.name, "object": "model", "owned_by": "unclip"] })] as OpenAIList)
@@ -69,6 +114,18 @@ struct OpenAIRoutes {
             var c = encoder.singleValueContainer()
             switch self { case let .string(s): try c.encode(s); case let .list(l): try c.encode(l) }
         }
+    }
+
+    /// Our mask (white = repaint, black = keep) from a PNG's alpha channel: OpenAI repaints where alpha is 0.
+    static func repaintMask(fromAlphaOf data: Data, field: String, limits: ServerLimits) throws -> RGBImage {
+        let l = ImageLimits(maxSide: limits.maxUploadSide, maxPixels: limits.maxUploadPixels, maxFileBytes: limits.maxBodyBytes)
+        let a: (width: Int, height: Int, alpha: [UInt8])
+        do { a = try ImageFile.pngAlpha(data, source: "'\(field)'", limits: l) } catch let e as ImageFileError {
+            var api = APIError.from(e)
+            api.field = field
+            throw api
+        }
+        return try RGBImage(width: a.width, height: a.height, pixels: a.alpha.flatMap { $0 == 0 ? [255, 255, 255] : [0, 0, 0] as [UInt8] })
     }
 
     /// n, size and model as OpenAI words them; "dall-e-2" (and no model) mean the server's default model.

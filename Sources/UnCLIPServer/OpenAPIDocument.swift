@@ -40,7 +40,7 @@ enum OpenAPIDocument {
         "seed": {"type": "integer", "description": "-1 or absent: random, drawn when the job is accepted"}, "count": {"type": "integer"},
         "prior_steps": {"type": "integer"}, "prior_guidance": {"type": "number"}, "prior_candidates": {"type": "integer"},
         "preview_every": {"type": "integer"}, "id": {"type": "integer"}, "image": {"type": "string", "description": "base64 PNG, JPEG or WebP"},
-        "strength": {"type": "number"}, "from": {"type": ["integer", "string"]}, "to": {"type": "integer"}, "frames": {"type": "integer"},
+        "strength": {"type": "number"}, "mask": {"type": "string", "description": "edit: base64 inpainting mask of the image's size; white = repaint, black = keep"}, "from": {"type": ["integer", "string"]}, "to": {"type": "integer"}, "frames": {"type": "integer"},
         "toward": {"type": "string"}, "amount": {"type": "number"}}},
       "Job": {"type": "object", "required": ["id", "kind", "model", "status", "position", "progress", "eta", "generations", "error", "created_at", "started_at", "finished_at", "attempts"],
         "properties": {"id": {"type": "integer"}, "kind": {"type": "string"}, "model": {"type": ["string", "null"]},

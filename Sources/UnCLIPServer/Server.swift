@@ -123,7 +123,8 @@ public final class UnCLIPServer: @unchecked Sendable {
         let engine = model.engine
         switch spec.kind {
         case .textToImage: try engine.require(.textToImage, for: "make images from text")
-        case .edit: try engine.require(.imageToImage, for: "edit pictures")
+        case .edit:
+            if spec.mask == nil { try engine.require(.imageToImage, for: "edit pictures") } else { try engine.require(.inpaint, for: "inpaint pictures") }
         case .variation:
             try engine.require(.decodeEmbedding, for: "make variations")
             if spec.image != nil { try engine.require(.embedImage, for: "make variations of an uploaded picture") }
@@ -147,7 +148,13 @@ public final class UnCLIPServer: @unchecked Sendable {
             if let id, !(try store.contains(id)) { throw APIError.notFound("no generation \(id)", field: field) }
         }
         if case let .id(from)? = spec.from, !(try store.contains(from)) { throw APIError.notFound("no generation \(from)", field: "from") }
-        if let image = spec.image { _ = try decodeUpload(Base64Image.decode(image, field: "image"), field: "image") }
+        let picture = try spec.image.map { try decodeUpload(Base64Image.decode($0, field: "image"), field: "image") }
+        if let mask = spec.mask {
+            let m = try decodeUpload(Base64Image.decode(mask, field: "mask"), field: "mask")
+            if let picture, let problem = maskShapeProblem(mask: (m.width, m.height), picture: (picture.width, picture.height)) {
+                throw APIError.badRequest("mask: \(problem)", field: "mask")
+            }
+        }
     }
 
     /// Decodes an uploaded picture, its size checked from the header before any pixel is decoded.

@@ -319,7 +319,7 @@ public final class GenerationService: @unchecked Sendable {
     /// (the picture's own slerped toward the prompt's by the strength) is recorded too.
     public func edit(_ r: EditRequest, observer: GenerationObserver? = nil,
                      delivered: ((MadeImage) throws -> Void)? = nil, job: Int64? = nil) throws -> [MadeImage] {
-        try engine.require(.imageToImage, for: "edit pictures")
+        if r.mask == nil { try engine.require(.imageToImage, for: "edit pictures") } else { try engine.require(.inpaint, for: "inpaint pictures") }
         try RequestCheck.prompt("prompt", r.prompt)
         if engine.prior != nil { try RequestCheck.check(r.prior) }
         if r.decoder.width != nil || r.decoder.height != nil {
@@ -327,6 +327,7 @@ public final class GenerationService: @unchecked Sendable {
                                                reason: "does not apply to image-to-image, which keeps the picture's size")
         }
         let (picture, digest) = try readPicture(r.picture)
+        let mask = try r.mask.map { try readMask($0, for: picture) }
         let settings = try prepare(r.decoder, strength: r.strength, size: (picture.width, picture.height))
         let seeds = try RequestCheck.seeds(r.seeds)
         let model = try modelRecord()
@@ -334,13 +335,16 @@ public final class GenerationService: @unchecked Sendable {
         return try runEach(seeds, observer: observer, firstWarnings: [], job: job, delivered: delivered) { i, seed, context, record in
             let start = DispatchTime.now().uptimeNanoseconds
             let priorSettings = engine.prior == nil ? nil : r.prior.settings
-            let (g, report, runID) = try render(.imageToImage(prompt: r.prompt, picture: picture, prior: r.prior.settings, settings: settings, seed: seed),
+            let (g, report, runID) = try render(.imageToImage(prompt: r.prompt, picture: picture, mask: mask?.mask, prior: r.prior.settings,
+                                                              settings: settings, seed: seed),
                                                prompt: r.prompt, negative: settings.negativePrompt ?? "", priorSettings: priorSettings,
                                                seed: seed, model: model, context: context)
             var recorded = try recordedSettings(settings, prior: r.prior)
             recorded.initImage = r.picture.name
             recorded.initSHA256 = digest
             recorded.strength = r.strength
+            recorded.maskImage = r.mask?.name
+            recorded.maskSHA256 = mask?.sha256
             // Image-to-image keeps the init picture's size.
             recorded.width = picture.width
             recorded.height = picture.height
@@ -492,7 +496,15 @@ public final class GenerationService: @unchecked Sendable {
             guard digest == expected else {
                 throw StoreError.imageFile(path: path, reason: "generation \(id)'s init image has changed since the edit (sha256 \(digest.prefix(12)), recorded \(expected.prefix(12)))")
             }
-            job = .imageToImage(prompt: g.prompt ?? "", picture: picture, prior: withPrior ? try priorSettings() : PriorSettings(),
+            var mask: InpaintMask?
+            if let maskPath = s.maskImage, let maskExpected = s.maskSHA256 {
+                let read = try readMask(.file(URL(fileURLWithPath: maskPath)), for: picture)
+                guard read.sha256 == maskExpected else {
+                    throw StoreError.imageFile(path: maskPath, reason: "generation \(id)'s mask has changed since the edit (sha256 \(read.sha256.prefix(12)), recorded \(maskExpected.prefix(12)))")
+                }
+                mask = read.mask
+            }
+            job = .imageToImage(prompt: g.prompt ?? "", picture: picture, mask: mask, prior: withPrior ? try priorSettings() : PriorSettings(),
                                 settings: settings, seed: seed)
             usesPrior = withPrior
         case .textToImage:

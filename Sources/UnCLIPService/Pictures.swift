@@ -1,6 +1,7 @@
 import Foundation
 import UnCLIPEngine
 import UnCLIPImage
+import UnCLIPPipelines
 import UnCLIPStore
 
 /// The bytes of a picture source.
@@ -19,6 +20,26 @@ func pictureBytes(_ source: PictureSource) throws -> Data {
 func readPicture(_ source: PictureSource) throws -> (image: RGBImage, sha256: String) {
     let data = try pictureBytes(source)
     return (try decodePicture(data, name: source.name), SHA256.hex(data))
+}
+
+/// An inpainting mask read from a picture, resized to `picture`'s size as diffusers does when they differ, with
+/// the sha256 of its bytes for the record. Only a mask whose aspect ratio differs from the picture's is refused:
+/// stretched, it would no longer mark what it was drawn over.
+func readMask(_ source: PictureSource, for picture: RGBImage) throws -> (mask: InpaintMask, sha256: String) {
+    let (image, digest) = try readPicture(source)
+    if let problem = maskShapeProblem(mask: (image.width, image.height), picture: (picture.width, picture.height)) {
+        throw EngineError.invalidParameter(name: "mask", reason: problem)
+    }
+    return (try InpaintMask(picture: image, width: picture.width, height: picture.height), digest)
+}
+
+/// Why a mask of this size cannot go with this picture (nil: it can, resized if need be). Front ends that
+/// check uploads before queueing them use the same rule.
+public func maskShapeProblem(mask: (width: Int, height: Int), picture: (width: Int, height: Int)) -> String? {
+    // Same shape within a pixel of rounding: w_m / h_m = w / h, compared as products.
+    let slack = max(mask.width, mask.height, picture.width, picture.height)
+    if abs(mask.width * picture.height - mask.height * picture.width) < slack { return nil }
+    return "is \(mask.width)×\(mask.height) but the picture is \(picture.width)×\(picture.height); a mask must have the picture's shape (it is resized to the picture's size)"
 }
 
 /// Decodes PNG, JPEG or WebP bytes as diffusers' `load_image` does (EXIF orientation applied, alpha dropped),

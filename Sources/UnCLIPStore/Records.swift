@@ -51,6 +51,9 @@ public struct RecordedSettings: Codable, Equatable, Sendable {
     public var initImage: String?
     public var initSHA256: String?
     public var strength: Float?
+    // Inpainting: the mask picture (path when made, and its sha256); white = repainted.
+    public var maskImage: String?
+    public var maskSHA256: String?
     /// The CLIP vision encoder that embedded the finished image, when the model has no image embedding of its
     /// own (plain Stable Diffusion with --clip).
     public var clipModel: String?

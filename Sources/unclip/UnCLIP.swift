@@ -69,6 +69,7 @@ enum CLIWording {
         "prior_steps": "--prior-steps", "prior_guidance_scale": "--prior-guidance", "prior_candidates": "--prior-candidates",
         "seed": "--seed", "count": "--count", "strength": "--strength", "amount": "--amount", "frames": "--frames",
         "from": "--from", "toward": "--toward", "limit": "--limit", "prompt": "the prompt", "embedding": "the embedding",
+        "mask": "--mask",
     ]
 
     static func describe(_ e: StoreError) -> String {

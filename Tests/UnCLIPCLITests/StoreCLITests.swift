@@ -184,6 +184,52 @@ final class StoreCLITests: CLITestCase {
         try assertFails(["generate", "x", "--model", sd, "--strength", "0.5"], mentioning: ["unclip edit"])
     }
 
+    /// Issue 19: `edit --mask` inpaints (default strength 1, as diffusers), records the mask's path and sha256,
+    /// and regenerates to the same bytes; a mask of another size is refused naming --mask.
+    func testInpaintingEditsAreRecordedAndRegenerate() throws {
+        let sd = "Tests/Fixtures/sd/tiny-sd-eps", initPNG = "Tests/Fixtures/sd/sd-init.png"
+        let mask = "Tests/Fixtures/inpaint/mask-rect.png"
+        let made = objects(try run(["edit", "--image", initPNG, "--mask", mask, "a house", "--model", sd, "--seed", "5", "--steps", "3", "--json"]))
+        XCTAssertEqual(made.count, 1)
+        let e = try openStore().generation(id(made.first ?? [:]))
+        XCTAssertEqual(e.kind, .edit)
+        XCTAssertEqual(e.settings.strength, 1)
+        XCTAssertEqual(e.settings.maskImage.map { URL(fileURLWithPath: $0).lastPathComponent }, "mask-rect.png")
+        XCTAssertEqual(e.settings.maskSHA256, SHA256.hex(try Data(contentsOf: URL(fileURLWithPath: mask))))
+        let r = try run(["regenerate", "\(e.id)"])
+        XCTAssertEqual(r.status, 0, r.stderr)
+        XCTAssertTrue(r.stdout.contains("matches") || r.stdout.contains("\"matches\":true") || r.stdout.contains("identical"), r.stdout)
+        // The same edit without the mask is a different picture.
+        let whole = objects(try run(["edit", "--image", initPNG, "--strength", "1", "a house", "--model", sd, "--seed", "5", "--steps", "3", "--json"]))
+        XCTAssertNotEqual(try openStore().generation(id(whole.first ?? [:])).sha256, e.sha256)
+        // A mask of the picture's shape but another size is resized, as diffusers does; another shape is refused.
+        let resized = try run(["edit", "--image", initPNG, "--mask", "Tests/Fixtures/inpaint/mask-24.png", "x", "--model", sd, "--steps", "2", "--json"])
+        XCTAssertEqual(resized.status, 0, resized.stderr)
+        try assertFails(["edit", "--image", initPNG, "--mask", "Tests/Fixtures/image/png/gray1.png", "x", "--model", sd],
+                        mentioning: ["--mask", "37×29", "shape"])
+        let help = try run(["help", "edit"]).stdout.split(whereSeparator: \.isWhitespace).joined(separator: " ")
+        XCTAssertTrue(help.contains("WHITE part is repainted"), help)
+    }
+
+    /// A folder whose UNet takes mask channels (9 inputs) only inpaints: text-to-image and plain edits are
+    /// refused before any work, naming what it can do.
+    func testInpaintingModelsOnlyInpaint() throws {
+        let folder = tmp.appendingPathComponent("tiny-sd-inpaint")
+        try FileManager.default.createDirectory(at: folder, withIntermediateDirectories: true)
+        let base = URL(fileURLWithPath: "Tests/Fixtures/sd/tiny-sd-eps").standardizedFileURL
+        for part in ["tokenizer", "text_encoder", "vae", "scheduler", "model_index.json"] {
+            try FileManager.default.createSymbolicLink(at: folder.appendingPathComponent(part), withDestinationURL: base.appendingPathComponent(part))
+        }
+        try FileManager.default.createSymbolicLink(at: folder.appendingPathComponent("unet"),
+                                                   withDestinationURL: URL(fileURLWithPath: "Tests/Fixtures/inpaint/unet9").standardizedFileURL)
+        let initPNG = "Tests/Fixtures/sd/sd-init.png"
+        let made = objects(try run(["edit", "--image", initPNG, "--mask", "Tests/Fixtures/inpaint/mask-colour.png", "a house",
+                                    "--model", folder.path, "--seed", "1", "--steps", "2", "--json"]))
+        XCTAssertEqual(made.count, 1)
+        try assertFails(["generate", "a house", "--model", folder.path, "--steps", "2"], mentioning: ["inpaint"])
+        try assertFails(["edit", "--image", initPNG, "a house", "--model", folder.path, "--steps", "2"], mentioning: ["inpaint"])
+    }
+
     func testVaryingAnOutsideImageRecordsItAsASource() throws {
         let made = try generate("a red lighthouse", seed: 1)
         let png = tmp.appendingPathComponent("photo.png")

@@ -105,6 +105,20 @@ final class ImageFileTests: XCTestCase {
         XCTAssertNotEqual(Array(dropped.pixels[0..<3]), [255, 255, 255])
     }
 
+    /// OpenAI's masks are transparency: pngAlpha reads the alpha channel that decoding drops.
+    func testPNGAlphaChannel() throws {
+        let data = try Data(contentsOf: Fixture.url("inpaint/openai-mask-32.png"))
+        let a = try ImageFile.pngAlpha(data, source: "mask")
+        XCTAssertEqual([a.width, a.height], [32, 32])
+        XCTAssertEqual(Array(a.alpha[0..<32]), [UInt8](repeating: 0, count: 16) + [1] + [UInt8](repeating: 255, count: 15))
+        // Without transparency every pixel is opaque.
+        let opaque = try ImageFile.pngAlpha(try Data(contentsOf: Fixture.url("sd/sd-init.png")), source: "init")
+        XCTAssertEqual(Set(opaque.alpha), [255])
+        XCTAssertThrowsError(try ImageFile.pngAlpha(Data([0xFF, 0xD8, 0xFF, 0xE0, 0, 0]), source: "photo.jpg")) {
+            XCTAssertTrue("\($0)".contains("PNG"), "\($0)")
+        }
+    }
+
     func testFormatSniffing() throws {
         XCTAssertEqual(ImageFile.format(of: try FormatFixtures.data("rgba.png")), .png)
         XCTAssertEqual(ImageFile.format(of: try FormatFixtures.data("gray.jpg")), .jpeg)

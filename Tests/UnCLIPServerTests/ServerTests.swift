@@ -178,9 +178,59 @@ final class ServerTests: XCTestCase {
         let source = try XCTUnwrap(try s.store.generations(GenerationFilter(kinds: [.source])).first)
         XCTAssertEqual(Set(variations.flatMap(\.parents).map(\.id)), [source.id])
 
-        let edits = try await s.call("POST", "/v1/images/edits", body: body, contentType: type)
+        // An edit without a mask takes the image's own transparency as the mask; this image has none.
+        let (noMask, noMaskType) = multipart([("image", "in.png", try XCTUnwrap(Data(base64Encoded: png))), ("prompt", nil, Data("x".utf8))])
+        let edits = try await s.call("POST", "/v1/images/edits", body: noMask, contentType: noMaskType)
         XCTAssertEqual(edits.status, 400)
-        XCTAssertEqual(((edits.object["error"] as? [String: Any])?["param"] as? String), "mask")
+        XCTAssertEqual(((edits.object["error"] as? [String: Any])?["param"] as? String), "image")
+        XCTAssertTrue(edits.text.contains("transparent"), edits.text)
+    }
+
+    /// OpenAI's edits inpaint where the mask is fully transparent (converted to our white-is-repaint mask);
+    /// A1111's img2img takes a white-is-repaint mask. Both are recorded with the mask's sha256.
+    func testOpenAIEditsAndA1111MasksInpaint() async throws {
+        let made = try await s.call("POST", "/v1/images/generations", json: ["prompt": "a red circle", "size": "32x32",
+                                                                             "response_format": "b64_json"])
+        let png = try XCTUnwrap(Data(base64Encoded: try XCTUnwrap((made.object["data"] as? [[String: Any]])?.first?["b64_json"] as? String)))
+        let alphaMask = try Data(contentsOf: Fixture.url("inpaint/openai-mask-32.png"))
+        func edit(_ mask: Data?, size: String = "32x32") async throws -> TestServer.Reply {
+            var fields: [(name: String, filename: String?, data: Data)] = [("image", "in.png", png), ("prompt", nil, Data("a blue square".utf8)),
+                                                                          ("size", nil, Data(size.utf8)), ("response_format", nil, Data("b64_json".utf8))]
+            if let mask { fields.append(("mask", "mask.png", mask)) }
+            let (body, type) = multipart(fields)
+            return try await s.call("POST", "/v1/images/edits", body: body, contentType: type)
+        }
+        let r = try await edit(alphaMask)
+        XCTAssertEqual(r.status, 200, r.text)
+        let out = try decodePNG(try XCTUnwrap((r.object["data"] as? [[String: Any]])?.first?["b64_json"] as? String))
+        XCTAssertEqual([out.width, out.height], [32, 32])
+        let stored = try XCTUnwrap(try s.store.generations(GenerationFilter(kinds: [.edit])).first)
+        XCTAssertEqual(stored.settings.strength, 1)
+        XCTAssertEqual(stored.settings.maskImage, "mask")
+        XCTAssertEqual(stored.settings.maskSHA256?.count, 64)
+        // The mask given to the job is ours: white exactly where the upload's alpha is 0 (columns 0-15; column
+        // 16 has alpha 1, so it is kept). Its colours (white on the left) must not decide it.
+        let job = try XCTUnwrap(try s.store.jobs(statuses: [.done], limit: nil).first { $0.kind == "edit" })
+        let spec = try XCTUnwrap(try JSONSerialization.jsonObject(with: Data(job.payload.utf8)) as? [String: Any])
+        let maskBase64 = try XCTUnwrap(spec["mask"] as? String, job.payload)
+        let ours = try ImageFile.decode(try XCTUnwrap(Data(base64Encoded: maskBase64)), source: "mask")
+        for x in 0..<32 { XCTAssertEqual(ours.pixels[(5 * 32 + x) * 3], x < 16 ? 255 : 0, "column \(x)") }
+
+        let wrongSize = try await edit(alphaMask, size: "64x64")
+        XCTAssertEqual(wrongSize.status, 400)
+        XCTAssertEqual((wrongSize.object["error"] as? [String: Any])?["param"] as? String, "size")
+
+        let a1111 = try await s.call("POST", "/sdapi/v1/img2img", json: ["prompt": "a blue square", "init_images": [png.base64EncodedString()],
+                                                                           "mask": maskBase64, "denoising_strength": 1,
+                                                                           "seed": 5, "steps": 4])
+        XCTAssertEqual(a1111.status, 200, a1111.text)
+        let edits = try s.store.generations(GenerationFilter(kinds: [.edit]))
+        XCTAssertEqual(edits.count, 2)
+        XCTAssertTrue(edits.allSatisfy { $0.settings.maskSHA256 != nil })
+        let tiny = try await s.call("POST", "/sdapi/v1/img2img", json: ["prompt": "x", "init_images": [png.base64EncodedString()],
+                                                                         "mask": maskBase64, "inpainting_mask_invert": 2])
+        XCTAssertEqual(tiny.status, 400)
+        XCTAssertTrue(tiny.text.contains("inpainting_mask_invert"), tiny.text)
     }
 
     /// Bad input of every kind: a 4xx whose message names the field, in each API's shape; nothing stored or queued.

@@ -798,7 +798,7 @@ const CHILD = { variation: 'variation', edit: 'edit', 'text-diff': 'nudge', inte
 
 function human(key) {
   const names = { samplerName: 'Sampler', schedulerName: 'Scheduler', modelName: 'Model', modelHash: 'Model hash', guidance: 'Guidance (CFG)',
-    noiseLevel: 'Noise level', negativePrompt: 'Negative prompt', t: 'Position (t)', initSHA256: 'Init SHA-256', clipModel: 'CLIP model' };
+    noiseLevel: 'Noise level', negativePrompt: 'Negative prompt', t: 'Position (t)', initSHA256: 'Init SHA-256', maskSHA256: 'Mask SHA-256', clipModel: 'CLIP model' };
   return names[key] || key.replace(/_/g, ' ').replace(/([a-z])([A-Z])/g, '$1 $2').toLowerCase().replace(/^./, c => c.toUpperCase());
 }
 function dl(target, pairs) {
