@@ -193,7 +193,18 @@ final class PostgresSession: @unchecked Sendable {
 
     /// The longest a statement may go unanswered before the connection is taken for dead (a network cut sends
     /// nothing back).
-    let statementTimeout: TimeInterval = 120
+    private var statementTimeout: TimeInterval = 120
+
+    /// Runs `body` waiting up to `seconds` for each answer: for statements that rightly run for minutes (building an
+    /// HNSW index over a large table), which the usual limit would take for a dead connection.
+    func allowingLongStatements<T>(_ seconds: TimeInterval, _ body: () throws -> T) throws -> T {
+        try lock.withLock {
+            let usual = statementTimeout
+            statementTimeout = max(usual, seconds)
+            defer { statementTimeout = usual }
+            return try body()
+        }
+    }
 
     /// The query's result, or `Lost` if the connection closes first or nothing comes within `seconds`. (A query
     /// sent on a connection the server is closing may otherwise never be answered: postgres-nio drops the write on

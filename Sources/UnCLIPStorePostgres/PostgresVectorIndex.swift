@@ -73,6 +73,11 @@ final class PostgresVectorIndex {
 
     /// Adds the ranking vectors of generations recorded since the last sync (see the type's comment).
     func sync() throws {
+        // Inserts into an indexed table update the HNSW graph row by row: slow pages must not look like a dead link.
+        try session.allowingLongStatements(3600) { try syncPages() }
+    }
+
+    private func syncPages() throws {
         var after = max(0, (try session.scalarInt("SELECT coalesce(max(generation_id), 0) FROM search_vectors") ?? 0) - reorderMargin)
         while true {
             let rows = try session.query("""
@@ -119,7 +124,8 @@ final class PostgresVectorIndex {
         let key = dim * 2 + (ranking == .picture ? 0 : 1)
         guard !indexedWidths.contains(key) else { return }
         let column = Self.column(ranking)
-        try session.transaction {
+        // An index over a million rows takes many minutes on two cores.
+        try session.allowingLongStatements(6 * 3600) { try session.transaction {
             // Two servers starting on one database must not both build it.
             try session.query("SELECT pg_advisory_xact_lock($1)", [.int(PostgresSchema.migrationLock + 1)])
             // Inner product, not cosine: a text query's vector (picture + half the decoder's) is shorter than 1 by
@@ -129,7 +135,7 @@ final class PostgresVectorIndex {
                 CREATE INDEX IF NOT EXISTS search_vectors_\(column)_\(dim) ON search_vectors
                 USING hnsw ((\(column)::halfvec(\(dim))) halfvec_ip_ops) WHERE dim = \(dim)
                 """)
-        }
+        } }
         indexedWidths.insert(key)
     }
 
