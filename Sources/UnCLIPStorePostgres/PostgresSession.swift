@@ -338,4 +338,13 @@ extension PostgresRandomAccessRow {
         guard let count, let b = try bytes(i) else { return nil }
         return try FloatBytes.decode(b, count: count, path: path, what: what)
     }
+
+    /// The picture and decoder embeddings of a row selected as (id, picture_dim, picture_embedding, dim, embedding).
+    func embeddingPair(id: Int64, path: String) throws -> (picture: [Float]?, decoder: [Float]?) {
+        func read(_ dimColumn: Int, _ what: String) throws -> [Float]? {
+            try floats(dimColumn + 1, count: try self[dimColumn].decode(Int32?.self).map(Int.init), path: path,
+                       what: "the \(what) of generation \(id)")
+        }
+        return (try read(1, "picture embedding"), try read(3, "image embedding"))
+    }
 }

@@ -506,11 +506,8 @@ public final class PostgresStore: GenerationStore, @unchecked Sendable {
     }
 
     private func searchVector(_ r: PostgresRandomAccessRow, id: Int64, ranking: SearchRanking) throws -> [Float]? {
-        func read(_ dimColumn: Int, _ what: String) throws -> [Float]? {
-            try r.floats(dimColumn + 1, count: try r[dimColumn].decode(Int32?.self).map(Int.init), path: location,
-                         what: "the \(what) of generation \(id)")
-        }
-        return ranking.vector(picture: try read(1, "picture embedding"), decoder: try read(3, "image embedding"))
+        let e = try r.embeddingPair(id: id, path: location)
+        return ranking.vector(picture: e.picture, decoder: e.decoder)
     }
 
     // MARK: - Consistency

@@ -103,11 +103,7 @@ final class PostgresVectorIndex {
             }
             for r in rows {
                 let id = try r.int(0)
-                func read(_ dimColumn: Int, _ what: String) throws -> [Float]? {
-                    try r.floats(dimColumn + 1, count: try r[dimColumn].decode(Int32?.self).map(Int.init), path: location,
-                                 what: "the \(what) of generation \(id)")
-                }
-                let picture = try read(1, "picture embedding"), decoder = try read(3, "image embedding")
+                let (picture, decoder) = try r.embeddingPair(id: id, path: location)
                 guard let p = SearchRanking.picture.vector(picture: picture, decoder: decoder),
                       let b = SearchRanking.pictureAndDecoder.vector(picture: picture, decoder: decoder), p.count == b.count,
                       p.allSatisfy(\.isFinite), b.allSatisfy(\.isFinite) else { continue }
