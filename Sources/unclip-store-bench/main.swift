@@ -3,6 +3,7 @@
 // Usage: swift run -c release unclip-store-bench [--sizes 100000,1000000] [--dim 768] [--queries 50] [--dir DIR] [--keep] [--reuse]
 //        [--postgres postgres://user@host:port/db]   (fills that empty database instead of SQLite files; with
 //        pgvector installed there, its HNSW search is measured too: build time, latency, recall@10)
+//        [--clusters N]   (embeddings bunched around N centres, as real ones bunch by subject)
 import CBLAS
 import Foundation
 import UnCLIPStore
@@ -38,16 +39,28 @@ func randomVector(_ n: Int) -> [Float] {
     }
 }
 
+/// `--clusters N`: rows and queries drawn around N random centres (each a centre plus noise of half its size), the
+/// way real CLIP embeddings bunch by subject; without it every row is independent noise, the worst case for a
+/// graph index (a query's ten nearest are barely nearer than the rest).
+let clusters = Int(option("--clusters") ?? "0") ?? 0
+let centres = (0..<clusters).map { _ in randomVector(dim) }
+func sampleVector(_ n: Int) -> [Float] {
+    guard !centres.isEmpty else { return randomVector(n) }
+    state ^= state << 13; state ^= state >> 7; state ^= state << 17
+    let c = centres[Int(state % UInt64(centres.count))]
+    return zip(c, randomVector(n)).map { $0 + 0.5 * $1 }
+}
+
 if let url = option("--postgres") {
     // The server's view: the index read from PostgreSQL into memory once, then queried.
-    print("unclip-store-bench: PostgreSQL \(url), dim \(dim), \(queries) queries per size, cores \(ProcessInfo.processInfo.activeProcessorCount)")
+    print("unclip-store-bench: PostgreSQL \(url), dim \(dim), \(queries) queries per size, cores \(ProcessInfo.processInfo.activeProcessorCount), \(clusters > 0 ? "\(clusters) clusters" : "unclustered")")
     var filled = 0
     for n in sizes {
         let store = try PostgresStore(try PostgresLocation(url: url))
         var start = DispatchTime.now().uptimeNanoseconds
         while filled < n {
             let batch = min(5_000, n - filled)
-            try store.insertSyntheticEmbeddings((0..<batch).map { _ in randomVector(dim) }, firstSeed: Int64(filled))
+            try store.insertSyntheticEmbeddings((0..<batch).map { _ in sampleVector(dim) }, firstSeed: Int64(filled))
             filled += batch
         }
         let insertSeconds = seconds(start)
@@ -57,9 +70,9 @@ if let url = option("--postgres") {
         let loadSeconds = seconds(start)
         precondition(parts.count == 1 && parts[0].count == n, "loaded \(parts.map(\.count)) of \(n) rows")
         var times: [Double] = []
-        _ = try parts[0].search(randomVector(dim), limit: 10)
+        _ = try parts[0].search(sampleVector(dim), limit: 10)
         for _ in 0..<queries {
-            let q = randomVector(dim)
+            let q = sampleVector(dim)
             let s = DispatchTime.now().uptimeNanoseconds
             // What a server query does: catch up with new rows (none here), then search.
             for index in try cache.indexes(for: GenerationFilter(dim: dim), ranking: .picture, in: store) { _ = try index.search(q, limit: 10) }
@@ -73,12 +86,12 @@ if let url = option("--postgres") {
         // then each query's hits against the exact top 10 of the in-memory index (recall@10).
         guard store.searchMethod != "in-memory" else { continue }
         start = DispatchTime.now().uptimeNanoseconds
-        _ = try store.indexedSearch(randomVector(dim), filter: GenerationFilter(dim: dim), ranking: .picture, limit: 10)
+        _ = try store.indexedSearch(sampleVector(dim), filter: GenerationFilter(dim: dim), ranking: .picture, limit: 10)
         let buildSeconds = seconds(start)
         var pgTimes: [Double] = []
         var found = 0
         for _ in 0..<queries {
-            let q = randomVector(dim)
+            let q = sampleVector(dim)
             let s = DispatchTime.now().uptimeNanoseconds
             let hits = try store.indexedSearch(q, filter: GenerationFilter(dim: dim), ranking: .picture, limit: 10) ?? []
             pgTimes.append(seconds(s))
