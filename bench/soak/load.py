@@ -161,8 +161,11 @@ def fd_kinds():
 def sample():
     try:
         with open(f"/proc/{args.pid}/status") as f:
-            rss = next(int(l.split()[1]) for l in f if l.startswith("VmRSS:"))
-        return {"t": round(time.time() - start), "rss_kb": rss, "fds": len(os.listdir(f"/proc/{args.pid}/fd")), "fd_kinds": fd_kinds()}
+            status = {l.split(":")[0]: l.split()[1] for l in f if l.startswith(("VmRSS:", "RssAnon:", "RssFile:"))}
+        rss = int(status["VmRSS"])
+        # Anonymous (heap: a leak shows here) apart from file-backed (the binary, the store's mapped pages).
+        return {"t": round(time.time() - start), "rss_kb": rss, "rss_anon_kb": int(status.get("RssAnon", 0)),
+                "rss_file_kb": int(status.get("RssFile", 0)), "fds": len(os.listdir(f"/proc/{args.pid}/fd")), "fd_kinds": fd_kinds()}
     except (FileNotFoundError, ProcessLookupError):
         return {"t": round(time.time() - start), "rss_kb": 0, "fds": 0, "exited": True}
 
@@ -179,7 +182,7 @@ while time.time() < deadline:
     s = sample()
     samples.append(s)
     with lock:
-        print(f"t={s['t']}s rss={s['rss_kb'] // 1024} MiB fds={s['fds']} requests={stats['requests']} jobs={len(stats['jobs'])}", flush=True)
+        print(f"t={s['t']}s rss={s['rss_kb'] // 1024} MiB (anon {s['rss_anon_kb'] // 1024}, file {s['rss_file_kb'] // 1024}) fds={s['fds']} requests={stats['requests']} jobs={len(stats['jobs'])}", flush=True)
 stop.set()
 for t in threads:
     t.join(timeout=620)
