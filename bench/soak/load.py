@@ -209,9 +209,10 @@ late = samples[-1]
 rss_change = (late["rss_kb"] - warm["rss_kb"]) / max(1, warm["rss_kb"])
 half = samples[len(samples) // 2]
 rss_change_second_half = (late["rss_kb"] - half["rss_kb"]) / max(1, half["rss_kb"])
-# Descriptors: the store's reader connections, thumbnails and event loops open on first use during warm-up, and
-# connections in flight come and go, so growth means the idle count after the run above the most seen while
-# warming up (first three samples), or the second half's samples above the first half's.
+# Descriptors: connections in flight come and go, and the SQLite store's pool of idle readers (at most 4) fills as
+# concurrency peaks, in the soak of session 9 at minute 4. Growth means the second half's samples above the most
+# seen in the first half, or the idle count after the run above it (the first three samples alone, the earlier
+# rule, end before the pool is full).
 warm_fds = max(s["fds"] for s in samples[:4])
 first_half_fds = max(s["fds"] for s in samples[:len(samples) // 2 + 1])
 second_half_fds = max(s["fds"] for s in samples[len(samples) // 2 + 1:] or [samples[-1]])
@@ -224,7 +225,7 @@ checks = {
     "no connection errors": not stats["errors"],
     "rss within ±10% of post-warm-up": abs(rss_change) <= 0.10,
     # Busy samples count open connections too; once the load has stopped, the idle count must not exceed the busy one.
-    "no fd growth": not exited and final["fds"] <= warm_fds and second_half_fds <= first_half_fds,
+    "no fd growth": not exited and final["fds"] <= first_half_fds and second_half_fds <= first_half_fds,
 }
 report = {"minutes": args.minutes, "samples": samples, "final": final, "requests": stats["requests"], "by_status": stats["by_status"],
           "jobs": len(stats["jobs"]), "job_status": {s: list(ended.values()).count(s) for s in set(ended.values())},

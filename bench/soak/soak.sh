@@ -10,8 +10,8 @@
 #   generator (bad JSON, wrong types, unknown fields, oversized and overflowing numbers, broken multipart, bad base64).
 # Checks at the end: every accepted job ended (done or cancelled), no 5xx except provoked ones (none are provoked:
 # a malformed request must get 4xx), resident memory after the run within ±10% of the level after warm-up
-# (minute 2), no growth in open file descriptors (idle after the run, 5 s after the last request, no more than the most
-# seen in the first three samples, when lazily opened files and loops appear; and the second half never above the first),
+# (minute 2), no growth in open file descriptors (idle after the run, 5 s after the last request, and every sample of
+# the second half, no more than the most seen in the first half, when pools and lazily opened files fill up),
 # the server still up. The server runs niced on THREADS cores (default 1).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
